@@ -1,0 +1,11 @@
+"""jaxopt_timm: timm's optimizers and lr schedulers as pure JAX/optax functions, with parity to timm."""
+from . import transforms
+from . import optim
+from .optim import create_optimizer, create_optimizer_v2, get_optimizer_info, list_optimizers, optimizer_kwargs
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'transforms', 'optim', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
+    'optimizer_kwargs',
+]

@@ -1,0 +1,138 @@
+"""AdamW: ``torch.optim.AdamW`` (``adamw``) and timm's ``AdamWLegacy`` (``adamwlegacy`` and variants).
+
+References: Loshchilov & Hutter, 2019, "Decoupled Weight Decay
+Regularization" (arXiv:1711.05101); Reddi et al., 2018, "On the Convergence
+of Adam and Beyond" (amsgrad); Liang et al., 2024, "Cautious Optimizers"
+(arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
+)
+from ._registry import OptimInfo
+
+__all__ = ['adamw', 'adamw_legacy']
+
+
+def _validate(learning_rate, betas, eps, weight_decay):
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+
+
+def adamw(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.AdamW``: Adam with weight decay decoupled from the gradient.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \theta_t &= \theta_{t-1}(1 - \eta\lambda)
+            - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    With ``amsgrad`` the maximum of the raw :math:`v_t` replaces :math:`v_t`.
+    Unlike ``optax.adamw`` (which scales the decay by the lr only through
+    ``scale_by_learning_rate`` and masks by a callable), the decay here uses the
+    per-group lr exactly as torch does.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the bias-corrected root second moment.
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        amsgrad: use the running maximum of the second moment.
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment (default: the params' dtype).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adamw(1e-3, weight_decay=0.05)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    _validate(learning_rate, betas, eps, weight_decay)
+    check_bool('amsgrad', amsgrad)
+    return optax.chain(
+        optax.scale(-1.0) if maximize else optax.identity(),
+        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype),
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
+    )
+
+
+def adamw_legacy(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 1e-2,
+        amsgrad: bool = False,
+        caution: bool = False,
+        corrected_weight_decay: bool = False,
+        maximize: bool = False,
+        *,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``AdamWLegacy``: AdamW plus caution and corrected weight decay.
+
+    The direction is :func:`adamw`'s. ``caution`` masks it with
+    :func:`jaxopt_timm.transforms.caution_mask`; ``corrected_weight_decay``
+    decays by :math:`\lambda \eta^2 / \eta_{max}` instead of
+    :math:`\lambda\eta` (``max_lr``: the peak lr, see
+    :func:`jaxopt_timm.transforms.resolve_max_lr`).
+
+    Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
+    and ``cadamc`` (both).
+    """
+    _validate(learning_rate, betas, eps, weight_decay)
+    for name, value in (('amsgrad', amsgrad), ('caution', caution),
+                        ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
+        check_bool(name, value)
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    direction = scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype)
+    return optax.chain(
+        optax.scale(-1.0) if maximize else optax.identity(),
+        cautious(direction) if caution else direction,
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adamw', alias=adamw, timm_class='torch.optim.AdamW',
+        description='torch.optim.AdamW, Adam with decoupled weight decay', has_betas=True),
+    OptimInfo(
+        name='adamwlegacy', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='legacy impl of AdamW that pre-dates inclusion to torch.optim', has_betas=True),
+    OptimInfo(
+        name='cadamw', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='Cautious AdamW', has_betas=True, defaults={'caution': True}),
+    OptimInfo(
+        name='adamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'corrected_weight_decay': True}),
+    OptimInfo(
+        name='cadamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='Cautious AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'caution': True, 'corrected_weight_decay': True}),
+)

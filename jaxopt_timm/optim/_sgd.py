@@ -1,0 +1,80 @@
+"""SGD with momentum / Nesterov momentum: ``torch.optim.SGD`` as timm registers it.
+
+Names: ``sgd`` and its alias ``nesterov`` (Nesterov on), ``momentum``
+(classical momentum). Reference: Sutskever et al., 2013, "On the importance
+of initialization and momentum in deep learning".
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import optax
+
+from .._validate import check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import add_l2_weight_decay, scale_by_learning_rate, scale_by_torch_momentum
+from ._registry import OptimInfo
+
+__all__ = ['sgd']
+
+
+def sgd(
+        learning_rate: Any = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: Any = 0.0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.SGD``: L2 weight decay, torch-style momentum buffer, optional Nesterov.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda \theta_{t-1} \\
+        b_t &= \mu b_{t-1} + (1 - \tau) g_t \quad (b_1 = g_1) \\
+        \theta_t &= \theta_{t-1} - \eta \, (g_t + \mu b_t \text{ if nesterov else } b_t)
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9).
+        dampening: dampening :math:`\tau` of the momentum.
+        weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (timm's ``lr_scale`` param groups).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones(3)}
+        >>> tx = jt.optim.sgd(0.1, momentum=0.9, nesterov=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
+    """
+    check_lr(learning_rate)
+    check_range('momentum', momentum, 0.0)
+    check_range('dampening', dampening, 0.0, 1.0)
+    check_weight_decay(weight_decay)
+    check_bool('nesterov', nesterov)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
+            'requires momentum in (0, inf) and dampening == 0')
+    return optax.chain(
+        optax.scale(-1.0) if maximize else optax.identity(),
+        add_l2_weight_decay(weight_decay),
+        scale_by_torch_momentum(momentum, dampening, nesterov),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='sgd', alias=sgd, timm_class='torch.optim.SGD',
+        description='torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum',
+        has_eps=False, has_momentum=True, defaults={'nesterov': True}),
+    OptimInfo(
+        name='momentum', alias=sgd, timm_class='torch.optim.SGD',
+        description='torch.Optim Stochastic Gradient Descent (SGD) with classical momentum',
+        has_eps=False, has_momentum=True, defaults={'nesterov': False}),
+)
+ALIASES = {'nesterov': 'sgd'}

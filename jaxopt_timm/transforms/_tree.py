@@ -1,0 +1,46 @@
+"""Per-leaf hyperparameter trees.
+
+The optimizer factory turns timm's param groups into trees of Python floats
+shaped like the params (one ``lr_scale`` and one ``weight_decay`` per leaf).
+Primitives accept either a scalar or such a tree wherever a hyperparameter can
+differ between groups; the values are plain constants folded into the jitted
+update, so nothing is re-derived from names inside ``update``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ['is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment']
+
+
+def is_scalar(value: Any) -> bool:
+    """True for a number or a 0-d array, False for a tree of per-leaf values."""
+    if isinstance(value, (bool, int, float, np.number)):
+        return True
+    if isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0:
+        return True
+    return False
+
+
+def leaf_values(value: Any, like: Any) -> Any:
+    """``value`` as a tree with one entry per leaf of ``like`` (a scalar is broadcast)."""
+    if value is None or is_scalar(value):
+        return jax.tree.map(lambda _: value, like)
+    return value
+
+
+def tree_any_nonzero(value: Any) -> bool:
+    """Whether a scalar-or-tree hyperparameter (concrete Python numbers) is non-zero anywhere."""
+    if is_scalar(value):
+        return isinstance(value, jax.core.Tracer) or bool(value != 0)
+    return any(tree_any_nonzero(v) for v in jax.tree.leaves(value))
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """Step counter increment that saturates at int32 max instead of wrapping."""
+    max_int32 = jnp.iinfo(jnp.int32).max
+    return jnp.where(count < max_int32, count + jnp.ones_like(count), max_int32)

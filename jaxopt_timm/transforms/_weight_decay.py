@@ -1,0 +1,104 @@
+"""Weight decay in timm's two forms: L2-coupled (into the gradient) and decoupled (onto the params).
+
+optax's ``add_decayed_weights`` adds ``wd * p`` to the update *before* the lr
+multiply, which is only timm's decoupled form when the decay is linear in the
+lr. timm also has ``fixed_decay`` (AdaBelief: ``p *= 1 - wd``, no lr) and
+corrected decay (``p *= 1 - wd * lr**2 / max_lr``, arXiv:2506.02285), and every
+form uses the *group* lr (with its layer-decay ``lr_scale``). The decoupled
+primitive here therefore runs *after* the lr scaling, with its own lr.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._lr import LearningRate, leaf_lrs
+from ._tree import leaf_values, safe_increment, tree_any_nonzero
+
+__all__ = [
+    'add_l2_weight_decay', 'AddDecoupledWeightDecayState', 'add_decoupled_weight_decay', 'decoupled_decay_factor',
+]
+
+
+def _require_params(params, name):
+    if params is None:
+        raise ValueError(f'{name} needs the params: call tx.update(grads, state, params)')
+
+
+def add_l2_weight_decay(weight_decay: Any) -> optax.GradientTransformation:
+    """L2-coupled weight decay: ``g <- g + wd * p`` (torch's default ``weight_decay``).
+
+    Placed before the direction (moments see the decayed gradient), as
+    ``torch.optim.Adam``/``SGD`` and timm's non-decoupled modes do.
+    ``weight_decay`` is a float or a per-leaf tree of floats.
+    """
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        if not tree_any_nonzero(weight_decay):
+            return updates, state
+        _require_params(params, 'add_l2_weight_decay')
+        wds = leaf_values(weight_decay, updates)
+        updates = jax.tree.map(
+            lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
+            updates, params, wds, is_leaf=lambda x: x is None)
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def decoupled_decay_factor(lr: jax.Array, max_lr: Optional[float]) -> jax.Array:
+    """Multiplier of ``wd * p`` in a decoupled step: the group lr, or ``lr**2 / max_lr`` when corrected."""
+    return lr if max_lr is None else lr * lr / max_lr
+
+
+class AddDecoupledWeightDecayState(NamedTuple):
+    count: jax.Array
+
+
+def add_decoupled_weight_decay(
+        weight_decay: Any,
+        learning_rate: Optional[LearningRate] = None,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformation:
+    """Decoupled weight decay applied after the lr scaling: ``u <- u - c * wd * p``.
+
+    ``c`` is timm's step factor for the decay:
+
+    * ``learning_rate=None``: ``c = 1`` (fixed decay, AdaBelief's ``fixed_decay``);
+    * otherwise ``c = lr(t) * lr_scale`` (decoupled, as torch's AdamW);
+    * with ``max_lr``: ``c = (lr(t) * lr_scale)**2 / max_lr`` (corrected decay).
+
+    Because ``p`` is untouched by the direction in these optimizers,
+    ``p * (1 - c*wd) - lr*d`` (timm's in-place order) equals
+    ``p + (-lr*d - c*wd*p)``.
+    """
+
+    def init_fn(params):
+        del params
+        return AddDecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        new_state = AddDecoupledWeightDecayState(count=safe_increment(state.count))
+        if not tree_any_nonzero(weight_decay):
+            return updates, new_state
+        _require_params(params, 'add_decoupled_weight_decay')
+        wds = leaf_values(weight_decay, updates)
+        if learning_rate is None:
+            factors = jax.tree.map(lambda _: jnp.float32(1.0), updates)
+        else:
+            lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
+            factors = jax.tree.map(lambda lr: decoupled_decay_factor(lr, max_lr), lrs)
+        updates = jax.tree.map(
+            lambda u, p, wd, c: None if u is None else u - (c * wd).astype(u.dtype) * p,
+            updates, params, wds, factors, is_leaf=lambda x: x is None)
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
