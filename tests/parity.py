@@ -201,3 +201,50 @@ def alias_parity(timm_cls: Callable[..., torch.optim.Optimizer], our_alias: Call
         lambda p: our_alias(learning_rate=lr, **kwargs),
         steps=steps, seed=seed, second_order=second_order,
     )
+
+
+VIT_SHAPES: Dict[str, tuple] = {
+    # a small ViT in PyTorch layouts; keys are listed in the params tree's leaf order (sorted dict keys), which is
+    # the order timm sees them in the torch module built from this dict (matters for auto layer grouping)
+    'blocks.0.attn.bias': (12,),
+    'blocks.0.attn.weight': (12, 4),
+    'blocks.0.norm.weight': (4,),
+    'blocks.1.attn.bias': (12,),
+    'blocks.1.attn.weight': (12, 4),
+    'blocks.1.norm.weight': (4,),
+    'blocks.2.attn.bias': (12,),
+    'blocks.2.attn.weight': (12, 4),
+    'blocks.2.norm.weight': (4,),
+    'cls_token': (1, 1, 4),
+    'head.bias': (3,),
+    'head.weight': (3, 4),
+    'norm.weight': (4,),
+    'patch_embed.proj.weight': (4, 3, 2, 2),
+    'pos_embed': (1, 5, 4),
+}
+VIT_GROUP_MATCHER = {  # timm's VisionTransformer.group_matcher(coarse=False)
+    'stem': r'^cls_token|pos_embed|patch_embed',
+    'blocks': [(r'^blocks\.(\d+)', None), (r'^norm', (99999,))],
+}
+
+
+def grouped_factory_parity(name: str, shapes: Dict[str, tuple], *, lr: float = 1e-2, steps: int = 30,
+                           model_attrs: Optional[Dict[str, Any]] = None, ours: Optional[Dict[str, Any]] = None,
+                           **kwargs) -> ParityResult:
+    """timm's factory on a module carrying ``model_attrs`` (``group_matcher``, ``no_weight_decay``,
+    ``pretrained_cfg``) against ours with the equivalent keyword arguments ``ours``; both with ``kwargs``.
+
+    timm applies ``lr_scale`` only through its schedulers, so the torch loop sets each group's lr to
+    ``lr * lr_scale`` before every step (a constant schedule), which is what ours does with a float lr.
+    """
+    timm_optim, _ = load_timm()
+
+    def make_timm(module):
+        for key, value in (model_attrs or {}).items():
+            setattr(module, key, value)
+        return timm_optim.create_optimizer_v2(module, name, lr=lr, **kwargs)
+
+    return run_parity(
+        make_timm,
+        lambda p: jt.create_optimizer_v2(p, name, lr=lr, **kwargs, **(ours or {})),
+        steps=steps, shapes=shapes, torch_lr=lambda t: lr)

@@ -16,10 +16,15 @@ from timm_ref import load_timm
     dict(momentum=0.9, dampening=0.3, weight_decay=0.1),  # torch seeds the buffer with g_1: differs from optax.trace
     dict(momentum=0.8, nesterov=True, weight_decay=0.05),
     dict(momentum=0.0),
-    dict(momentum=0.9, maximize=True, weight_decay=0.01),
 ])
 def test_sgd(kwargs):
     alias_parity(torch.optim.SGD, jt.optim.sgd, lr=1e-2, **kwargs).check()
+
+
+def test_sgd_maximize():
+    # ascending the (quartic) harness loss runs away: few steps keep it finite
+    alias_parity(torch.optim.SGD, jt.optim.sgd, lr=1e-2, steps=8, momentum=0.9, maximize=True,
+                 weight_decay=0.01).check()
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -43,7 +48,8 @@ def test_adamw_legacy(kwargs):
 
 
 def _linear_decay(peak, steps):
-    return lambda t: peak * (1.0 - 0.9 * t / steps)
+    # works for Python ints (the torch side) and traced int32 counts (ours)
+    return lambda t: peak * (1.0 - 0.9 * jnp.asarray(t, jnp.float32) / steps)
 
 
 def test_adamw_legacy_corrected_decay_with_schedule():
@@ -54,14 +60,14 @@ def test_adamw_legacy_corrected_decay_with_schedule():
     r = run_parity(
         lambda m: timm_optim.AdamWLegacy(m.parameters(), lr=peak, weight_decay=0.5, corrected_weight_decay=True),
         lambda p: jt.optim.adamw_legacy(
-            lambda t: sched(t), weight_decay=0.5, corrected_weight_decay=True, max_lr=peak),
-        steps=steps, torch_lr=sched)
+            sched, weight_decay=0.5, corrected_weight_decay=True, max_lr=peak),
+        steps=steps, torch_lr=lambda t: float(sched(t)))
     r.check()
     # and it is not the uncorrected trajectory
     plain = run_parity(
         lambda m: timm_optim.AdamWLegacy(m.parameters(), lr=peak, weight_decay=0.5),
-        lambda p: jt.optim.adamw_legacy(lambda t: sched(t), weight_decay=0.5),
-        steps=steps, torch_lr=sched)
+        lambda p: jt.optim.adamw_legacy(sched, weight_decay=0.5),
+        steps=steps, torch_lr=lambda t: float(sched(t)))
     diff = max(np.max(np.abs(r.ours[k] - plain.ours[k])) for k in r.ours)
     assert diff > 100 * 2e-4 * r.displacement
 

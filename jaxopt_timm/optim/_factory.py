@@ -4,11 +4,12 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Collection, Optional
 
+import jax
 import optax
 
 from .._validate import check_lr, check_range
 from ._lookahead import lookahead
-from ._param_groups import params_of, weight_decay_tree
+from ._param_groups import ParamGroups, build_param_groups, params_of
 from ._registry import get_optimizer_info
 
 __all__ = ['create_optimizer_v2', 'create_optimizer', 'optimizer_kwargs']
@@ -56,16 +57,9 @@ def create_optimizer_v2(
     check_range('weight_decay', weight_decay, 0.0)
     check_range('momentum', momentum, 0.0)
 
-    unsupported = {
-        'layer_decay': layer_decay, 'param_group_fn': param_group_fn, 'group_matcher': group_matcher,
-        'head_prefix': head_prefix,
-    }
-    for key, value in unsupported.items():
-        if value is not None:
-            raise NotImplementedError(f'{key} is not supported yet in this version of jaxopt_timm')
-    if fallback_list or fallback_no_weight_decay:
-        raise NotImplementedError('fallback_list / fallback_no_weight_decay are not supported yet')
-    del layer_decay_min_scale, layer_decay_no_opt_scale
+    check_range('layer_decay', layer_decay, 0.0, 1.0, allow_none=True)
+    check_range('layer_decay_min_scale', layer_decay_min_scale, 0.0, 1.0)
+    check_range('layer_decay_no_opt_scale', layer_decay_no_opt_scale, 0.0, 1.0, allow_none=True)
 
     parts = opt.lower().split('_')
     opt_name = parts[-1]
@@ -75,9 +69,11 @@ def create_optimizer_v2(
     info = get_optimizer_info(opt_name)
 
     params = params_of(model_or_params)
-    wd = weight_decay_tree(params, weight_decay, filter_bias_and_bn, no_weight_decay_list)
+    groups = build_param_groups(
+        params, weight_decay, filter_bias_and_bn, no_weight_decay_list, fallback_list, fallback_no_weight_decay,
+        layer_decay, layer_decay_min_scale, layer_decay_no_opt_scale, param_group_fn, group_matcher, head_prefix)
 
-    opt_args = {'weight_decay': wd, **kwargs}
+    opt_args = dict(kwargs)
     opt_args.pop('foreach', None)  # torch's multi-tensor switch; XLA fuses either way
     if lr is not None:
         opt_args['learning_rate'] = lr
@@ -92,17 +88,65 @@ def create_optimizer_v2(
     if 'lr' in opt_args:
         raise ValueError("Invalid argument 'lr' in kwargs: pass the learning rate as create_optimizer_v2(lr=...)")
 
-    accepted = inspect.signature(info.alias).parameters
-    if not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(opt_args) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: '
-                f'{sorted(k for k in accepted)}')
-    tx = info.alias(**opt_args)
+    _check_kwargs(info, set(opt_args) | {o for ov in groups.overrides for o in ov})
+    tx = _grouped_transform(info, opt_args, groups, params)
     if use_lookahead:
         tx = lookahead(tx)
     return tx
+
+
+def _check_kwargs(info, names):
+    accepted = inspect.signature(info.alias).parameters
+    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
+        return
+    unknown = sorted(set(names) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: {sorted(accepted)}')
+
+
+def _masked_like(tree: Any, keep: list) -> Any:
+    """``tree`` with the leaves where ``keep`` is False replaced by optax's MaskedNode (as optax.masked passes)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, [v if k else optax.MaskedNode() for v, k in zip(leaves, keep)])
+
+
+def _grouped_transform(info, opt_args: dict, groups: ParamGroups, params: Any) -> optax.GradientTransformation:
+    """One transformation for the whole tree; per-leaf trees carry the groups' lr scales and weight decays.
+
+    Leaves excluded from optimization (``trainable`` False) get zero updates and
+    no state. Leaves whose ``param_group_fn`` group overrides other optimizer
+    arguments (betas, eps, ...) are split into one transformation per distinct
+    override set with ``optax.multi_transform``; statistics timm computes over
+    all groups (Lamb's global grad norm) are then per split.
+    """
+    trainable = jax.tree.leaves(groups.trainable)
+    scales = jax.tree.leaves(groups.lr_scale)
+    accepts_fallback = 'use_fallback' in inspect.signature(info.alias).parameters
+    labels = [repr(sorted(ov.items())) if keep else '__frozen__' for ov, keep in zip(groups.overrides, trainable)]
+    partitions = {}
+    for label, ov in zip(labels, groups.overrides):
+        partitions.setdefault(label, ov)
+
+    def build(label: str, override: dict):
+        keep = [lab == label for lab in labels]
+        args = dict(opt_args)
+        args.update(override)
+        args['weight_decay'] = _masked_like(groups.weight_decay, keep)
+        if any(s != 1.0 for s, k in zip(scales, keep) if k):
+            args['lr_scale'] = _masked_like(groups.lr_scale, keep)
+        if accepts_fallback:
+            args['use_fallback'] = _masked_like(groups.use_fallback, keep)
+        return info.alias(**args)
+
+    live = [lab for lab in partitions if lab != '__frozen__']
+    if len(live) == 1 and '__frozen__' not in partitions:
+        return build(live[0], partitions[live[0]])
+    transforms = {label: build(label, partitions[label]) for label in live}
+    if '__frozen__' in partitions:
+        transforms['__frozen__'] = optax.set_to_zero()
+    label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
+    return optax.multi_transform(transforms, label_tree)
 
 
 def optimizer_kwargs(cfg: Any) -> dict:

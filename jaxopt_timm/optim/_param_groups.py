@@ -7,13 +7,18 @@ match as they do on a torch model.
 """
 from __future__ import annotations
 
+import dataclasses
+import re
 from fnmatch import fnmatch
-from typing import Any, Collection, List, Tuple
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import numpy as np
 
-__all__ = ['leaf_names', 'params_of', 'named_leaves', 'weight_decay_tree']
+__all__ = [
+    'leaf_names', 'params_of', 'named_leaves', 'weight_decay_tree', 'layer_ids_from_matcher', 'auto_layer_ids',
+    'ParamGroups', 'build_param_groups', 'MATCH_PREV_GROUP',
+]
 
 
 def _key_str(k) -> str:
@@ -81,3 +86,176 @@ def weight_decay_tree(
         else:
             values.append(float(weight_decay))
     return jax.tree.unflatten(jax.tree.structure(params), values)
+
+
+# ---- layer-wise lr decay ------------------------------------------------------------------------------------
+
+MATCH_PREV_GROUP = (99999,)  # timm's marker: a matcher suffix that merges a match into the previous layer id
+
+
+def _compile_matcher(group_matcher: Any):
+    """timm's dict form ``{group_name: regex | [(regex, suffix), ...]}`` -> list of (regex, ordinal, suffix)."""
+    if not isinstance(group_matcher, dict):
+        return group_matcher
+    compiled = []
+    for ordinal, spec in enumerate(group_matcher.values()):
+        if spec is None:
+            continue
+        if isinstance(spec, (tuple, list)):
+            for regex, suffix in spec:
+                compiled.append((re.compile(regex), (ordinal,), suffix))
+        else:
+            compiled.append((re.compile(spec), (ordinal,), None))
+    return compiled
+
+
+def _ordinal(name: str, matcher: Any) -> Tuple[float, ...]:
+    if isinstance(matcher, (list, tuple)):
+        for regex, prefix, suffix in matcher:
+            m = regex.match(name)
+            if m:
+                parts = [p for p in (prefix, m.groups(), suffix) if p]
+                return tuple(float(x) for part in parts for x in part)
+        return (float('inf'),)  # unmatched leaves (neck, head) go last
+    value = matcher(name)
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    return (value,)
+
+
+def layer_ids_from_matcher(names: Sequence[str], group_matcher: Any) -> Dict[str, int]:
+    """Layer id of each name, as ``timm.models.group_parameters(..., reverse=True)``.
+
+    Names are keyed by their matcher ordinal tuples, the distinct tuples are
+    sorted, and consecutive ids are handed out, except that a tuple ending in
+    ``MATCH_PREV_GROUP`` joins the previous id.
+    """
+    matcher = _compile_matcher(group_matcher)
+    by_ordinal: Dict[Tuple, List[str]] = {}
+    for name in names:
+        by_ordinal.setdefault(_ordinal(name, matcher), []).append(name)
+    layer_of: Dict[str, int] = {}
+    lid = -1
+    for key in sorted(k for k in by_ordinal if k is not None):
+        if lid < 0 or key[-1] != MATCH_PREV_GROUP[0]:
+            lid += 1
+        for name in by_ordinal[key]:
+            layer_of[name] = lid
+    return layer_of
+
+
+def auto_layer_ids(names: Sequence[str], head_prefix: Any = None, layers_per_group: int = 12,
+                   num_groups: Optional[int] = None) -> Dict[str, int]:
+    """timm's ``auto_group_layers``: trunk leaves in order, ``layers_per_group`` to an id; the head gets the last.
+
+    Order is the params tree's leaf order (``jax.tree.leaves``; sorted keys for
+    dicts), which plays the role of torch's registration order. Without a
+    ``head_prefix`` every leaf counts as head, so all share one id, as in timm.
+    """
+    def in_head(n):
+        if not head_prefix:
+            return True
+        if isinstance(head_prefix, (tuple, list)):
+            return any(n.startswith(h) for h in head_prefix)
+        return n.startswith(head_prefix)
+
+    trunk = [n for n in names if not in_head(n)]
+    head = [n for n in names if in_head(n)]
+    if num_groups is not None:
+        layers_per_group = -(len(trunk) // -num_groups)
+    layer_of = {n: i // layers_per_group for i, n in enumerate(trunk)}
+    num_trunk_groups = -(len(trunk) // -layers_per_group) if trunk else 0
+    layer_of.update({n: num_trunk_groups for n in head})
+    return layer_of
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamGroups:
+    """Per-leaf hyperparameters, the tree form of timm's param groups.
+
+    ``weight_decay`` and ``lr_scale`` are trees of floats shaped like the params;
+    ``trainable`` a tree of bools (False: excluded from optimization, as timm's
+    ``requires_grad=False`` / ``layer_decay_no_opt_scale``); ``use_fallback`` a
+    tree of bools for hybrid optimizers; ``overrides`` a list, in leaf order,
+    of dicts of other per-leaf optimizer arguments (from ``param_group_fn``);
+    ``layer_id`` a tree of layer ids when layer decay is on.
+    """
+    weight_decay: Any
+    lr_scale: Any
+    trainable: Any
+    use_fallback: Any
+    overrides: Any
+    layer_id: Any = None
+
+
+def build_param_groups(
+        params: Any,
+        weight_decay: float = 0.,
+        filter_bias_and_bn: bool = True,
+        no_weight_decay_list: Collection[str] = (),
+        fallback_list: Collection[str] = (),
+        fallback_no_weight_decay: bool = False,
+        layer_decay: Optional[float] = None,
+        layer_decay_min_scale: float = 0.,
+        layer_decay_no_opt_scale: Optional[float] = None,
+        param_group_fn: Optional[Callable[[str, Any], Optional[dict]]] = None,
+        group_matcher: Any = None,
+        head_prefix: Any = None,
+) -> ParamGroups:
+    """timm's grouping precedence over a params tree: ``param_group_fn``, then layer decay, then weight decay."""
+    named = named_leaves(params)
+    names = [n for n, _ in named]
+    treedef = jax.tree.structure(params)
+    if fallback_no_weight_decay:
+        fallback_list = set(fallback_list) | set(no_weight_decay_list)
+    fallback = [_matches(n, fallback_list) for n in names]
+    wd, scale, trainable, overrides, layer = [], [], [], [], []
+
+    if param_group_fn is not None:
+        # As timm: groups carry their own values; a group without 'weight_decay' gets the factory's weight_decay.
+        for name, leaf in named:
+            group = param_group_fn(name, leaf)
+            if group is None:
+                wd.append(0.0), scale.append(1.0), trainable.append(False), overrides.append({})
+                continue
+            if not isinstance(group, dict):
+                raise ValueError(f'Invalid param_group_fn result for {name!r}: {group!r}, expected a dict or None')
+            group = dict(group)
+            wd.append(float(group.pop('weight_decay', weight_decay)))
+            scale.append(float(group.pop('lr_scale', 1.0)))
+            trainable.append(True)
+            if 'use_fallback' in group:
+                fallback[len(wd) - 1] = bool(group.pop('use_fallback'))
+            overrides.append(group)
+    elif layer_decay is not None:
+        if group_matcher is not None:
+            layer_of = layer_ids_from_matcher(names, group_matcher)
+        else:
+            layer_of = auto_layer_ids(names, head_prefix)
+        num_layers = max(layer_of.values()) + 1 if layer_of else 1
+        layer_max = num_layers - 1
+        scales = [max(layer_decay_min_scale, layer_decay ** (layer_max - i)) for i in range(num_layers)]
+        for name, leaf in named:
+            # timm quirk mirrored: with layer decay the 1-d filter ignores the '.bias' name rule.
+            no_decay = (filter_bias_and_bn and np.ndim(leaf) <= 1) or _matches(name, no_weight_decay_list)
+            lid = layer_of.get(name, layer_max)
+            s = scales[lid]
+            keep = not (layer_decay_no_opt_scale and s < layer_decay_no_opt_scale)
+            wd.append(0.0 if no_decay else float(weight_decay))
+            scale.append(float(s))
+            trainable.append(keep)
+            overrides.append({})
+            layer.append(lid)
+    else:
+        wd = jax.tree.leaves(weight_decay_tree(params, weight_decay, filter_bias_and_bn, no_weight_decay_list))
+        scale = [1.0] * len(names)
+        trainable = [True] * len(names)
+        overrides = [{}] * len(names)
+
+    def unflat(values):
+        return jax.tree.unflatten(treedef, values)
+
+    return ParamGroups(
+        weight_decay=unflat(wd), lr_scale=unflat(scale), trainable=unflat(trainable),
+        use_fallback=unflat(fallback), overrides=list(overrides),
+        layer_id=unflat(layer) if layer else None)
