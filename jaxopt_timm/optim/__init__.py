@@ -26,6 +26,7 @@ from ._radam import *  # noqa: F401,F403
 from ._rmsprop_tf import *  # noqa: F401,F403
 from . import _sgd, _adamw, _adabelief, _adafactor, _adahessian, _adamp, _sgdp, _lamb, _lars, _lookahead, _madgrad, _nadam, _nvnovograd, _radam, _rmsprop_tf
 from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs
+from ._group_matchers import flax_resnet_group_matcher, flax_vit_group_matcher, vit_group_matcher
 from ._param_groups import leaf_names, named_leaves, weight_decay_tree
 
 _MODULES = (
@@ -55,6 +56,7 @@ for _m in _MODULES:
 __all__ = [
     'OptimInfo', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
     'optimizer_kwargs', 'register', 'register_alias', 'leaf_names', 'named_leaves', 'weight_decay_tree',
+    'flax_resnet_group_matcher', 'flax_vit_group_matcher', 'vit_group_matcher',
 ]
 for _m in _MODULES:
     __all__ += list(_m.__all__)

@@ -46,11 +46,17 @@ def _strip_linen_params(path: Tuple, tree: Any) -> Tuple:
 
 
 def named_leaves(params: Any) -> List[Tuple[str, Any]]:
-    """``(name, leaf)`` for each leaf, in ``jax.tree.leaves`` order."""
+    """``(name, leaf)`` for each leaf, in ``jax.tree.leaves`` order.
+
+    The trailing ``.value`` attribute of a ``flax.nnx`` Variable is dropped, so
+    an nnx state names ``blocks.0.kernel`` like the module path.
+    """
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     out = []
     for path, leaf in flat:
         path = _strip_linen_params(path, params)
+        if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == 'value':
+            path = path[:-1]
         out.append(('.'.join(_key_str(k) for k in path), leaf))
     return out
 
