@@ -1,2 +1,124 @@
-"""Placeholder being written in this change."""
-__all__ = []
+"""AdaBelief's direction (Zhuang et al., 2020, "AdaBelief Optimizer: Adapting Stepsizes by the Belief in
+Observed Gradients", NeurIPS 2020, arXiv:2010.07468), as timm's ``AdaBelief`` computes it.
+
+timm adds ``eps`` to the stored second moment *in place* every step
+(``s <- beta2 s + (1-beta2)(g-m)^2 + eps``, so the state carries the
+accumulated eps) and adds ``eps`` again to the bias-corrected root. For the
+plain step that is ``optax.scale_by_belief(eps=eps, eps_root=eps)``, but
+optax has neither of timm's other two switches, so this primitive covers all
+three with one state:
+
+* ``amsgrad`` keeps the maximum of the raw (eps-included) second moment and
+  normalizes by it;
+* ``rectify`` replaces the step by RAdam's rectified one
+  (:mod:`jaxopt_timm.transforms._rectify`) with timm's ``rho_t >= 5`` threshold:
+  the adaptive step divides by ``sqrt(s) + eps`` (never the ``amsgrad``
+  maximum; the bias correction is folded into the step size) and, below the
+  threshold, steps along ``m / (1 - beta1^t)`` (``degenerated_to_sgd``) or not
+  at all.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ._rectify import one_minus_pow, rectified_step_size
+from ._tree import safe_increment
+
+__all__ = ['ScaleByBeliefState', 'scale_by_belief']
+
+
+def _state_zeros(params: Any, dtype: Optional[Any] = None) -> Any:
+    """Zeros for the moments: ``dtype`` if given, else at least float32 (timm keeps fp32 state for bf16/fp16)."""
+    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype or _wide_dtype(p.dtype)), params)
+
+
+def _wide_dtype(dtype: Any) -> Any:
+    """float32 for bf16/fp16 (timm computes low-precision updates in fp32), else the dtype itself."""
+    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def _wide(x: jax.Array) -> jax.Array:
+    return x.astype(_wide_dtype(x.dtype))
+
+
+class ScaleByBeliefState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_var: Any
+    max_exp_avg_var: Any
+
+
+def scale_by_belief(
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-16,
+        amsgrad: bool = False,
+        *,
+        rectify: bool = False,
+        degenerated_to_sgd: bool = True,
+        mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+    r"""timm's AdaBelief direction (to be multiplied by ``-lr``).
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t \\
+        s_t &= \beta_2 s_{t-1} + (1-\beta_2)(g_t - m_t)^2 + \epsilon \\
+        d_t &= \frac{m_t / (1-\beta_1^t)}{\sqrt{\hat s_t} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    with :math:`\hat s_t = \max_{k \le t} s_k` under ``amsgrad``, else :math:`s_t`.
+    With ``rectify``, :math:`d_t = r_t \sqrt{1-\beta_2^t} / (1-\beta_1^t) \cdot m_t / (\sqrt{s_t} + \epsilon)`
+    once :math:`\rho_t \ge 5`, and before that :math:`m_t / (1-\beta_1^t)` if
+    ``degenerated_to_sgd`` else 0.
+
+    Args:
+        b1, b2: the moment decay rates.
+        eps: added inside the second-moment EMA and to the denominator.
+        amsgrad: normalize by the running maximum of :math:`s_t` (non-rectified step).
+        rectify: RAdam's rectified step.
+        degenerated_to_sgd: below the rectification threshold, take an SGD-with-momentum step.
+        mu_dtype: dtype of the first moment (default: the params' dtype, at least float32, as timm).
+    """
+
+    def init_fn(params):
+        return ScaleByBeliefState(
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=_state_zeros(params, mu_dtype),
+            exp_avg_var=_state_zeros(params),
+            max_exp_avg_var=_state_zeros(params) if amsgrad else None,
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        mu = jax.tree.map(
+            lambda g, m: (_wide(m) + (1.0 - b1) * (_wide(g) - _wide(m))).astype(m.dtype), updates, state.exp_avg)
+        # eps goes into the stored moment every step, as timm's in-place add does
+        nu = jax.tree.map(
+            lambda g, m, s: (b2 * _wide(s) + (1.0 - b2) * jnp.square(_wide(g) - _wide(m)) + eps).astype(s.dtype),
+            updates, mu, state.exp_avg_var)
+        vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_var, nu) if amsgrad else None
+
+        if rectify:
+            rs = rectified_step_size(t, b1, b2, inclusive=True)
+            sgd_step = rs.sgd_step if degenerated_to_sgd else jnp.zeros_like(rs.sgd_step)
+
+            def direction(m, s, g):
+                m, s = _wide(m), _wide(s)
+                adaptive = rs.adaptive_step * m / (jnp.sqrt(s) + eps)
+                return jnp.where(rs.adaptive, adaptive, sgd_step * m).astype(g.dtype)
+
+            out = jax.tree.map(direction, mu, nu, updates)
+        else:
+            bc1 = one_minus_pow(b1, t)
+            bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
+            out = jax.tree.map(
+                lambda m, s, g: ((_wide(m) / bc1) / (jnp.sqrt(_wide(s)) / bc2_sqrt + eps)).astype(g.dtype),
+                mu, vmax if amsgrad else nu, updates)
+        return out, ScaleByBeliefState(count=count, exp_avg=mu, exp_avg_var=nu, max_exp_avg_var=vmax)
+
+    return optax.GradientTransformation(init_fn, update_fn)
