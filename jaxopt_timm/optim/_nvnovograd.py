@@ -1,3 +1,181 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""NovoGrad: timm's ``NvNovoGrad`` (``novograd``, ``novogradw``, ``novogradc``).
+
+Reference: Ginsburg et al., 2019, "Stochastic Gradient Methods with
+Layer-wise Adaptive Moments for Training of Deep Networks" (arXiv:1905.11286),
+as in NVIDIA's Jasper example; amsgrad from Reddi et al., 2018; corrected
+decay ``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
+    tree_any_nonzero, tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['novograd']
+
+
+class ScaleByNovogradState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any  # one float32 scalar per leaf: EMA of the leaf's squared gradient norm
+    max_exp_avg_sq: Optional[Any]
+
+
+def scale_by_novograd(
+        b1: float = 0.95,
+        b2: float = 0.98,
+        eps: float = 1e-8,
+        grad_averaging: bool = False,
+        amsgrad: bool = False,
+        weight_decay: Any = 0.0,
+) -> optax.GradientTransformation:
+    """NovoGrad's direction: a momentum of the gradient normalised by its layer-wise norm EMA.
+
+    Per leaf: ``n = sum(g^2)``; ``v <- n`` while ``v == 0`` (timm seeds the
+    EMA with the first norm, keyed on the value, not the step), else
+    ``v <- b2*v + (1-b2)*n``; ``u = g / (sqrt(v or max v) + eps) + wd * p``
+    (L2 added *after* the normalisation, as the paper; pass 0 for decoupled
+    decay); ``m <- b1*m + (1-b1 if grad_averaging else 1) * u``. optax has no
+    layer-wise second moment.
+    """
+    scale_u = (1.0 - b1) if grad_averaging else None
+
+    def init_fn(params):
+        scalars = jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)
+        return ScaleByNovogradState(
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params),
+            exp_avg_sq=scalars,
+            max_exp_avg_sq=scalars if amsgrad else None,
+        )
+
+    def update_fn(updates, state, params=None):
+        l2 = tree_any_nonzero(weight_decay)
+        if l2 and params is None:
+            raise ValueError('novograd needs the params for L2 weight decay: call tx.update(grads, state, params)')
+        wds = leaf_values(weight_decay, updates)
+        ps = params if l2 else jax.tree.map(lambda _: None, updates)
+        vmaxs = state.max_exp_avg_sq if amsgrad else jax.tree.map(lambda _: None, updates)
+
+        def leaf(g, p, m, v, vmax, wd):
+            norm = jnp.sum(jnp.square(g.astype(jnp.float32)))
+            v = jnp.where(v == 0, norm, b2 * v + (1.0 - b2) * norm)
+            if amsgrad:
+                vmax = jnp.maximum(vmax, v)
+            denom = jnp.sqrt(vmax if amsgrad else v) + eps
+            u = g / denom.astype(g.dtype)
+            if tree_any_nonzero(wd):  # timm's per-group `if weight_decay != 0`
+                u = u + (wd * p).astype(u.dtype)
+            if scale_u is not None:
+                u = u * scale_u
+            m = (b1 * m + u).astype(m.dtype)
+            return m, v, vmax
+
+        out = jax.tree.map(
+            leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds, is_leaf=lambda x: x is None)
+        treedef = jax.tree.structure(updates)
+        flat = treedef.flatten_up_to(out)
+        mu = treedef.unflatten([o[0] for o in flat])
+        nu = treedef.unflatten([o[1] for o in flat])
+        vmax = treedef.unflatten([o[2] for o in flat]) if amsgrad else None
+        return mu, ScaleByNovogradState(
+            count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def novograd(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.95, 0.98),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        grad_averaging: bool = False,
+        amsgrad: bool = False,
+        decoupled_decay: bool = False,
+        corrected_weight_decay: bool = False,
+        *,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``NvNovoGrad``: SGD momentum on gradients normalised by a layer-wise second moment.
+
+    For each leaf (layer) :math:`l`:
+
+    .. math::
+        v^l_t &= \beta_2 v^l_{t-1} + (1-\beta_2) \lVert g^l_t \rVert^2
+            \quad (v^l_1 = \lVert g^l_1 \rVert^2) \\
+        m^l_t &= \beta_1 m^l_{t-1} + c \left( \frac{g^l_t}{\sqrt{v^l_t} + \epsilon}
+            + \lambda \theta^l_{t-1} \right) \\
+        \theta^l_t &= \theta^l_{t-1} - \eta_t m^l_t
+
+    with :math:`c = 1 - \beta_1` when ``grad_averaging`` else 1. With
+    ``amsgrad`` the running maximum of :math:`v^l` normalises. With
+    ``decoupled_decay`` the :math:`\lambda\theta` term leaves the momentum and
+    the weights are shrunk by :math:`1 - \eta_t\lambda` instead
+    (:math:`1 - \lambda\eta_t^2/\eta_{max}` with ``corrected_weight_decay``).
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the root of the norm EMA.
+        weight_decay: :math:`\lambda` (float or per-leaf tree).
+        grad_averaging: scale the momentum input by :math:`1 - \beta_1`.
+        amsgrad: normalise by the running maximum of the norm EMA.
+        decoupled_decay: decay the weights directly instead of through the momentum.
+        corrected_weight_decay: decoupled decay scaled by :math:`\eta_t^2/\eta_{max}` (needs ``decoupled_decay``).
+        lr_scale: per-leaf lr multipliers (layer decay).
+        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 3))}
+        >>> tx = jt.optim.novograd(1e-2, weight_decay=1e-3, grad_averaging=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 3))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        Like timm (and NVIDIA's Jasper code) there is no bias correction and
+        ``grad_averaging`` (the paper's :math:`1-\beta_1` input scaling) is off
+        by default. The norm EMA is seeded with the first squared norm while it
+        is still exactly zero, keyed on the value as timm does (a leaf whose
+        gradients stay zero keeps being re-seeded).
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    for name, value in (('grad_averaging', grad_averaging), ('amsgrad', amsgrad),
+                        ('decoupled_decay', decoupled_decay), ('corrected_weight_decay', corrected_weight_decay)):
+        check_bool(name, value)
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
+    return optax.with_extra_args_support(optax.chain(
+        scale_by_novograd(betas[0], betas[1], eps, grad_averaging, amsgrad,
+                          0.0 if decoupled_decay else weight_decay),
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
+    ))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='novograd', alias=novograd, timm_class='timm.optim.NvNovoGrad',
+        description='Normalized Adam with L2 norm gradient normalization', has_betas=True),
+    OptimInfo(
+        name='novogradw', alias=novograd, timm_class='timm.optim.NvNovoGrad',
+        description='NovoGrad with decoupled weight decay', has_betas=True,
+        defaults={'decoupled_decay': True}),
+    OptimInfo(
+        name='novogradc', alias=novograd, timm_class='timm.optim.NvNovoGrad',
+        description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'decoupled_decay': True, 'corrected_weight_decay': True}),
+)

@@ -1,3 +1,138 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""TensorFlow-style RMSprop: timm's ``RMSpropTF`` (``rmsproptf``, ``rmsproptfw``, ``rmsproptfc``, ``crmsproptf``).
+
+References: Hinton, Srivastava & Swersky, 2012, "Neural Networks for Machine
+Learning", lecture 6e (RMSprop); Graves, 2013, "Generating Sequences With
+Recurrent Neural Networks" (arXiv:1308.0850, the centered form); Liang et al.,
+2024, "Cautious Optimizers" (arXiv:2411.16085); corrected decay
+``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import optax
+
+from .._validate import check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate,
+)
+from ._registry import OptimInfo
+
+__all__ = ['rmsprop_tf']
+
+
+def rmsprop_tf(
+        learning_rate: Any = 1e-2,
+        alpha: float = 0.9,
+        eps: float = 1e-10,
+        weight_decay: Any = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        decoupled_decay: bool = False,
+        corrected_weight_decay: bool = False,
+        lr_in_momentum: bool = True,
+        caution: bool = False,
+        *,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``RMSpropTF``: RMSprop with TensorFlow's epsilon, initial state and momentum.
+
+    .. math::
+        v_t &= v_{t-1} + (1-\alpha)(g_t^2 - v_{t-1}), \quad v_0 = 1 \\
+        \bar g_t &= \bar g_{t-1} + (1-\alpha)(g_t - \bar g_{t-1}) \quad \text{(centered)} \\
+        d_t &= g_t / \sqrt{v_t - \bar g_t^2 + \epsilon} \\
+        b_t &= \mu b_{t-1} + \eta_t d_t, \quad \theta_t = \theta_{t-1} - b_t
+            \quad \text{(lr_in_momentum)} \\
+        b_t &= \mu b_{t-1} + d_t, \quad \theta_t = \theta_{t-1} - \eta_t b_t
+            \quad \text{(otherwise)}
+
+    (:math:`\bar g \equiv 0` unless ``centered``; without momentum
+    :math:`\theta_t = \theta_{t-1} - \eta_t d_t`). Weight decay is L2
+    (:math:`g \leftarrow g + \lambda\theta`) or, with ``decoupled_decay``,
+    :math:`\theta \leftarrow \theta(1 - \eta_t\lambda)`
+    (:math:`1 - \lambda\eta_t^2/\eta_{max}` with ``corrected_weight_decay``).
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        alpha: smoothing constant of the squared-gradient average, in [0, 1].
+        eps: added *inside* the square root (TF style).
+        weight_decay: :math:`\lambda` (float or per-leaf tree).
+        momentum: :math:`\mu` >= 0 (timm's factory passes 0.9).
+        centered: normalise by the variance estimate instead of the raw second moment.
+        decoupled_decay: decay the weights directly instead of an L2 gradient term.
+        corrected_weight_decay: decoupled decay scaled by :math:`\eta_t^2/\eta_{max}` (needs ``decoupled_decay``).
+        lr_in_momentum: accumulate the lr-scaled step in the momentum buffer
+            (TF); with a schedule the buffer then remembers past lrs.
+        caution: mask the momentum buffer's step by its sign agreement with the gradient.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 3))}
+        >>> tx = jt.optim.rmsprop_tf(1e-2, momentum=0.9, weight_decay=1e-5)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 3))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        Unlike ``torch.optim.RMSprop`` (and Hinton's slides) the second moment
+        starts at one, not zero, and ``eps`` sits inside the root, which is what
+        TF-trained recipes (EfficientNet, MobileNet) were tuned with. As in
+        timm, ``caution`` only acts when ``momentum > 0``; the masked buffer is
+        used for the step but the stored buffer stays unmasked.
+    """
+    check_lr(learning_rate)
+    check_range('alpha', alpha, 0.0, 1.0)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('momentum', momentum, 0.0)
+    for name, value in (('centered', centered), ('decoupled_decay', decoupled_decay),
+                        ('corrected_weight_decay', corrected_weight_decay), ('lr_in_momentum', lr_in_momentum),
+                        ('caution', caution)):
+        check_bool(name, value)
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
+
+    # TF's `v += (1-alpha)*(g^2 - v)` is optax's `alpha*v + (1-alpha)*g^2` up to rounding; eps inside the
+    # root and v_0 = 1 are optax's `eps_in_sqrt=True, initial_scale=1`.
+    rms = optax.scale_by_stddev if centered else optax.scale_by_rms
+    normalise = rms(decay=alpha, eps=eps, initial_scale=1.0, eps_in_sqrt=True)
+    # timm's `momentum > 0`; an array momentum (inject_hyperparams) counts as on, so init and update agree.
+    if isinstance(momentum, jax.Array) or momentum > 0:
+        if lr_in_momentum:
+            # TF folds the (scheduled, per-group) lr into the buffer before the momentum sum.
+            direction = optax.chain(
+                normalise, scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum))
+            step = [cautious(direction) if caution else direction, optax.scale(-1.0)]
+        else:
+            direction = optax.chain(normalise, optax.trace(momentum))
+            step = [cautious(direction) if caution else direction, scale_by_learning_rate(learning_rate, lr_scale)]
+    else:
+        step = [normalise, scale_by_learning_rate(learning_rate, lr_scale)]
+    return optax.with_extra_args_support(optax.chain(
+        add_l2_weight_decay(0.0 if decoupled_decay else weight_decay),
+        *step,
+        add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
+    ))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='rmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
+        description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation', has_momentum=True,
+        defaults={'alpha': 0.9}),
+    OptimInfo(
+        name='rmsproptfw', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
+        description='TensorFlow-style RMSprop with decoupled weight decay', has_momentum=True,
+        defaults={'alpha': 0.9, 'decoupled_decay': True}),
+    OptimInfo(
+        name='rmsproptfc', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
+        description='RMSprop TF-style with corrected decoupled weight decay (lr²/max_lr scaling)',
+        has_momentum=True, defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True}),
+    OptimInfo(
+        name='crmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
+        description='Cautious TensorFlow-style RMSprop', has_momentum=True,
+        defaults={'alpha': 0.9, 'caution': True}),
+)
