@@ -24,7 +24,16 @@ from ._nadam import *  # noqa: F401,F403
 from ._nvnovograd import *  # noqa: F401,F403
 from ._radam import *  # noqa: F401,F403
 from ._rmsprop_tf import *  # noqa: F401,F403
+from ._torch_optim import *  # noqa: F401,F403
+from ._sgdw import *  # noqa: F401,F403
+from ._nadamw import *  # noqa: F401,F403
+from ._lion import *  # noqa: F401,F403
+from ._laprop import *  # noqa: F401,F403
+from ._adopt import *  # noqa: F401,F403
+from ._mars import *  # noqa: F401,F403
+from ._adan import *  # noqa: F401,F403
 from . import _sgd, _adamw, _adabelief, _adafactor, _adahessian, _adamp, _sgdp, _lamb, _lars, _lookahead, _madgrad, _nadam, _nvnovograd, _radam, _rmsprop_tf
+from . import _torch_optim, _sgdw, _nadamw, _lion, _laprop, _adopt, _mars, _adan
 from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs
 from ._group_matchers import flax_resnet_group_matcher, flax_vit_group_matcher, vit_group_matcher
 from ._param_groups import leaf_names, named_leaves, weight_decay_tree
@@ -45,6 +54,14 @@ _MODULES = (
     _nvnovograd,
     _radam,
     _rmsprop_tf,
+    _torch_optim,
+    _sgdw,
+    _nadamw,
+    _lion,
+    _laprop,
+    _adopt,
+    _mars,
+    _adan,
 )
 
 for _m in _MODULES:
