@@ -42,7 +42,8 @@ def scale_by_torch_momentum(
 
     def update_fn(updates, state, params=None):
         del params
-        if momentum == 0:
+        if not isinstance(momentum, jax.core.Tracer) and momentum == 0:
+            # torch skips the buffer; a traced momentum (inject_hyperparams) takes the general path, equal at 0
             return updates, state._replace(count=safe_increment(state.count))
         first = state.count == 0
 
