@@ -1,3 +1,300 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""Adafactor with timm's factoring heuristic (timm ``Adafactor``, from fairseq's port).
+
+Names: ``adafactor`` and ``cadafactor`` (caution, first moment on). Reference:
+Shazeer & Stern, 2018, "Adafactor: Adaptive Learning Rates with Sublinear
+Memory Cost" (arXiv:1804.04235); Liang et al., 2024, "Cautious Optimizers"
+(arXiv:2411.16085).
+
+``optax.adafactor`` differs from timm's in several places (it factors the two
+largest dims, applies the parameter-scale to any lr, decays the lr-free update
+in its momentum, and orders decay and clipping differently), so the step is
+written out here.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from ..transforms import caution_mask, leaf_values, lr_at, safe_increment
+from ._registry import OptimInfo
+
+__all__ = ['adafactor', 'adafactor_factored_dims']
+
+_LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def _timm_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> Optional[Tuple[int, int]]:
+    """timm's rule on a torch-layout shape: leading (out, in) dims of >2-d tensors, else the last two."""
+    ndim = len(shape)
+    if ndim > 2 and shape[0] > min_dim_size_to_factor and shape[1] > min_dim_size_to_factor:
+        return 0, 1
+    if ndim >= 2 and shape[-2] > min_dim_size_to_factor and shape[-1] > min_dim_size_to_factor:
+        return ndim - 2, ndim - 1
+    return None
+
+
+def _flax_to_torch_axes(ndim: int) -> Tuple[int, ...]:
+    """For each torch dim, the Flax axis holding it: Dense ``(in, out)`` and conv ``(*k, I, O)`` -> ``(O, I, *k)``."""
+    if ndim < 2:
+        return tuple(range(ndim))
+    if ndim == 2:
+        return 1, 0
+    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+
+
+def adafactor_factored_dims(
+        shape: Sequence[int], min_dim_size_to_factor: int = 16, layout: str = 'torch',
+) -> Optional[Tuple[int, int]]:
+    """The ``(col, row)`` axes of ``shape`` whose second moments are kept factored, or None (full).
+
+    ``layout='torch'`` is timm's rule as is. ``layout='flax'`` reads the shape
+    as a Flax kernel (2-d: Dense ``(in, out)``; >=3-d: conv ``(*spatial, I, O)``),
+    applies timm's rule to the equivalent torch tensor and maps the axes back,
+    so a Flax model is factored exactly as timm factors the same model in torch.
+    """
+    shape = tuple(shape)
+    if layout == 'torch':
+        return _timm_factored_dims(shape, min_dim_size_to_factor)
+    perm = _flax_to_torch_axes(len(shape))
+    dims = _timm_factored_dims(tuple(shape[a] for a in perm), min_dim_size_to_factor)
+    if dims is None:
+        return None
+    return perm[dims[0]], perm[dims[1]]
+
+
+class ScaleByAdafactorState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any  # None leaves when beta1 is None
+    exp_avg_sq: Any  # full second moment, None leaves for factored params
+    exp_avg_sq_row: Any  # None leaves for unfactored params (keepdims shapes: size 1 along the row axis)
+    exp_avg_sq_col: Any
+
+
+def _lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
+    # torch's lerp switches formula at |w| = 0.5 for accuracy; mirror it so weight 1 gives exactly `end`
+    weight = jnp.asarray(weight, start.dtype)
+    return jnp.where(jnp.abs(weight) < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
+
+
+def _rms(x: jax.Array) -> jax.Array:
+    return jnp.linalg.norm(x.reshape(-1)) / jnp.sqrt(jnp.asarray(x.size, x.dtype))
+
+
+def _state_dtype(p: jax.Array):
+    # timm keeps the statistics of bf16/fp16 params in float32
+    return jnp.float32 if jnp.dtype(p.dtype) in _LOW_PRECISION else p.dtype
+
+
+def scale_by_adafactor(
+        learning_rate: Any = None,
+        eps: float = 1e-30,
+        eps_scale: float = 1e-3,
+        clip_threshold: float = 1.0,
+        decay_rate: float = -0.8,
+        beta1: Optional[float] = None,
+        weight_decay: Any = 0.0,
+        scale_parameter: bool = True,
+        warmup_init: bool = False,
+        min_dim_size_to_factor: int = 16,
+        caution: bool = False,
+        *,
+        layout: str = 'torch',
+        lr_scale: Any = None,
+) -> optax.GradientTransformation:
+    """The whole Adafactor step (lr and weight decay included) as one transform.
+
+    The lr cannot be a separate transform at the end: timm scales the clipped
+    update by the lr *before* its first-moment EMA, and in relative-step mode
+    the lr of each leaf depends on that leaf's RMS.
+    """
+    relative_step = learning_rate is None
+
+    def _dims(p):
+        return adafactor_factored_dims(p.shape, min_dim_size_to_factor, layout)
+
+    def init_fn(params):
+        def full(p):
+            return None if _dims(p) is not None else jnp.zeros(p.shape, _state_dtype(p))
+
+        def reduced(p, which):
+            dims = _dims(p)
+            if dims is None:
+                return None
+            axis = dims[1] if which == 'row' else dims[0]
+            shape = tuple(1 if i == axis else s for i, s in enumerate(p.shape))
+            return jnp.zeros(shape, _state_dtype(p))
+
+        return ScaleByAdafactorState(
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=jax.tree.map(lambda p: None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p)), params),
+            exp_avg_sq=jax.tree.map(full, params),
+            exp_avg_sq_row=jax.tree.map(lambda p: reduced(p, 'row'), params),
+            exp_avg_sq_col=jax.tree.map(lambda p: reduced(p, 'col'), params),
+        )
+
+    def update_fn(grads, state, params=None):
+        if params is None:
+            raise ValueError('adafactor needs the params: call tx.update(grads, state, params)')
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        one_minus_beta2t = 1.0 - (1.0 - t ** jnp.asarray(decay_rate, jnp.float32))
+        if relative_step:
+            min_step = 1e-6 * t if warmup_init else jnp.float32(1e-2)
+            rel_lr = jnp.minimum(min_step, 1.0 / jnp.sqrt(t))
+        else:
+            ext_lr = lr_at(learning_rate, state.count)
+        treedef = jax.tree.structure(params)
+        flat = [treedef.flatten_up_to(x) for x in (
+            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_row, state.exp_avg_sq_col,
+            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
+        outs = []
+        for g_in, p_in, m, v, row, col, scale, wd in zip(*flat):
+            sdt = _state_dtype(p_in)
+            g, p = g_in.astype(sdt), p_in.astype(sdt)
+            if relative_step:
+                lr = rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), _rms(p).astype(jnp.float32)) \
+                    if scale_parameter else rel_lr
+            else:
+                lr = ext_lr
+            if scale is not None:
+                lr = lr * scale
+            lr = lr.astype(sdt)
+            sq = g * g + jnp.asarray(eps, sdt)
+            dims = _dims(p_in)
+            if dims is not None:
+                col_axis, row_axis = dims
+                row = _lerp(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2t)
+                col = _lerp(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2t)
+                r_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=col_axis, keepdims=True))
+                u = (r_factor * jax.lax.rsqrt(col)) * g
+            else:
+                v = _lerp(v, sq, one_minus_beta2t)
+                u = jax.lax.rsqrt(v) * g
+            u = u / jnp.maximum(_rms(u) / jnp.asarray(clip_threshold, sdt), jnp.ones([], sdt))
+            u = u * lr
+            if beta1 is not None:
+                m = _lerp(m, u, jnp.float32(1.0 - beta1))
+                u = m * caution_mask(m, g) if caution else m
+            out = -u
+            if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if group['weight_decay'] != 0`, per group
+                out = out - (wd * lr) * p
+            outs.append((out.astype(p_in.dtype), m, v, row, col))
+        unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
+        return unflat[0], ScaleByAdafactorState(count, *unflat[1:])
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _require_static(name, value):
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(
+            f'Invalid {name}: a traced value; it decides state shapes, so pass it as a static argument '
+            f"(e.g. optax.inject_hyperparams(adafactor, static_args=('{name}',)))")
+
+
+def adafactor(
+        learning_rate: Any = None,
+        eps: float = 1e-30,
+        eps_scale: float = 1e-3,
+        clip_threshold: float = 1.0,
+        decay_rate: float = -0.8,
+        betas: Optional[Tuple[float, float]] = None,
+        weight_decay: Any = 0.0,
+        scale_parameter: bool = True,
+        warmup_init: bool = False,
+        min_dim_size_to_factor: int = 16,
+        caution: bool = False,
+        *,
+        layout: str = 'torch',
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Adafactor``: factored second moments, RMS update clipping, optional relative step size.
+
+    .. math::
+        \hat\beta_{2,t} &= 1 - t^{c}, \quad G_t = g_t^2 + \epsilon_1 \\
+        R_t &= \hat\beta_{2,t} R_{t-1} + (1-\hat\beta_{2,t})\,\mathrm{mean}_{\text{row}}(G_t), \quad
+        C_t = \hat\beta_{2,t} C_{t-1} + (1-\hat\beta_{2,t})\,\mathrm{mean}_{\text{col}}(G_t) \\
+        U_t &= g_t \Big/ \sqrt{\frac{R_t C_t}{\mathrm{mean}(R_t)}}
+            \quad (\text{unfactored: } g_t / \sqrt{V_t}), \qquad
+        U_t \leftarrow \frac{U_t}{\max(1, \mathrm{RMS}(U_t)/d)} \\
+        \rho_t &= \min(10^{-2}\ (\text{or } 10^{-6} t),\ 1/\sqrt{t}) \cdot
+            \max(\epsilon_2, \mathrm{RMS}(\theta_{t-1})) \quad (\text{lr=None}) \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\, \rho_t U_t \quad (\text{if betas}), \qquad
+        \theta_t = \theta_{t-1} (1 - \lambda\rho_t) - m_t \ (\text{or } \rho_t U_t)
+
+    Factoring follows timm's heuristic on the torch shape: tensors with more
+    than two dims whose first two dims both exceed ``min_dim_size_to_factor``
+    are factored over those (out, in) channels; otherwise the last two dims
+    are, if both exceed it; else the second moment is kept in full.
+
+    Args:
+        learning_rate: external lr (float or schedule ``step -> lr``), or None for the
+            relative step size :math:`\rho_t` (then ``scale_parameter`` / ``warmup_init`` apply).
+        eps: :math:`\epsilon_1`, added to the squared gradient.
+        eps_scale: :math:`\epsilon_2`, lower bound of the parameter RMS in the relative step.
+        clip_threshold: :math:`d`, RMS threshold of the update.
+        decay_rate: :math:`c` (<= 0) of the second-moment decay :math:`1 - t^c`.
+        betas: None (no first moment) or ``(beta1, beta2)``; only ``beta1`` is used, as in timm.
+        weight_decay: :math:`\lambda`, applied as :math:`\theta \leftarrow \theta(1 - \lambda \rho_t)` with the
+            step's lr (float or per-leaf tree).
+        scale_parameter: relative step only: scale it by the parameter RMS.
+        warmup_init: relative step only: linear warm-up :math:`10^{-6} t`.
+        min_dim_size_to_factor: both factored dims must be larger than this.
+        caution: cautious mask on the first moment (needs ``betas``), as timm's ``cadafactor``.
+        layout: ``'torch'`` (shapes are read as timm reads torch tensors) or ``'flax'``: 2-d leaves
+            are Dense kernels ``(in, out)`` and >=3-d leaves conv kernels ``(*spatial, I, O)``, factored
+            as timm factors the transposed torch tensor (see :func:`adafactor_factored_dims`).
+        lr_scale: per-leaf lr multipliers (layer decay); with ``learning_rate=None`` they multiply the
+            relative step (timm's relative step overwrites the group lr, dropping ``lr_scale``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((32, 64)), 'b': jnp.zeros(32)}
+        >>> tx = jt.optim.adafactor()  # relative step size
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update(params, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Note:
+        As in timm (and unlike fairseq / HF), ``scale_parameter`` and
+        ``warmup_init`` only affect the relative step; an external lr is used
+        as given.
+    """
+    if learning_rate is not None:
+        check_lr(learning_rate)
+    check_range('eps', eps, 0.0)
+    check_range('eps_scale', eps_scale, 0.0)
+    check_range('clip_threshold', clip_threshold, 0.0, lo_open=True)
+    check_range('decay_rate', decay_rate, None, 0.0)
+    if betas is not None:
+        check_betas(betas)
+    check_weight_decay(weight_decay)
+    check_bool('scale_parameter', scale_parameter)
+    check_bool('warmup_init', warmup_init)
+    check_range('min_dim_size_to_factor', min_dim_size_to_factor, 0, integer=True)
+    _require_static('min_dim_size_to_factor', min_dim_size_to_factor)
+    check_bool('caution', caution)
+    check_choice('layout', layout, ('torch', 'flax'))
+    if warmup_init and learning_rate is not None:
+        raise ValueError(
+            f'Invalid warmup_init: True with learning_rate={learning_rate!r}; warm-up initialisation is part of '
+            'the relative step size and requires learning_rate=None')
+    beta1 = None if betas is None else float(betas[0])
+    return optax.with_extra_args_support(scale_by_adafactor(
+        learning_rate, eps, eps_scale, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter,
+        warmup_init, int(min_dim_size_to_factor), caution, layout=layout, lr_scale=lr_scale))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
+        description='Memory-efficient implementation of Adam with factored gradients', has_betas=True),
+    OptimInfo(
+        name='cadafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
+        description='Cautious Adafactor', has_betas=True,
+        defaults={'caution': True, 'betas': (0.9, 0.999)}),
+)

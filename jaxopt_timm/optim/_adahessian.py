@@ -1,3 +1,219 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""AdaHessian: Adam with the squared Hessian diagonal in place of the squared gradient (timm ``Adahessian``).
+
+Name: ``adahessian`` (second order: ``tx.update`` takes ``hvp_fn``). Reference:
+Yao et al., 2021, "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine
+Learning" (arXiv:2006.00719).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, hutchinson_diagonal, hvp_from_loss, safe_increment, scale_by_learning_rate,
+    tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['adahessian', 'hvp_fn_from_loss']
+
+_KERNEL_AXES = {'torch': (2, 3), 'flax': (0, 1)}  # spatial axes of a 2-d conv kernel in each layout
+
+
+def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any) -> Callable[[Any], Any]:
+    """Build the ``hvp_fn`` AdaHessian's update needs: ``v -> H v`` of ``loss_fn(params, *args)`` at ``params``.
+
+    Forward-over-reverse (``jax.jvp`` of ``jax.grad``): one Hessian-vector
+    product costs about two gradient evaluations.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> loss_fn = lambda p, x: jnp.sum((p['w'] * x) ** 2)
+        >>> params, x = {'w': jnp.ones(3)}, jnp.arange(3.0)
+        >>> tx = jt.optim.adahessian(0.1)
+        >>> state = tx.init(params)
+        >>> grads = jax.grad(loss_fn)(params, x)
+        >>> updates, state = tx.update(grads, state, params, hvp_fn=jt.optim.hvp_fn_from_loss(loss_fn, params, x))
+    """
+    return hvp_from_loss(loss_fn, params, *args)
+
+
+class ScaleByAdahessianState(NamedTuple):
+    count: jax.Array
+    key: jax.Array
+    hessian: Any
+    exp_avg: Any
+    exp_hessian_diag_sq: Any
+
+
+def _is_one(x) -> bool:
+    return not isinstance(x, jax.core.Tracer) and x == 1
+
+
+def _average_conv_kernel(h: jax.Array, layout: str) -> jax.Array:
+    if h.ndim != 4:
+        return h
+    axes = _KERNEL_AXES[layout]
+    return jnp.broadcast_to(jnp.mean(jnp.abs(h), axis=axes, keepdims=True), h.shape)
+
+
+def scale_by_adahessian(
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-8,
+        hessian_power: float = 1.0,
+        update_each: int = 1,
+        n_samples: int = 1,
+        avg_conv_kernel: bool = False,
+        *,
+        seed: int = 2147483647,
+        layout: str = 'torch',
+) -> optax.GradientTransformationExtraArgs:
+    """AdaHessian's direction ``(m_t / bc1) / ((v_t / bc2)^(k/2) + eps)``, with ``v_t`` the EMA of ``D_t^2``.
+
+    ``D_t`` is Hutchinson's Hessian-diagonal estimate from the update's
+    ``hvp_fn`` argument, refreshed on steps ``0, k, 2k, ...`` (``update_each``)
+    and reused in between, as timm does; with ``avg_conv_kernel`` it is
+    replaced on 4-d leaves by its absolute value averaged over the kernel's
+    spatial axes (``layout`` says which they are).
+    """
+
+    def init_fn(params):
+        return ScaleByAdahessianState(
+            count=jnp.zeros([], jnp.int32),
+            key=jax.random.PRNGKey(seed),
+            hessian=tree_zeros_like(params),
+            exp_avg=tree_zeros_like(params),
+            exp_hessian_diag_sq=tree_zeros_like(params),
+        )
+
+    def update_fn(grads, state, params=None, *, hvp_fn=None, **extra_args):
+        del params, extra_args
+        if hvp_fn is None:
+            raise ValueError(
+                'adahessian is second order: call tx.update(grads, state, params, hvp_fn=...) with '
+                'hvp_fn(v) -> H v at the current params (see jaxopt_timm.optim.hvp_fn_from_loss)')
+
+        def fresh(key):
+            return hutchinson_diagonal(hvp_fn, key, grads, n_samples)
+
+        if update_each == 1:
+            hess, key = fresh(state.key)
+        else:
+            refresh = state.count % update_each == 0
+            hess, key = jax.lax.cond(refresh, fresh, lambda k: (state.hessian, k), state.key)
+        if avg_conv_kernel:
+            hess = jax.tree.map(lambda h: _average_conv_kernel(h, layout), hess)
+
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
+        bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
+        mu = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.exp_avg)
+        nu = jax.tree.map(lambda h, v: b2 * v + (1.0 - b2) * h * h, hess, state.exp_hessian_diag_sq)
+
+        def direction(m, v):
+            scaled = v / bc2.astype(v.dtype)
+            # torch's pow(0.5) is a square root; keep that exact path for the default power
+            root = jnp.sqrt(scaled) if _is_one(hessian_power) else scaled ** (hessian_power / 2)
+            return (m / bc1.astype(m.dtype)) / (root + eps)
+
+        updates = jax.tree.map(direction, mu, nu)
+        return updates, ScaleByAdahessianState(
+            count=count, key=key, hessian=hess, exp_avg=mu, exp_hessian_diag_sq=nu)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def adahessian(
+        learning_rate: Any = 0.1,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        hessian_power: float = 1.0,
+        update_each: int = 1,
+        n_samples: int = 1,
+        avg_conv_kernel: bool = False,
+        *,
+        seed: int = 2147483647,
+        layout: str = 'torch',
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Adahessian``: Adam on the Hutchinson estimate of the Hessian diagonal.
+
+    .. math::
+        D_t &= \frac{1}{n}\sum_{k=1}^{n} z_k \odot (H_t z_k), \quad z_k \sim \text{Rademacher} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) D_t^2 \\
+        \theta_t &= \theta_{t-1}(1 - \eta\lambda)
+            - \frac{\eta}{1-\beta_1^t}\, \frac{m_t}{(v_t / (1-\beta_2^t))^{k/2} + \epsilon}
+
+    The update needs the extra argument ``hvp_fn``: ``tx.update(grads, state,
+    params, hvp_fn=hvp)`` with ``hvp(v) = H v`` at the current params (build it
+    with :func:`hvp_fn_from_loss`). :math:`D_t` is recomputed every
+    ``update_each`` steps (steps 0, k, 2k, ...) and reused in between.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the Hessian root.
+        weight_decay: decoupled decay :math:`\lambda` (AdamW-style, float or per-leaf tree).
+        hessian_power: :math:`k` in [0, 1].
+        update_each: refresh the Hessian estimate every this many steps (>= 1).
+        n_samples: Rademacher probes per estimate (>= 1).
+        avg_conv_kernel: on 4-d leaves, replace :math:`D_t` by ``|D_t|`` averaged over the kernel's
+            spatial axes (AdaHessian's spatial averaging for convolutions).
+        seed: seed of the probe PRNG key kept in the state (timm's fixed generator seed by default).
+        layout: ``'torch'`` (conv ``(O, I, kH, kW)``: average axes 2, 3) or ``'flax'``
+            (conv ``(kH, kW, I, O)``: average axes 0, 1); only used by ``avg_conv_kernel``.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> loss_fn = lambda p: jnp.sum(p['w'] ** 4)
+        >>> params = {'w': jnp.ones(3)}
+        >>> tx = jt.optim.adahessian(0.1)
+        >>> state = tx.init(params)
+        >>> grads = jax.grad(loss_fn)(params)
+        >>> hvp = jt.optim.hvp_fn_from_loss(loss_fn, params)
+        >>> updates, state = tx.update(grads, state, params, hvp_fn=hvp)
+        >>> params = optax.apply_updates(params, updates)
+
+    Note:
+        The probes are drawn from JAX's PRNG, not torch's generator, so with a
+        non-diagonal Hessian single steps differ from timm's by the estimator's
+        noise (the expectation is the same); with a diagonal Hessian the
+        estimate is exact and the runs match.
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('hessian_power', hessian_power, 0.0, 1.0)
+    check_range('update_each', update_each, 1, integer=True)
+    check_range('n_samples', n_samples, 1, integer=True)
+    check_bool('avg_conv_kernel', avg_conv_kernel)
+    for name, value in (('update_each', update_each), ('n_samples', n_samples), ('seed', seed)):
+        if isinstance(value, jax.core.Tracer):
+            raise ValueError(
+                f'Invalid {name}: a traced value; it sets the step structure, so pass it as a static argument '
+                f"(e.g. optax.inject_hyperparams(adahessian, static_args=('{name}',)))")
+    check_range('seed', seed, 0, integer=True)
+    check_choice('layout', layout, ('torch', 'flax'))
+    return optax.chain(
+        scale_by_adahessian(
+            betas[0], betas[1], eps, hessian_power, int(update_each), int(n_samples), avg_conv_kernel,
+            seed=int(seed), layout=layout),
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adahessian', alias=adahessian, timm_class='timm.optim.Adahessian',
+        description='An Adaptive Second Order Optimizer', has_betas=True, second_order=True),
+)

@@ -1,3 +1,155 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""AdamP: Adam with the update projected off scale-invariant weights (timm ``AdamP``).
+
+Names: ``adamp`` and ``cadamp`` (plain + spherical caution). References: Heo et
+al., 2021, "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
+Scale-invariant Weights" (arXiv:2006.08217); Liang et al., 2024, "Cautious
+Optimizers" (arXiv:2411.16085); Spherical Cautious Optimizers
+(https://openreview.net/forum?id=OyT2CJ4fh7).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like
+from ._registry import OptimInfo
+
+__all__ = ['adamp']
+
+
+class ScaleByAdamPState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any
+
+
+def scale_by_adamp(
+        learning_rate: Any,
+        b1: float,
+        b2: float,
+        eps: float,
+        weight_decay: Any,
+        delta: float,
+        wd_ratio: float,
+        nesterov: bool,
+        caution: bool,
+        lr_scale: Any = None,
+) -> optax.GradientTransformation:
+    """The whole AdamP step (direction, projection, lr and weight decay) as one transform.
+
+    The decay multiplier depends on the projection's outcome for each leaf
+    (``wd_ratio`` when projected), so decay and direction cannot be split into
+    separate transforms of a chain without passing that tree between them.
+    """
+
+    def init_fn(params):
+        return ScaleByAdamPState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params))
+
+    def update_fn(grads, state, params=None):
+        if params is None:
+            raise ValueError('adamp needs the params: call tx.update(grads, state, params)')
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
+        bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(b2, jnp.float32) ** t)
+        mu = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.exp_avg)
+        nu = jax.tree.map(lambda g, v: b2 * v + (1.0 - b2) * g * g, grads, state.exp_avg_sq)
+        denom = jax.tree.map(lambda v: jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps, nu)
+        if nesterov:
+            perturb = jax.tree.map(lambda m, g, d: (b1 * m + (1.0 - b1) * g) / d, mu, grads, denom)
+        else:
+            perturb = jax.tree.map(lambda m, d: m / d, mu, denom)
+        perturb, wd_factor = tree_project_tangent(params, grads, perturb, delta, wd_ratio, eps, caution)
+        lrs = leaf_lrs(learning_rate, state.count, lr_scale, grads)
+        wds = leaf_values(weight_decay, grads)
+
+        def step(u, p, lr, wd, r):
+            out = -(lr / bc1).astype(u.dtype) * u
+            if isinstance(wd, jax.core.Tracer) or wd > 0:  # timm: `if group['weight_decay'] > 0`, per group
+                out = out - (lr * wd).astype(p.dtype) * r * p
+            return out
+
+        updates = jax.tree.map(step, perturb, params, lrs, wds, wd_factor)
+        return updates, ScaleByAdamPState(count=count, exp_avg=mu, exp_avg_sq=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adamp(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        delta: float = 0.1,
+        wd_ratio: float = 0.1,
+        nesterov: bool = False,
+        caution: bool = False,
+        *,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``AdamP``: Adam whose update is projected onto the tangent space of scale-invariant weights.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        u_t &= \frac{m_t \text{ (or } \beta_1 m_t + (1-\beta_1) g_t \text{ if nesterov)}}
+                   {\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon} \\
+        u_t &\leftarrow u_t - \hat p\,\langle \hat p, u_t\rangle, \ r = \text{wd\_ratio}
+            \quad \text{if } \max|\cos(g_t, \theta)| < \delta / \sqrt{\dim} \text{ (else } r = 1) \\
+        \theta_t &= \theta_{t-1}(1 - \eta\lambda r) - \frac{\eta}{1-\beta_1^t} u_t
+
+    The cosine test and projection use per-output-channel rows first, then
+    the whole tensor (see :mod:`jaxopt_timm.transforms._projection`); leaves
+    with ``ndim <= 1`` are never projected. Weight decay is decoupled (as
+    AdamW), scaled by ``wd_ratio`` on projected leaves, and only applied where
+    ``weight_decay > 0``.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: denominator term; also the norm clamp in the cosine test and projection.
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        delta: threshold of the cosine test (``delta / sqrt(row width)``), >= 0.
+        wd_ratio: weight-decay multiplier for projected leaves, >= 0.
+        nesterov: Nesterov-style first moment in the direction.
+        caution: cautious mask (spherical for projected leaves), as timm's ``cadamp``.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((4, 3))}
+        >>> tx = jt.optim.adamp(1e-3, weight_decay=1e-2, nesterov=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((4, 3))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Note:
+        timm's registry binds ``wd_ratio=0.01`` and ``nesterov=True`` for
+        ``adamp``; the class (and this alias) default to 0.1 and False.
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('delta', delta, 0.0)
+    check_range('wd_ratio', wd_ratio, 0.0)
+    check_bool('nesterov', nesterov)
+    check_bool('caution', caution)
+    return optax.with_extra_args_support(scale_by_adamp(
+        learning_rate, betas[0], betas[1], eps, weight_decay, delta, wd_ratio, nesterov, caution, lr_scale))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adamp', alias=adamp, timm_class='timm.optim.AdamP',
+        description='Adam with built-in projection to unit norm sphere', has_betas=True,
+        defaults={'wd_ratio': 0.01, 'nesterov': True}),
+    OptimInfo(
+        name='cadamp', alias=adamp, timm_class='timm.optim.AdamP',
+        description='Add the spherical cautious optimizer and the standard cautious optimizer to AdamP',
+        has_betas=True, defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True}),
+)
