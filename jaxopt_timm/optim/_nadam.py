@@ -16,6 +16,7 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
+    compute_dtype, upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_learning_rate,
     tree_zeros_like,
 )
@@ -25,14 +26,6 @@ __all__ = ['nadam', 'nadam_legacy']
 
 _LOG_096 = math.log(0.96)
 
-
-def _wide_dtype(dtype: Any) -> Any:
-    """float32 for bf16/fp16 (timm computes low-precision updates in fp32), else the dtype itself."""
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
-
-
-def _wide(x: jax.Array) -> jax.Array:
-    return x.astype(_wide_dtype(x.dtype))
 
 
 class ScaleByNAdamState(NamedTuple):
@@ -84,14 +77,14 @@ def scale_by_nadam(
         bc2 = one_minus_pow(b2, t)
 
         mu = jax.tree.map(
-            lambda g, m: (_wide(m) + (1.0 - b1) * (_wide(g) - _wide(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
         nu = jax.tree.map(
-            lambda g, v: (b2 * _wide(v) + (1.0 - b2) * jnp.square(_wide(g))).astype(v.dtype),
+            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype),
             updates, state.exp_avg_sq)
 
         def direction(g, m, v):
-            denom = jnp.sqrt(_wide(v) / bc2) + eps
-            return (grad_coef * _wide(g) / denom + avg_coef * _wide(m) / denom).astype(g.dtype)
+            denom = jnp.sqrt(upcast(v) / bc2) + eps
+            return (grad_coef * upcast(g) / denom + avg_coef * upcast(m) / denom).astype(g.dtype)
 
         out = jax.tree.map(direction, updates, mu, nu)
         return out, ScaleByNAdamState(count=count, mu_product=mu_product, exp_avg=mu, exp_avg_sq=nu)

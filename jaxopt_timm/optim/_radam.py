@@ -14,6 +14,7 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
+    compute_dtype, upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, rectified_step_size, safe_increment, scale_by_learning_rate,
     tree_zeros_like,
 )
@@ -21,14 +22,6 @@ from ._registry import OptimInfo
 
 __all__ = ['radam', 'radam_legacy']
 
-
-def _wide_dtype(dtype: Any) -> Any:
-    """float32 for bf16/fp16 (timm computes low-precision updates in fp32), else the dtype itself."""
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
-
-
-def _wide(x: jax.Array) -> jax.Array:
-    return x.astype(_wide_dtype(x.dtype))
 
 
 class ScaleByRAdamState(NamedTuple):
@@ -66,13 +59,13 @@ def scale_by_radam(
         count = safe_increment(state.count)
         rs = rectified_step_size(count.astype(jnp.float32), b1, b2, inclusive=inclusive_threshold)
         mu = jax.tree.map(
-            lambda g, m: (_wide(m) + (1.0 - b1) * (_wide(g) - _wide(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
         nu = jax.tree.map(
-            lambda g, v: (b2 * _wide(v) + (1.0 - b2) * jnp.square(_wide(g))).astype(v.dtype),
+            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype),
             updates, state.exp_avg_sq)
 
         def direction(m, v, g):
-            m, v = _wide(m), _wide(v)
+            m, v = upcast(m), upcast(v)
             adaptive = rs.adaptive_step * m / (jnp.sqrt(v) + eps)
             return jnp.where(rs.adaptive, adaptive, rs.sgd_step * m).astype(g.dtype)
 

@@ -26,23 +26,15 @@ import jax.numpy as jnp
 import optax
 
 from ._rectify import one_minus_pow, rectified_step_size
-from ._tree import safe_increment
+from ._tree import compute_dtype, upcast, safe_increment
 
 __all__ = ['ScaleByBeliefState', 'scale_by_belief']
 
 
 def _state_zeros(params: Any, dtype: Optional[Any] = None) -> Any:
     """Zeros for the moments: ``dtype`` if given, else at least float32 (timm keeps fp32 state for bf16/fp16)."""
-    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype or _wide_dtype(p.dtype)), params)
+    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype or compute_dtype(p.dtype)), params)
 
-
-def _wide_dtype(dtype: Any) -> Any:
-    """float32 for bf16/fp16 (timm computes low-precision updates in fp32), else the dtype itself."""
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
-
-
-def _wide(x: jax.Array) -> jax.Array:
-    return x.astype(_wide_dtype(x.dtype))
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -96,10 +88,10 @@ def scale_by_belief(
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
         mu = jax.tree.map(
-            lambda g, m: (_wide(m) + (1.0 - b1) * (_wide(g) - _wide(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
         # eps goes into the stored moment every step, as timm's in-place add does
         nu = jax.tree.map(
-            lambda g, m, s: (b2 * _wide(s) + (1.0 - b2) * jnp.square(_wide(g) - _wide(m)) + eps).astype(s.dtype),
+            lambda g, m, s: (b2 * upcast(s) + (1.0 - b2) * jnp.square(upcast(g) - upcast(m)) + eps).astype(s.dtype),
             updates, mu, state.exp_avg_var)
         vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_var, nu) if amsgrad else None
 
@@ -108,7 +100,7 @@ def scale_by_belief(
             sgd_step = rs.sgd_step if degenerated_to_sgd else jnp.zeros_like(rs.sgd_step)
 
             def direction(m, s, g):
-                m, s = _wide(m), _wide(s)
+                m, s = upcast(m), upcast(s)
                 adaptive = rs.adaptive_step * m / (jnp.sqrt(s) + eps)
                 return jnp.where(rs.adaptive, adaptive, sgd_step * m).astype(g.dtype)
 
@@ -117,7 +109,7 @@ def scale_by_belief(
             bc1 = one_minus_pow(b1, t)
             bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
             out = jax.tree.map(
-                lambda m, s, g: ((_wide(m) / bc1) / (jnp.sqrt(_wide(s)) / bc2_sqrt + eps)).astype(g.dtype),
+                lambda m, s, g: ((upcast(m) / bc1) / (jnp.sqrt(upcast(s)) / bc2_sqrt + eps)).astype(g.dtype),
                 mu, vmax if amsgrad else nu, updates)
         return out, ScaleByBeliefState(count=count, exp_avg=mu, exp_avg_var=nu, max_exp_avg_var=vmax)
 

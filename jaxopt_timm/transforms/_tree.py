@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ['is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment']
+__all__ = ['is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast']
 
 
 def is_scalar(value: Any) -> bool:
@@ -44,3 +44,13 @@ def safe_increment(count: jax.Array) -> jax.Array:
     """Step counter increment that saturates at int32 max instead of wrapping."""
     max_int32 = jnp.iinfo(jnp.int32).max
     return jnp.where(count < max_int32, count + jnp.ones_like(count), max_int32)
+
+
+def compute_dtype(dtype: Any) -> Any:
+    """float32 for bf16/fp16 (timm computes low-precision updates in fp32), else the dtype itself."""
+    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
+
+
+def upcast(x: jax.Array) -> jax.Array:
+    """``x`` in its :func:`compute_dtype`."""
+    return x.astype(compute_dtype(x.dtype))
