@@ -1,3 +1,195 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""Adan: timm's ``Adan`` (``adan``, ``adanw``, ``cadan``, ``cadanw``).
+
+Reference: Xie et al., 2022, "Adan: Adaptive Nesterov Momentum Algorithm for
+Faster Optimizing Deep Models" (arXiv:2208.06677); caution from Liang et al.,
+2024 (arXiv:2411.16085).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, caution_mask, leaf_lrs, leaf_values, safe_increment, scale_by_learning_rate,
+    tree_any_nonzero, tree_zeros_like,
+)
+from ._adopt import torch_lerp
+from ._registry import OptimInfo
+
+__all__ = ['adan']
+
+
+class ScaleByAdanState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any
+    exp_avg_diff: Any
+    pre_grad: Any  # the previous step's gradient
+
+
+def scale_by_adan(
+        b1: float = 0.98,
+        b2: float = 0.92,
+        b3: float = 0.99,
+        eps: float = 1e-8,
+        caution: bool = False,
+) -> optax.GradientTransformation:
+    """Adan's direction (before the lr), as timm computes it.
+
+    ``delta = g - g_prev`` (0 on step 1: the previous gradient is seeded with
+    ``g``), ``m <- lerp(m, g, 1-b1)``, ``d <- b2*d + (1-b2)*delta``,
+    ``n <- b3*n + (1-b3)*(g + b2*delta)^2``; output
+    ``(m_masked / bc1 + b2 * d / bc2) / (sqrt(n) / sqrt(bc3) + eps)`` with
+    ``bc_i = 1 - b_i^t`` (timm's ``b2 / bc2`` weighting of the difference term).
+    ``caution`` masks ``m`` against ``g``. optax has no Adan.
+    """
+
+    def init_fn(params):
+        z = tree_zeros_like(params)
+        return ScaleByAdanState(count=jnp.zeros([], jnp.int32), exp_avg=z, exp_avg_sq=z, exp_avg_diff=z, pre_grad=z)
+
+    def update_fn(updates, state, params=None):
+        del params
+        first = state.count == 0
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
+        bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
+        bc3_sqrt = jnp.sqrt(1.0 - jnp.asarray(b3, jnp.float32) ** t)
+        diff_scale = jnp.asarray(b2, jnp.float32) / bc2
+
+        def leaf(g, m, n, d, prev):
+            delta = g - jnp.where(first, g, prev)
+            m = torch_lerp(m, g, 1.0 - b1)
+            d = d * b2 + (1.0 - b2) * delta
+            nest = delta * b2 + g
+            n = n * b3 + (1.0 - b3) * nest * nest
+            denom = jnp.sqrt(n) / bc3_sqrt.astype(n.dtype) + eps
+            shown = m * caution_mask(m, g) if caution else m
+            out = (shown / denom) / bc1.astype(m.dtype) + (d / denom) * diff_scale.astype(d.dtype)
+            return out, m, n, d
+
+        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_diff, state.pre_grad)
+        treedef = jax.tree.structure(updates)
+        flat = treedef.flatten_up_to(res)
+        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
+        return pick(0), ScaleByAdanState(
+            count=count, exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_diff=pick(3), pre_grad=updates)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class AddProximalWeightDecayState(NamedTuple):
+    count: jax.Array
+
+
+def add_proximal_weight_decay(weight_decay: Any, learning_rate: Any, lr_scale: Any = None) -> optax.GradientTransformation:
+    """Adan's proximal decay of the updated params: ``p' = (p + u) / (1 + lr*wd)``.
+
+    The proximal step of the L2 penalty (the paper's default), applied after
+    the lr-scaled step; ``add_decoupled_weight_decay`` is the ``no_prox`` form.
+    """
+
+    def init_fn(params):
+        del params
+        return AddProximalWeightDecayState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        new_state = AddProximalWeightDecayState(count=safe_increment(state.count))
+        if not tree_any_nonzero(weight_decay):
+            return updates, new_state
+        if params is None:
+            raise ValueError('adan needs the params for weight decay: call tx.update(grads, state, params)')
+        wds = leaf_values(weight_decay, updates)
+        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
+        updates = jax.tree.map(
+            lambda u, p, wd, lr: (p + u) / (1.0 + lr * wd).astype(u.dtype) - p, updates, params, wds, lrs)
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adan(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float, float] = (0.98, 0.92, 0.99),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        no_prox: bool = False,
+        caution: bool = False,
+        *,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Adan``: Nesterov momentum estimated from gradient differences.
+
+    .. math::
+        \Delta_t &= g_t - g_{t-1} \quad (\Delta_1 = 0) \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t,
+            \qquad d_t = \beta_2 d_{t-1} + (1-\beta_2)\Delta_t \\
+        n_t &= \beta_3 n_{t-1} + (1-\beta_3)(g_t + \beta_2\Delta_t)^2 \\
+        u_t &= \frac{m_t/(1-\beta_1^t) + \beta_2 d_t/(1-\beta_2^t)}{\sqrt{n_t/(1-\beta_3^t)} + \epsilon} \\
+        \theta_t &= (\theta_{t-1} - \eta_t u_t) / (1 + \eta_t\lambda)
+
+    With ``no_prox`` the decay is decoupled instead:
+    :math:`\theta_t = \theta_{t-1}(1 - \eta_t\lambda) - \eta_t u_t`.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1).
+        eps: added to the bias-corrected root of :math:`n_t`.
+        weight_decay: :math:`\lambda` (float or per-leaf tree).
+        no_prox: decoupled decay instead of the proximal step.
+        caution: mask :math:`m_t` where its sign disagrees with the gradient.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adan(1e-3, weight_decay=0.02)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        timm's betas are the paper's :math:`1-\beta_i` (the paper writes
+        :math:`\beta_1 = 0.02`, timm 0.98). The difference term is weighted by
+        :math:`\beta_2/(1-\beta_2^t)` as in the official implementation.
+    """
+    check_lr(learning_rate)
+    check_betas(betas, num=3)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_bool('no_prox', no_prox)
+    check_bool('caution', caution)
+    if no_prox:
+        decay = add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale)
+    else:
+        decay = add_proximal_weight_decay(weight_decay, learning_rate, lr_scale)
+    return optax.with_extra_args_support(optax.chain(
+        scale_by_adan(betas[0], betas[1], betas[2], eps, caution),
+        scale_by_learning_rate(learning_rate, lr_scale),
+        decay,
+    ))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adan', alias=adan, timm_class='timm.optim.Adan',
+        description='Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
+        defaults={'no_prox': False}),
+    OptimInfo(
+        name='adanw', alias=adan, timm_class='timm.optim.Adan',
+        description='Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
+        defaults={'no_prox': True}),
+    OptimInfo(
+        name='cadan', alias=adan, timm_class='timm.optim.Adan',
+        description='Cautious Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
+        defaults={'caution': True, 'no_prox': False}),
+    OptimInfo(
+        name='cadanw', alias=adan, timm_class='timm.optim.Adan',
+        description='Cautious Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
+        defaults={'caution': True, 'no_prox': True}),
+)

@@ -1,3 +1,184 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""ADOPT: timm's ``Adopt`` (``adopt``, ``adoptw``, ``cadopt``, ``cadoptw``, ``adoptc``, ``cadoptc``).
+
+Reference: Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any
+beta2 with the Optimal Rate" (arXiv:2411.02853); caution from Liang et al.,
+2024 (arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, lr_at, resolve_max_lr, safe_increment,
+    scale_by_learning_rate, tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['adopt']
+
+
+def torch_lerp(start: jax.Array, end: jax.Array, weight: float) -> jax.Array:
+    """``torch.lerp`` with a Python weight, rounding as torch does (it switches formula at 0.5)."""
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1.0 - weight)
+
+
+class ScaleByAdoptState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any
+
+
+def scale_by_adopt(
+        b1: float = 0.9,
+        b2: float = 0.9999,
+        eps: float = 1e-6,
+        clip_exp: Optional[float] = 0.333,
+) -> optax.GradientTransformation:
+    """ADOPT's direction: normalise by the *previous* second moment, then take the momentum.
+
+    Step 1 only seeds ``v <- g^2`` and outputs zeros. Later steps:
+    ``n = g / max(sqrt(v), eps)``, clipped to ``+-(t-1)**clip_exp`` (timm's
+    stabilising clip; none when ``clip_exp`` is None), ``m <- lerp(m, n, 1-b1)``,
+    output ``m``, then ``v <- b2*v + (1-b2)*g^2``. optax has no ADOPT.
+    """
+
+    def init_fn(params):
+        return ScaleByAdoptState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        first = state.count == 0
+        count = safe_increment(state.count)
+        clip = None if clip_exp is None else (count.astype(jnp.float32) - 1.0) ** jnp.float32(clip_exp)
+
+        def leaf(g, m, v):
+            normed = g / jnp.maximum(jnp.sqrt(v), jnp.asarray(eps, v.dtype))
+            if clip is not None:
+                c = clip.astype(g.dtype)
+                normed = jnp.clip(normed, -c, c)
+            m_new = torch_lerp(m, normed, 1.0 - b1)
+            out = jnp.where(first, jnp.zeros_like(m_new), m_new)
+            m = jnp.where(first, m, m_new)
+            v = jnp.where(first, v + g * g, v * b2 + (1.0 - b2) * g * g)
+            return out, m, v
+
+        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq)
+        treedef = jax.tree.structure(updates)
+        flat = treedef.flatten_up_to(res)
+        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
+        return pick(0), ScaleByAdoptState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _skip_first_step(learning_rate: Any):
+    """The lr as a schedule that is 0 on the first update (ADOPT's seeding step moves nothing, decay included)."""
+    def schedule(count):
+        return jnp.where(count == 0, jnp.float32(0.0), lr_at(learning_rate, count))
+    return schedule
+
+
+def adopt(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.9999),
+        eps: float = 1e-6,
+        clip_exp: Optional[float] = 0.333,
+        weight_decay: Any = 0.0,
+        decoupled: bool = False,
+        corrected_weight_decay: bool = False,
+        *,
+        caution: bool = False,
+        maximize: bool = False,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Adopt``: Adam with the second moment lagged by one step, so any :math:`\beta_2` converges.
+
+    .. math::
+        v_1 &= g_1^2 \quad (\text{no parameter update on step 1}) \\
+        n_t &= \operatorname{clip}\!\left(\frac{g_t}{\max(\sqrt{v_{t-1}}, \epsilon)}, \pm (t-1)^{c}\right) \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) n_t \\
+        \theta_t &= \theta_{t-1} - \eta_t m_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
+
+    with :math:`c` = ``clip_exp``. Weight decay is L2 (added to :math:`g_t`,
+    also seen by :math:`v`) unless ``decoupled``, then the params shrink by
+    :math:`1 - \eta_t\lambda` (:math:`1 - \lambda\eta_t^2/\eta_{max}` with
+    ``corrected_weight_decay``) from step 2 on.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: floor of the root second moment.
+        clip_exp: exponent of the clipping schedule :math:`(t-1)^{c}`; None: no clipping.
+        weight_decay: :math:`\lambda` (float or per-leaf tree).
+        decoupled: decoupled (AdamW-style) instead of L2 decay.
+        corrected_weight_decay: decoupled decay by :math:`\lambda\eta_t^2/\eta_{max}` (needs ``decoupled``).
+        caution: mask the momentum where its sign disagrees with the gradient.
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adopt(1e-3, weight_decay=0.05, decoupled=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        The clipping schedule is the paper's stabilising variant (its
+        Algorithm 2 with :math:`c = 1/3`, timm's 0.333). The first update only
+        initialises :math:`v` and leaves the params untouched, as in the paper.
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_range('clip_exp', clip_exp, allow_none=True)
+    check_weight_decay(weight_decay)
+    for name, value in (('decoupled', decoupled), ('corrected_weight_decay', corrected_weight_decay),
+                        ('caution', caution), ('maximize', maximize)):
+        check_bool(name, value)
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled)
+    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp)
+    return optax.chain(
+        optax.scale(-1.0) if maximize else optax.identity(),
+        add_l2_weight_decay(0.0 if decoupled else weight_decay),
+        cautious(direction) if caution else direction,
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(
+            weight_decay if decoupled else 0.0, _skip_first_step(learning_rate), lr_scale, max_lr),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adopt', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Modified Adam that can converge with any β2 with the optimal rate', has_betas=True),
+    OptimInfo(
+        name='adoptw', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Modified AdamW (decoupled decay) that can converge with any β2 with the optimal rate',
+        has_betas=True, defaults={'decoupled': True}),
+    OptimInfo(
+        name='cadopt', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Cautious Adopt', has_betas=True, defaults={'caution': True}),
+    OptimInfo(
+        name='cadoptw', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Cautious AdoptW (decoupled decay)', has_betas=True, defaults={'decoupled': True, 'caution': True}),
+    OptimInfo(
+        name='adoptc', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'decoupled': True, 'corrected_weight_decay': True}),
+    OptimInfo(
+        name='cadoptc', alias=adopt, timm_class='timm.optim.Adopt',
+        description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True}),
+)

@@ -1,3 +1,196 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""LaProp: timm's ``LaProp`` (``laprop``, ``claprop``, ``lapropc``).
+
+Reference: Ziyin et al., 2020, "LaProp: Separating Momentum and Adaptivity in
+Adam" (arXiv:2002.04839); caution from Liang et al., 2024 (arXiv:2411.16085);
+corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    caution_mask, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr, safe_increment, tree_any_nonzero,
+    tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['laprop']
+
+
+class ScaleByLapropState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any  # momentum of lr * normalised gradient (the lr lives inside the momentum)
+    exp_avg_sq: Any
+    exp_avg_lr_1: Any  # one float32 scalar per leaf: EMA of that leaf's group lr (first-moment bias correction)
+    exp_avg_lr_2: jax.Array  # EMA of 1 (second-moment bias correction, 1 - b2**t)
+
+
+def scale_by_laprop(
+        learning_rate: Any,
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-15,
+        caution: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformation:
+    """LaProp's step (already lr-scaled, positive: subtract it), as timm computes it.
+
+    ``v <- b2*v + (1-b2)*g^2``; ``m <- b1*m + lr*(1-b1) * g / (sqrt(v / bc2) + eps)``;
+    output ``(lr / lr1) * m`` with ``lr1`` the EMA of past group lrs (``lr * bc1``
+    for a constant lr; 0 output while it is 0). The lr enters the momentum, so
+    unlike Adam the direction cannot be separated from ``scale_by_learning_rate``.
+    ``caution`` masks ``m`` (not the stored momentum) against ``g``.
+    """
+
+    def init_fn(params):
+        return ScaleByLapropState(
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params),
+            exp_avg_sq=tree_zeros_like(params),
+            exp_avg_lr_1=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
+            exp_avg_lr_2=jnp.zeros([], jnp.float32),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
+        bc2 = state.exp_avg_lr_2 * b2 + (1.0 - b2)
+
+        def leaf(g, m, v, lr1, lr):
+            lr1 = lr1 * b1 + (1.0 - b1) * lr
+            safe = jnp.where(lr1 != 0, lr1, jnp.ones_like(lr1))
+            step_size = jnp.where(lr1 != 0, lr / safe, jnp.zeros_like(lr1))
+            v = v * b2 + (1.0 - b2) * g * g
+            denom = jnp.sqrt(v / bc2.astype(v.dtype)) + eps
+            m = m * b1 + (lr * (1.0 - b1)).astype(m.dtype) * (g / denom)
+            shown = m * caution_mask(m, g) if caution else m
+            return shown * step_size.astype(m.dtype), m, v, lr1
+
+        out = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_lr_1, lrs)
+        treedef = jax.tree.structure(updates)
+        flat = treedef.flatten_up_to(out)
+        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
+        return pick(0), ScaleByLapropState(
+            count=safe_increment(state.count), exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_lr_1=pick(3),
+            exp_avg_lr_2=bc2)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class AddPostStepWeightDecayState(NamedTuple):
+    count: jax.Array
+
+
+def add_post_step_weight_decay(
+        weight_decay: Any,
+        learning_rate: Any,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformation:
+    """Decoupled decay of the *already updated* params: ``u <- u - c*wd*(p + u)``.
+
+    timm's LaProp shrinks the params after the step (``p' = (p + u)(1 - c*wd)``),
+    not before it as AdamW does; the difference ``c*wd*u`` is second order but
+    compounds beyond the parity tolerance, so it gets its own primitive. ``c``
+    is the group lr, or ``lr**2 / max_lr`` with corrected decay.
+    """
+
+    def init_fn(params):
+        del params
+        return AddPostStepWeightDecayState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        new_state = AddPostStepWeightDecayState(count=safe_increment(state.count))
+        if not tree_any_nonzero(weight_decay):
+            return updates, new_state
+        if params is None:
+            raise ValueError('laprop needs the params for weight decay: call tx.update(grads, state, params)')
+        wds = leaf_values(weight_decay, updates)
+        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
+        updates = jax.tree.map(
+            lambda u, p, wd, lr: u - (decoupled_decay_factor(lr, max_lr) * wd).astype(u.dtype) * (p + u),
+            updates, params, wds, lrs)
+        return updates, new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def laprop(
+        learning_rate: Any = 4e-4,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-15,
+        weight_decay: Any = 0.0,
+        caution: bool = False,
+        corrected_weight_decay: bool = False,
+        *,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``LaProp``: momentum over the *normalised* gradient, decoupling momentum from adaptivity.
+
+    .. math::
+        v_t &= \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\,\eta_t \frac{g_t}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon} \\
+        \theta'_t &= \theta_{t-1} - \frac{\eta_t}{\bar\eta_t} m_t,
+            \qquad \bar\eta_t = \beta_1\bar\eta_{t-1} + (1-\beta_1)\eta_t \\
+        \theta_t &= \theta'_t (1 - c_t\lambda)
+
+    :math:`\bar\eta_t` is timm's lr-weighted first-moment bias correction
+    (:math:`\eta(1-\beta_1^t)` for a constant lr); :math:`c_t = \eta_t`
+    (:math:`\eta_t^2/\eta_{max}` with ``corrected_weight_decay``). The decay
+    shrinks the params *after* the step, as timm does.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the bias-corrected root second moment.
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        caution: mask the momentum step where its sign disagrees with the gradient.
+        corrected_weight_decay: decay by :math:`\lambda\eta_t^2/\eta_{max}`.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.laprop(4e-4, weight_decay=0.05)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        The paper has no weight decay; timm's decoupled decay is kept, with its
+        post-step order. A schedule's past lrs stay in the momentum, so LaProp
+        with a schedule is not Adam-with-a-schedule.
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    for name, value in (('caution', caution), ('corrected_weight_decay', corrected_weight_decay)):
+        check_bool(name, value)
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    return optax.with_extra_args_support(optax.chain(
+        scale_by_laprop(learning_rate, betas[0], betas[1], eps, caution, lr_scale),
+        optax.scale(-1.0),
+        add_post_step_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
+    ))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='laprop', alias=laprop, timm_class='timm.optim.LaProp',
+        description='Separating Momentum and Adaptivity in Adam', has_betas=True),
+    OptimInfo(
+        name='claprop', alias=laprop, timm_class='timm.optim.LaProp',
+        description='Cautious LaProp', has_betas=True, defaults={'caution': True}),
+    OptimInfo(
+        name='lapropc', alias=laprop, timm_class='timm.optim.LaProp',
+        description='LaProp with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
+        defaults={'corrected_weight_decay': True}),
+)

@@ -1,3 +1,195 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""MARS: timm's ``Mars`` (``mars``, ``cmars``).
+
+Reference: Yuan et al., 2024, "MARS: Unleashing the Power of Variance
+Reduction for Training Large Models" (arXiv:2411.10438); caution from Liang et
+al., 2024 (arXiv:2411.16085).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    caution_mask, leaf_values, safe_increment, scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['mars']
+
+
+class ScaleByMarsState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_avg_sq: Any
+    last_grad: Any  # the previous step's raw gradient (variance-reduction term)
+
+
+def scale_by_mars(
+        b1: float = 0.9,
+        b2: float = 0.99,
+        eps: float = 1e-8,
+        gamma: float = 0.025,
+        mars_type: str = 'adamw',
+        optimize_1d: bool = False,
+        lr_1d_factor: float = 1.0,
+        betas_1d: Optional[Tuple[float, float]] = None,
+        caution: bool = False,
+        weight_decay: Any = 0.0,
+) -> optax.GradientTransformation:
+    """MARS's update before the lr: a variance-reduced, norm-clipped gradient fed to AdamW or Lion.
+
+    For leaves with ``ndim >= 2`` (all leaves with ``optimize_1d``):
+    ``c = g + gamma*b1/(1-b1) * (g - g_prev)`` (``c = g`` on step 1, timm's
+    choice), ``c <- c / max(||c||, 1)``, ``m <- b1*m + (1-b1)*c`` and
+    ``d = m_hat / (sqrt(v_hat) + eps)`` with ``v`` the EMA of ``c^2``
+    (``mars_type='adamw'``) or ``d = sign(m)`` (``'lion'``). Other leaves take
+    plain AdamW on ``g`` with ``betas_1d`` and are scaled by ``lr_1d_factor``.
+    Output ``d + wd * p`` (times the 1-d factor): timm adds the decay to the
+    update before the lr, so it is never corrected. ``caution`` masks ``m``
+    against ``g``. optax has no MARS.
+    """
+    b1_1d, b2_1d = betas_1d if betas_1d is not None else (b1, b2)
+    mix = gamma * (b1 / (1.0 - b1))
+
+    def init_fn(params):
+        return ScaleByMarsState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params),
+            last_grad=tree_zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        decay = tree_any_nonzero(weight_decay)
+        if decay and params is None:
+            raise ValueError('mars needs the params for weight decay: call tx.update(grads, state, params)')
+        first = state.count == 0
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        wds = leaf_values(weight_decay, updates)
+        ps = params if decay else jax.tree.map(lambda _: None, updates)
+
+        def adam_dir(m, v, beta1, beta2):
+            bc1 = 1.0 - jnp.asarray(beta1, jnp.float32) ** t
+            bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(beta2, jnp.float32) ** t)
+            denom = jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps
+            return (m / bc1.astype(m.dtype)) / denom
+
+        def leaf(g, m, v, last, p, wd):
+            if optimize_1d or g.ndim >= 2:
+                c = jnp.where(first, g, (g - last) * mix + g)
+                c = c / jnp.maximum(jnp.sqrt(jnp.sum(c * c)), jnp.asarray(1.0, c.dtype))
+                m = m * b1 + (1.0 - b1) * c
+                shown = m * caution_mask(m, g) if caution else m
+                if mars_type == 'adamw':
+                    v = v * b2 + (1.0 - b2) * c * c
+                    d = adam_dir(shown, v, b1, b2)
+                else:
+                    d = jnp.sign(shown)
+                factor = None
+            else:
+                m = m * b1_1d + (1.0 - b1_1d) * g
+                v = v * b2_1d + (1.0 - b2_1d) * g * g
+                shown = m * caution_mask(m, g) if caution else m
+                d = adam_dir(shown, v, b1_1d, b2_1d)
+                factor = lr_1d_factor
+            if p is not None:
+                d = (wd * p).astype(d.dtype) + d
+            if factor is not None:
+                d = d * factor
+            return d, m, v
+
+        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.last_grad, ps, wds,
+                           is_leaf=lambda x: x is None)
+        treedef = jax.tree.structure(updates)
+        flat = treedef.flatten_up_to(res)
+        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
+        return pick(0), ScaleByMarsState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2), last_grad=updates)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def mars(
+        learning_rate: Any = 3e-3,
+        betas: Tuple[float, float] = (0.9, 0.99),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        gamma: float = 0.025,
+        mars_type: str = 'adamw',
+        optimize_1d: bool = False,
+        lr_1d_factor: float = 1.0,
+        betas_1d: Optional[Tuple[float, float]] = None,
+        caution: bool = False,
+        *,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Mars``: variance-reduced gradients (MARS) in an AdamW or Lion step.
+
+    For matrix-like leaves (``ndim >= 2``, or every leaf with ``optimize_1d``):
+
+    .. math::
+        c_t &= g_t + \gamma \frac{\beta_1}{1-\beta_1} (g_t - g_{t-1}),
+            \qquad \tilde c_t = c_t / \max(1, \lVert c_t \rVert) \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\tilde c_t,
+            \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\tilde c_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta_t\left(\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \epsilon}
+            + \lambda\theta_{t-1}\right)
+
+    (``mars_type='lion'``: :math:`\operatorname{sign}(m_t)` replaces the
+    Adam ratio). Other leaves take AdamW on :math:`g_t` with ``betas_1d`` and
+    lr :math:`\eta_t \cdot` ``lr_1d_factor``.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the bias-corrected root second moment.
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        gamma: weight :math:`\gamma` of the gradient-difference correction.
+        mars_type: ``'adamw'`` or ``'lion'``.
+        optimize_1d: use MARS for 1-d leaves too (else AdamW).
+        lr_1d_factor: lr multiplier of the AdamW-updated 1-d leaves.
+        betas_1d: betas of the 1-d AdamW (default: ``betas``).
+        caution: mask the momentum where its sign disagrees with the gradient.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2)), 'b': jnp.zeros(2)}
+        >>> tx = jt.optim.mars(3e-3, weight_decay=0.05)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2)), 'b': jnp.ones(2)}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        On the first step there is no previous gradient; timm (and this port)
+        uses :math:`c_1 = g_1` rather than the paper's :math:`g_0 = 0`. Which
+        leaves count as "1-d" follows timm (``ndim < 2``), so a Flax conv
+        kernel is treated like a PyTorch one.
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('gamma', gamma)
+    check_choice('mars_type', mars_type, ('adamw', 'lion'))
+    check_bool('optimize_1d', optimize_1d)
+    check_range('lr_1d_factor', lr_1d_factor, 0.0)
+    if betas_1d is not None:
+        check_betas(betas_1d, name='betas_1d')
+    check_bool('caution', caution)
+    return optax.with_extra_args_support(optax.chain(
+        scale_by_mars(betas[0], betas[1], eps, gamma, mars_type, optimize_1d, lr_1d_factor, betas_1d, caution,
+                      weight_decay),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    ))
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='mars', alias=mars, timm_class='timm.optim.Mars',
+        description='Unleashing the Power of Variance Reduction for Training Large Models', has_betas=True),
+    OptimInfo(
+        name='cmars', alias=mars, timm_class='timm.optim.Mars',
+        description='Cautious MARS', has_betas=True, defaults={'caution': True}),
+)
