@@ -230,12 +230,14 @@ VIT_GROUP_MATCHER = {  # timm's VisionTransformer.group_matcher(coarse=False)
 
 def grouped_factory_parity(name: str, shapes: Dict[str, tuple], *, lr: float = 1e-2, steps: int = 30,
                            model_attrs: Optional[Dict[str, Any]] = None, ours: Optional[Dict[str, Any]] = None,
+                           schedule: Optional[Callable] = None, torch_lr: Optional[Callable[[int], float]] = None,
                            **kwargs) -> ParityResult:
     """timm's factory on a module carrying ``model_attrs`` (``group_matcher``, ``no_weight_decay``,
     ``pretrained_cfg``) against ours with the equivalent keyword arguments ``ours``; both with ``kwargs``.
 
     timm applies ``lr_scale`` only through its schedulers, so the torch loop sets each group's lr to
     ``lr * lr_scale`` before every step (a constant schedule), which is what ours does with a float lr.
+    With ``schedule`` (ours) and ``torch_lr`` (timm's value before update ``t``), both run scheduled.
     """
     timm_optim, _ = load_timm()
 
@@ -246,5 +248,5 @@ def grouped_factory_parity(name: str, shapes: Dict[str, tuple], *, lr: float = 1
 
     return run_parity(
         make_timm,
-        lambda p: jt.create_optimizer_v2(p, name, lr=lr, **kwargs, **(ours or {})),
-        steps=steps, shapes=shapes, torch_lr=lambda t: lr)
+        lambda p: jt.create_optimizer_v2(p, name, lr=lr if schedule is None else schedule, **kwargs, **(ours or {})),
+        steps=steps, shapes=shapes, torch_lr=torch_lr or (lambda t: lr))

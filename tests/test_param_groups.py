@@ -63,14 +63,43 @@ VIT_ATTRS = dict(
 VIT_OURS = dict(group_matcher=VIT_GROUP_MATCHER, no_weight_decay_list=('pos_embed', 'cls_token'))
 
 
-@pytest.mark.parametrize('name', ['adamw', 'sgd', 'lamb', 'lars', 'adamwlegacy'])
+LAYER_DECAY_OPTS = ['adamw', 'lamb', 'sgd', 'madgrad', 'rmsproptf', 'lars', 'adamwlegacy']
+
+
+@pytest.mark.parametrize('name', LAYER_DECAY_OPTS)
 @pytest.mark.parametrize('layer_decay', [0.75, 0.5])
 def test_layer_decay_parity(name, layer_decay):
-    if name not in jt.list_optimizers():
-        pytest.fail(f'{name} is not registered')
     grouped_factory_parity(
         name, VIT_SHAPES, weight_decay=0.05, layer_decay=layer_decay,
         model_attrs=VIT_ATTRS, ours=VIT_OURS).check()
+
+
+def _timm_update_schedule(peak, **sched_kwargs):
+    """lr timm's scheduler puts in the optimizer before update t (step_update(num_updates=t))."""
+    import torch
+    _, timm_sched = load_timm()
+    dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=peak)
+    sched, _ = timm_sched.create_scheduler_v2(dummy, **sched_kwargs)
+    cache = {}
+
+    def lr_at(t):
+        if t not in cache:
+            sched.step_update(num_updates=t)
+            cache[t] = dummy.param_groups[0]['lr']
+        return cache[t]
+    return lr_at
+
+
+@pytest.mark.parametrize('name', ['adamw', 'lamb', 'sgd', 'madgrad', 'rmsproptf'])
+def test_layer_decay_with_warmup_cosine_per_update(name):
+    """DeiT/BEiT-style recipe: warmup + cosine stepped per update, layer decay 0.75, weight decay 0.05."""
+    peak = 1e-2
+    sched_kwargs = dict(sched='cosine', num_epochs=6, warmup_epochs=2, warmup_lr=1e-4, min_lr=1e-4,
+                        step_on_epochs=False, updates_per_epoch=5)
+    ours, _ = jt.create_scheduler_v2(peak, **sched_kwargs)
+    grouped_factory_parity(
+        name, VIT_SHAPES, lr=peak, weight_decay=0.05, layer_decay=0.75, model_attrs=VIT_ATTRS, ours=VIT_OURS,
+        schedule=ours, torch_lr=_timm_update_schedule(peak, **sched_kwargs)).check()
 
 
 def test_layer_decay_min_and_no_opt_scale_parity():

@@ -1,3 +1,116 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""SGDW: SGD with momentum and decoupled weight decay (timm's ``SGDW``).
+
+References: Loshchilov & Hutter, 2019, "Decoupled Weight Decay
+Regularization" (arXiv:1711.05101); Sutskever et al., 2013, "On the
+importance of initialization and momentum in deep learning" (Nesterov
+momentum); Liang et al., 2024, "Cautious Optimizers" (arXiv:2411.16085);
+corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import optax
+
+from .._validate import check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate, scale_by_torch_momentum,
+)
+from ._registry import OptimInfo
+
+__all__ = ['sgdw']
+
+
+def sgdw(
+        learning_rate: Any = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: Any = 0.0,
+        nesterov: bool = False,
+        *,
+        caution: bool = False,
+        corrected_weight_decay: bool = False,
+        maximize: bool = False,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``SGDW``: torch's SGD momentum with the weight decay decoupled from the gradient.
+
+    .. math::
+        b_t &= \mu b_{t-1} + (1 - \tau) g_t \quad (b_1 = g_1), \qquad
+            d_t = g_t + \mu b_t \text{ if nesterov else } b_t \\
+        \theta_t &= \theta_{t-1}(1 - c_t\lambda) - \eta_t\, d_t, \qquad
+            c_t = \eta_t \text{ or } \eta_t^2 / \eta_{max} \text{ (corrected)}
+
+    ``caution`` multiplies :math:`d_t` by
+    :func:`jaxopt_timm.transforms.caution_mask` against :math:`g_t`; as in
+    timm it only acts when ``momentum > 0`` (without momentum the direction
+    is the gradient itself, which always agrees with it).
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
+        dampening: dampening :math:`\tau` of the momentum, in [0, 1].
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        caution: mask the update where it disagrees in sign with the gradient.
+        corrected_weight_decay: decay by :math:`\lambda\eta^2/\eta_{max}` instead of :math:`\lambda\eta`.
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        max_lr: peak lr for corrected decay (default: the float lr or the schedule's ``base_lr``).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.sgdw(0.1, momentum=0.9, weight_decay=1e-4, nesterov=True, caution=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        Registered as ``sgdw`` (alias ``nesterovw``), ``csgdw`` (caution),
+        ``sgdc`` (corrected decay) and ``csgdc`` (both), all with Nesterov on.
+    """
+    check_lr(learning_rate)
+    check_range('momentum', momentum, 0.0)
+    check_range('dampening', dampening, 0.0, 1.0)
+    check_weight_decay(weight_decay)
+    for name, value in (('nesterov', nesterov), ('caution', caution),
+                        ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
+        check_bool(name, value)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
+            'requires momentum in (0, inf) and dampening == 0')
+    max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    direction = scale_by_torch_momentum(momentum, dampening, nesterov)
+    with_momentum = isinstance(momentum, jax.core.Tracer) or momentum != 0
+    return optax.chain(
+        optax.scale(-1.0) if maximize else optax.identity(),
+        cautious(direction) if caution and with_momentum else direction,
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='sgdw', alias=sgdw, timm_class='timm.optim.SGDW',
+        description='SGD with decoupled weight decay and Nesterov momentum',
+        has_eps=False, has_momentum=True, defaults={'nesterov': True}),
+    OptimInfo(
+        name='csgdw', alias=sgdw, timm_class='timm.optim.SGDW',
+        description='Cautious SGD with decoupled weight decay and Nesterov momentum',
+        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'caution': True}),
+    OptimInfo(
+        name='sgdc', alias=sgdw, timm_class='timm.optim.SGDW',
+        description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'corrected_weight_decay': True}),
+    OptimInfo(
+        name='csgdc', alias=sgdw, timm_class='timm.optim.SGDW',
+        description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        has_eps=False, has_momentum=True,
+        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True}),
+)
+ALIASES = {'nesterovw': 'sgdw'}

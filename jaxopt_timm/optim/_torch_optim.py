@@ -1,3 +1,393 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""The ``torch.optim`` classes timm registers as they are: Adam, Adamax, Adadelta, Adagrad and RMSprop.
+
+References: Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization"
+(arXiv:1412.6980; Adam and its infinity-norm variant Adamax); Reddi et al.,
+2018, "On the Convergence of Adam and Beyond" (amsgrad); Zeiler, 2012,
+"ADADELTA: An Adaptive Learning Rate Method" (arXiv:1212.5701); Duchi et al.,
+2011, "Adaptive Subgradient Methods for Online Learning and Stochastic
+Optimization" (JMLR 12); Hinton, 2012, Coursera lecture 6e (RMSprop) and
+Graves, 2013, "Generating Sequences With Recurrent Neural Networks"
+(arXiv:1308.0850, the centered variant).
+
+Weight decay is torch's: L2, added to the gradient before the direction
+(Adam may decouple it with ``decoupled_weight_decay``, as torch allows).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from ..transforms import (
+    add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_adam,
+    scale_by_learning_rate, tree_zeros_like,
+)
+from ._registry import OptimInfo
+
+__all__ = ['adam', 'adamax', 'adadelta', 'adagrad', 'rmsprop']
+
+
+def _maybe_negate(maximize: bool) -> optax.GradientTransformation:
+    return optax.scale(-1.0) if maximize else optax.identity()
+
+
+def _is_off(value: Any) -> bool:
+    """A switch-like numeric hyperparameter known at construction to be zero (a tracer counts as on)."""
+    return not isinstance(value, jax.core.Tracer) and value == 0
+
+
+def adam(
+        learning_rate: Any = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+        lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.Adam``: Adam with L2 weight decay (torch's default) and optional amsgrad.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda\theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2 \\
+        \theta_t &= \theta_{t-1}
+            - \eta \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t} / \sqrt{1-\beta_2^t} + \epsilon}
+
+    With ``amsgrad`` the running maximum of the raw :math:`v_t` replaces
+    :math:`v_t` (torch's convention, see
+    :func:`jaxopt_timm.transforms.scale_by_adam`). With
+    ``decoupled_weight_decay`` the decay is AdamW's
+    :math:`\theta \mathrel{*}= 1 - \eta\lambda` instead.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to the bias-corrected root second moment.
+        weight_decay: :math:`\lambda` (float or per-leaf tree), L2 unless decoupled.
+        amsgrad: use the running maximum of the second moment.
+        maximize: ascend instead of descend.
+        decoupled_weight_decay: AdamW-style decay (torch's Adam flag of the same name).
+        lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment (default: the params' dtype).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adam(1e-3, weight_decay=1e-4, amsgrad=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    for name, value in (('amsgrad', amsgrad), ('maximize', maximize),
+                        ('decoupled_weight_decay', decoupled_weight_decay)):
+        check_bool(name, value)
+    return optax.chain(
+        _maybe_negate(maximize),
+        optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
+        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype),
+        scale_by_learning_rate(learning_rate, lr_scale),
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
+        else optax.identity(),
+    )
+
+
+class ScaleByAdamaxState(NamedTuple):
+    count: jax.Array
+    exp_avg: Any
+    exp_inf: Any
+
+
+def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    r"""Adamax's direction ``(m / (1 - b1^t)) / u`` with ``u <- max(b2 * u, |g| + eps)``.
+
+    The math of ``optax.scale_by_adamax`` and of torch, rewritten because
+    optax raises ``b1 ** count`` with the int32 count, which fails under
+    strict dtype promotion; the bias correction here is computed in float32.
+    """
+
+    def init_fn(params):
+        return ScaleByAdamaxState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_inf=tree_zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = safe_increment(state.count)
+        bc1 = one_minus_pow(b1, count.astype(jnp.float32))
+        mu = jax.tree.map(lambda g, m: m + (1.0 - b1) * (g - m), updates, state.exp_avg)
+        u = jax.tree.map(lambda g, n: jnp.maximum(b2 * n, jnp.abs(g) + eps), updates, state.exp_inf)
+        out = jax.tree.map(lambda g, m, n: ((m / bc1) / n).astype(g.dtype), updates, mu, u)
+        return out, ScaleByAdamaxState(count=count, exp_avg=mu, exp_inf=u)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adamax(
+        learning_rate: Any = 2e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.Adamax``: Adam with the infinity norm in place of the second moment.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda\theta_{t-1} \\
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t, \quad u_t = \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+        \theta_t &= \theta_{t-1} - \frac{\eta}{1-\beta_1^t} \frac{m_t}{u_t}
+
+    :math:`\epsilon` is added to :math:`|g_t|` inside the maximum, as torch
+    (and ``optax.scale_by_adamax``) do; see :func:`scale_by_adamax`.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        eps: added to :math:`|g_t|` inside the running maximum.
+        weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adamax(2e-3)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_bool('maximize', maximize)
+    return optax.chain(
+        _maybe_negate(maximize),
+        add_l2_weight_decay(weight_decay),
+        scale_by_adamax(betas[0], betas[1], eps),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    )
+
+
+def adadelta(
+        learning_rate: Any = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: Any = 0.0,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.Adadelta``: step sizes from running windows of squared gradients and squared steps.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda\theta_{t-1} \\
+        v_t &= \rho v_{t-1} + (1-\rho) g_t^2, \quad
+            \Delta_t = \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} g_t, \quad
+            u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2 \\
+        \theta_t &= \theta_{t-1} - \eta\Delta_t
+
+    The direction is ``optax.scale_by_adadelta``, whose math is torch's.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr`` (torch's default 1.0, the paper's lr-free form).
+        rho: decay :math:`\rho` of both running averages, in [0, 1].
+        eps: added inside both square roots.
+        weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adadelta(1.0, rho=0.9)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    check_lr(learning_rate)
+    check_range('rho', rho, 0.0, 1.0)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_bool('maximize', maximize)
+    return optax.chain(
+        _maybe_negate(maximize),
+        add_l2_weight_decay(weight_decay),
+        optax.scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    )
+
+
+class ScaleByTorchAdagradState(NamedTuple):
+    count: jax.Array
+    sum: Any
+
+
+def scale_by_torch_adagrad(
+        lr_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+) -> optax.GradientTransformation:
+    r"""torch's Adagrad direction: ``g / (sqrt(s) + eps) / (1 + (t-1) * lr_decay)`` with ``s += g^2``.
+
+    ``optax.scale_by_rss`` puts :math:`\epsilon` inside the square root and
+    has no ``lr_decay``, so it differs from torch; this primitive follows
+    torch (``s`` starts at ``initial_accumulator_value``, :math:`t` counts
+    from 1). The lr decay divides the step, so folding it into the direction
+    leaves the later ``-lr`` multiply unchanged.
+    """
+
+    def init_fn(params):
+        return ScaleByTorchAdagradState(
+            count=jnp.zeros([], jnp.int32),
+            sum=jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        decay = 1.0 + state.count.astype(jnp.float32) * jnp.asarray(lr_decay, jnp.float32)
+        sums = jax.tree.map(lambda g, s: s + g * g, updates, state.sum)
+        out = jax.tree.map(
+            lambda g, s: (g / (jnp.sqrt(s) + eps) / decay).astype(g.dtype), updates, sums)
+        return out, ScaleByTorchAdagradState(count=safe_increment(state.count), sum=sums)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adagrad(
+        learning_rate: Any = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: Any = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.Adagrad``: per-coordinate steps scaled by the root of the summed squared gradients.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda\theta_{t-1}, \quad s_t = s_{t-1} + g_t^2 \quad (s_0 = s_{init}) \\
+        \theta_t &= \theta_{t-1} - \frac{\eta}{1 + (t-1)\,\delta} \frac{g_t}{\sqrt{s_t} + \epsilon}
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        lr_decay: :math:`\delta`, the lr's inverse-time decay per step, >= 0.
+        weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
+        initial_accumulator_value: :math:`s_{init}`, >= 0.
+        eps: added to the root of the sum (timm's registry binds 1e-8; torch's default is 1e-10).
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.adagrad(1e-2, lr_decay=1e-3, initial_accumulator_value=0.1)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    check_lr(learning_rate)
+    check_range('lr_decay', lr_decay, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('initial_accumulator_value', initial_accumulator_value, 0.0)
+    check_range('eps', eps, 0.0)
+    check_bool('maximize', maximize)
+    return optax.chain(
+        _maybe_negate(maximize),
+        add_l2_weight_decay(weight_decay),
+        scale_by_torch_adagrad(lr_decay, initial_accumulator_value, eps),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    )
+
+
+def rmsprop(
+        learning_rate: Any = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: Any = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+        lr_scale: Any = None,
+) -> optax.GradientTransformationExtraArgs:
+    r"""``torch.optim.RMSprop``: gradients divided by a running root mean square, optional momentum.
+
+    .. math::
+        g_t &= \nabla f(\theta_{t-1}) + \lambda\theta_{t-1}, \quad v_t = \alpha v_{t-1} + (1-\alpha) g_t^2 \\
+        d_t &= \frac{g_t}{\sqrt{v_t - \bar g_t^2} + \epsilon} \text{ (centered, }
+            \bar g_t = \alpha \bar g_{t-1} + (1-\alpha) g_t \text{) else } \frac{g_t}{\sqrt{v_t} + \epsilon} \\
+        b_t &= \mu b_{t-1} + d_t \quad (b_0 = 0), \qquad \theta_t = \theta_{t-1} - \eta\, b_t
+
+    Unlike timm's ``RMSpropTF`` (``rmsproptf``), :math:`\epsilon` is outside
+    the root, the average starts at zero and the lr stays out of the momentum
+    buffer, so the direction is optax's ``scale_by_rms`` /
+    ``scale_by_stddev`` with ``eps_in_sqrt=False`` followed by ``trace``.
+
+    Args:
+        learning_rate: float or schedule ``step -> lr``.
+        alpha: smoothing constant :math:`\alpha` (timm's registry binds 0.9; torch's default is 0.99), >= 0.
+        eps: added to the root mean square.
+        weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
+        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
+        centered: normalise by the estimated variance instead of the raw second moment.
+        maximize: ascend instead of descend.
+        lr_scale: per-leaf lr multipliers (layer decay).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((2, 2))}
+        >>> tx = jt.optim.rmsprop(1e-2, alpha=0.9, momentum=0.9, centered=True)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+        >>> params = optax.apply_updates(params, updates)
+    """
+    check_lr(learning_rate)
+    check_range('alpha', alpha, 0.0)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)
+    check_range('momentum', momentum, 0.0)
+    check_bool('centered', centered)
+    check_bool('maximize', maximize)
+    if centered:
+        direction = optax.scale_by_stddev(decay=alpha, eps=eps, eps_in_sqrt=False)
+    else:
+        direction = optax.scale_by_rms(decay=alpha, eps=eps, eps_in_sqrt=False)
+    return optax.chain(
+        _maybe_negate(maximize),
+        add_l2_weight_decay(weight_decay),
+        direction,
+        optax.identity() if _is_off(momentum) else optax.trace(decay=momentum),
+        scale_by_learning_rate(learning_rate, lr_scale),
+    )
+
+
+OPTIMIZERS = (
+    OptimInfo(
+        name='adam', alias=adam, timm_class='torch.optim.Adam',
+        description='torch.optim.Adam, Adaptive Moment Estimation', has_betas=True),
+    OptimInfo(
+        name='adamax', alias=adamax, timm_class='torch.optim.Adamax',
+        description='torch.optim.Adamax, Adam with infinity norm for more stable updates', has_betas=True),
+    OptimInfo(
+        name='adadelta', alias=adadelta, timm_class='torch.optim.Adadelta',
+        description='torch.optim.Adadelta, Adapts learning rates based on running windows of gradients'),
+    OptimInfo(
+        name='adagrad', alias=adagrad, timm_class='torch.optim.Adagrad',
+        description='torch.optim.Adagrad, Adapts learning rates using cumulative squared gradients',
+        defaults={'eps': 1e-8}),
+    OptimInfo(
+        name='rmsprop', alias=rmsprop, timm_class='torch.optim.RMSprop',
+        description='torch.optim.RMSprop, Root Mean Square Propagation', has_momentum=True,
+        defaults={'alpha': 0.9}),
+)
