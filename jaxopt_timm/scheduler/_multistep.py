@@ -1,0 +1,85 @@
+"""Multi-step decay: timm's ``MultiStepLRScheduler`` (``lr * decay_rate ** #milestones passed``)."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._validate import check_bool, check_range
+from ._common import INT32_MAX, NoiseRange, Schedule, linear_warmup, noise_fn, validate_noise, validate_warmup, with_noise
+
+__all__ = ['multistep']
+
+
+def multistep(
+        base_lr: float,
+        decay_t: Sequence[float],
+        decay_rate: float = 1.,
+        warmup_t: int = 0,
+        warmup_lr_init: float = 0.,
+        warmup_prefix: bool = True,
+        t_in_epochs: bool = True,
+        noise_range_t=None,
+        noise_pct: float = 0.67,
+        noise_std: float = 1.0,
+        noise_seed: Optional[int] = 42,
+        *,
+        noise_type: str = 'normal',
+) -> Schedule:
+    r"""timm's ``MultiStepLRScheduler`` as a pure function ``schedule(t) -> lr``.
+
+    .. math::
+        \mathrm{lr}(t) = \mathrm{lr}_{base} \cdot r^{\#\{j : m_j \le t' + 1\}}
+
+    with :math:`m_j` the sorted milestones ``decay_t``, :math:`r` =
+    ``decay_rate`` and :math:`t' = t - ` ``warmup_t`` when ``warmup_prefix``;
+    linear warmup and noise as in :func:`jaxopt_timm.scheduler.cosine`.
+
+    Args:
+        base_lr: initial lr.
+        decay_t: milestones, non-decreasing.
+        decay_rate: multiplier per milestone passed.
+        warmup_t, warmup_lr_init, warmup_prefix: linear warmup.
+        t_in_epochs: recorded only.
+        noise_range_t, noise_pct, noise_std, noise_seed, noise_type: lr noise.
+
+    Example:
+        >>> import jaxopt_timm as jt
+        >>> sched = jt.scheduler.multistep(0.1, decay_t=[10, 20], decay_rate=0.5)
+        >>> [round(float(sched(t)), 6) for t in (8, 9, 19)]  # milestone 10 applies at t = 9
+        [0.1, 0.05, 0.025]
+
+    Note:
+        timm quirk mirrored: the count is ``bisect_right(decay_t, t + 1)``, so
+        milestone ``m`` takes effect at ``t = m - 1`` (one step earlier than
+        ``torch.optim.lr_scheduler.MultiStepLR``). timm assumes sorted
+        milestones without checking; here unsorted ones raise ``ValueError``.
+    """
+    check_range('base_lr', base_lr, 0.0)
+    if not isinstance(decay_t, (list, tuple, np.ndarray)):
+        raise ValueError(f'Invalid decay_t: {decay_t!r}, expected a sequence of non-decreasing milestones')
+    for j, m in enumerate(decay_t):
+        check_range(f'decay_t[{j}]', m)
+    if any(b < a for a, b in zip(decay_t, decay_t[1:])):
+        raise ValueError(f'Invalid decay_t: {list(decay_t)!r}, expected non-decreasing milestones')
+    check_range('decay_rate', decay_rate)
+    validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
+    check_bool('t_in_epochs', t_in_epochs)
+    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    base_lr, warmup_t = float(base_lr), int(warmup_t)
+    warmup_step = (base_lr - warmup_lr_init) / warmup_t if warmup_t else 1.0
+    # m <= t + 1  <=>  t >= ceil(m) - 1 for integer t (no t + 1 overflow at 2**31 - 1)
+    thresholds = [max(math.ceil(float(m)) - 1, -1) for m in decay_t if math.ceil(float(m)) - 1 <= INT32_MAX]
+    thr = jnp.asarray(np.asarray(thresholds or [0], np.int64).astype(np.int32))
+    n = len(thresholds)
+    values = jnp.asarray(np.float32([base_lr * float(decay_rate) ** c for c in range(n + 1)]))
+
+    def lr_at(t):
+        t_eff = t - warmup_t if warmup_prefix else t
+        c = jnp.searchsorted(thr, t_eff, side='right') if n else jnp.zeros(jnp.shape(t), jnp.int32)
+        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, values[c])
+
+    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    return Schedule(with_noise(lr_at, noise), base_lr, 'multistep')
