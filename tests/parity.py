@@ -146,7 +146,7 @@ def run_parity(
     for t in range(steps):
         if torch_lr is not None:
             for group in opt.param_groups:
-                group['lr'] = torch_lr(t) * group.get('lr_scale', 1.0)
+                group['lr'] = float(torch_lr(t)) * group.get('lr_scale', 1.0)
         opt.zero_grad(set_to_none=True)
         s = float(drift(t))
         loss = sum((0.5 * ta[k] * p * p + (tb[k] + td[k] * s) * p + 0.025 * p ** 4).sum() for k, p in named.items())
@@ -250,3 +250,26 @@ def grouped_factory_parity(name: str, shapes: Dict[str, tuple], *, lr: float = 1
         make_timm,
         lambda p: jt.create_optimizer_v2(p, name, lr=lr if schedule is None else schedule, **kwargs, **(ours or {})),
         steps=steps, shapes=shapes, torch_lr=torch_lr or (lambda t: lr))
+
+
+def linear_decay(peak: float, steps: int) -> Callable:
+    """A test schedule: linear decay from ``peak`` to ``0.1 * peak``, for Python ints (timm's side) and traced int32
+    counts (ours; cast explicitly, as strict dtype promotion requires)."""
+    return lambda t: peak * (1.0 - 0.9 * jnp.asarray(t, jnp.float32) / steps)
+
+
+def scheduled_parity(timm_cls, our_alias, peak: float = 0.05, steps: int = 30, **kwargs) -> ParityResult:
+    """A timm class whose lr follows :func:`linear_decay` (set before every step, as timm's schedulers do) against
+    our alias given the same schedule; ``max_lr=peak`` is passed when corrected decay is on (timm snapshots the
+    constructor lr)."""
+    sched = linear_decay(peak, steps)
+    max_lr = {'max_lr': peak} if kwargs.get('corrected_weight_decay') else {}
+    return run_parity(
+        lambda m: timm_cls(m.parameters(), lr=peak, **kwargs),
+        lambda p: our_alias(sched, **kwargs, **max_lr),
+        steps=steps, torch_lr=lambda t: float(sched(t)))
+
+
+def trajectory_diff(a: ParityResult, b: ParityResult) -> float:
+    """Largest difference between two of *our* final params: shows a switch really changes the run."""
+    return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)

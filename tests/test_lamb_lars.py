@@ -9,7 +9,7 @@ import jaxopt_timm as jt
 from jaxopt_timm.transforms import (
     add_decoupled_weight_decay, scale_by_learning_rate, scale_by_trust_ratio,
 )
-from parity import TOL, alias_parity, factory_parity, run_parity
+from parity import TOL, alias_parity, factory_parity, run_parity, linear_decay, trajectory_diff
 from timm_ref import load_timm
 
 LAMB_NAMES = ['lamb', 'lambc', 'lambw', 'lambcw', 'lambcd', 'clamb', 'clambw']
@@ -18,18 +18,6 @@ LARS_NAMES = ['lars', 'larc', 'nlars', 'nlarc']
 
 def _timm():
     return load_timm()[0]
-
-
-def _max_diff(a, b):
-    return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)
-
-
-def _linear_decay(peak, steps):
-    """Linear decay from the peak; a Python float for timm's side, float32 for a traced optax count."""
-    def sched(t):
-        t = t.astype(jnp.float32) if hasattr(t, 'astype') else float(t)
-        return peak * (1.0 - 0.9 * t / steps)
-    return sched
 
 
 # ---------------------------------------------------------------- registry / factory
@@ -81,7 +69,7 @@ def test_lamb_trust_clip_is_active():
     """The LAMBC cap binds in this run (else the trust_clip parity test would prove nothing)."""
     base = alias_parity(_timm().Lamb, jt.optim.lamb, lr=1e-2, weight_decay=0.1).check()
     clip = alias_parity(_timm().Lamb, jt.optim.lamb, lr=1e-2, weight_decay=0.1, trust_clip=True).check()
-    assert _max_diff(base, clip) > 10 * TOL * clip.displacement
+    assert trajectory_diff(base, clip) > 10 * TOL * clip.displacement
 
 
 @pytest.mark.parametrize('max_grad_norm', [0.1, 2.0])
@@ -129,7 +117,7 @@ def test_lamb_decoupled_ratio_uses_shrunk_params():
 def test_lamb_corrected_decay_with_schedule(extra):
     timm_optim = _timm()
     peak, steps, wd = 0.05, 30, 0.5
-    sched = _linear_decay(peak, steps)
+    sched = linear_decay(peak, steps)
     kw = dict(weight_decay=wd, decoupled_decay=True, **extra)
     r = run_parity(
         lambda m: timm_optim.Lamb(m.parameters(), lr=peak, corrected_weight_decay=True, **kw),
@@ -139,14 +127,14 @@ def test_lamb_corrected_decay_with_schedule(extra):
         lambda m: timm_optim.Lamb(m.parameters(), lr=peak, **kw),
         lambda p: jt.optim.lamb(lambda t: sched(t), **kw),
         steps=steps, torch_lr=sched).check()
-    assert _max_diff(r, plain) > 10 * TOL * r.displacement
+    assert trajectory_diff(r, plain) > 10 * TOL * r.displacement
 
 
 def test_lamb_corrected_decay_max_lr_from_schedule_base_lr():
     """Without max_lr, corrected decay takes the schedule's ``base_lr`` (as timm snapshots the constructor lr)."""
     timm_optim = _timm()
     peak, steps = 0.05, 20
-    decay = _linear_decay(peak, steps)
+    decay = linear_decay(peak, steps)
 
     def sched(t):
         return decay(t)
@@ -199,7 +187,7 @@ def test_lars_trust_clip_with_schedule_and_lr_scale():
     """LARC divides by the *group* lr at each step: scheduled and layer-scaled."""
     timm_optim = _timm()
     steps = 30
-    sched = _linear_decay(0.2, steps)
+    sched = linear_decay(0.2, steps)
 
     def make_timm(m):
         groups = [dict(params=[p], lr_scale=0.3 if n == 'fc.weight' else 1.0) for n, p in m.named_parameters()]

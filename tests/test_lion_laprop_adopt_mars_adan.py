@@ -5,7 +5,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
-from parity import alias_parity, run_parity, to_tree
+from parity import alias_parity, run_parity, to_tree, linear_decay, scheduled_parity, trajectory_diff
 from timm_ref import load_timm
 
 NAMES = ['lion', 'clion', 'lionc', 'clionc', 'laprop', 'claprop', 'lapropc',
@@ -15,25 +15,6 @@ NAMES = ['lion', 'clion', 'lionc', 'clionc', 'laprop', 'claprop', 'lapropc',
 
 def _timm():
     return load_timm()[0]
-
-
-def _linear_decay(peak, steps):
-    # works for Python ints (the torch side) and traced int32 counts (ours)
-    return lambda t: peak * (1.0 - 0.9 * jnp.asarray(t, jnp.float32) / steps)
-
-
-def _scheduled(timm_cls, our_alias, peak=0.05, steps=30, **kwargs):
-    """timm class stepped by a per-step lr schedule vs our alias given the same schedule."""
-    sched = _linear_decay(peak, steps)
-    max_lr = {'max_lr': peak} if kwargs.get('corrected_weight_decay') else {}
-    return run_parity(
-        lambda m: timm_cls(m.parameters(), lr=peak, **kwargs),
-        lambda p: our_alias(sched, **kwargs, **max_lr),
-        steps=steps, torch_lr=lambda t: float(sched(t)))
-
-
-def _max_diff(a, b):
-    return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)
 
 
 def test_names_registered_with_timm_metadata():
@@ -63,12 +44,12 @@ def test_lion(kwargs):
 @pytest.mark.parametrize('caution', [False, True])
 def test_lion_corrected_decay_with_schedule(caution):
     timm_cls = _timm().Lion
-    r = _scheduled(timm_cls, jt.optim.lion, peak=0.02, weight_decay=2.0, caution=caution,
+    r = scheduled_parity(timm_cls, jt.optim.lion, peak=0.02, weight_decay=2.0, caution=caution,
                    corrected_weight_decay=True)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.lion, peak=0.02, weight_decay=2.0, caution=caution)
+    plain = scheduled_parity(timm_cls, jt.optim.lion, peak=0.02, weight_decay=2.0, caution=caution)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
 
 
 # --- LaProp
@@ -88,15 +69,15 @@ def test_laprop(kwargs):
     dict(weight_decay=0.1, caution=True),
 ])
 def test_laprop_with_schedule(kwargs):
-    _scheduled(_timm().LaProp, jt.optim.laprop, **kwargs).check()
+    scheduled_parity(_timm().LaProp, jt.optim.laprop, **kwargs).check()
 
 
 def test_laprop_corrected_decay_with_schedule():
     timm_cls = _timm().LaProp
-    r = _scheduled(timm_cls, jt.optim.laprop, weight_decay=0.5, corrected_weight_decay=True)
+    r = scheduled_parity(timm_cls, jt.optim.laprop, weight_decay=0.5, corrected_weight_decay=True)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.laprop, weight_decay=0.5)
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement
+    plain = scheduled_parity(timm_cls, jt.optim.laprop, weight_decay=0.5)
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement
 
 
 # --- ADOPT
@@ -122,7 +103,7 @@ def test_adopt_clip_matters():
     clipped.check()
     free = alias_parity(timm_cls, jt.optim.adopt, lr=1e-2, clip_exp=None, betas=(0.9, 0.5))
     free.check()
-    assert _max_diff(clipped, free) > 20 * 2e-4 * clipped.displacement
+    assert trajectory_diff(clipped, free) > 20 * 2e-4 * clipped.displacement
 
 
 def test_adopt_first_step_moves_nothing():
@@ -139,11 +120,11 @@ def test_adopt_first_step_moves_nothing():
 def test_adopt_corrected_decay_with_schedule(caution):
     timm_cls = _timm().Adopt
     kw = dict(weight_decay=0.5, decoupled=True, caution=caution)
-    r = _scheduled(timm_cls, jt.optim.adopt, corrected_weight_decay=True, **kw)
+    r = scheduled_parity(timm_cls, jt.optim.adopt, corrected_weight_decay=True, **kw)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.adopt, **kw)
+    plain = scheduled_parity(timm_cls, jt.optim.adopt, **kw)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement
 
 
 # --- MARS
@@ -173,7 +154,7 @@ def test_mars_1d_switches_change_the_1d_leaves():
 
 
 def test_mars_with_schedule():
-    _scheduled(_timm().Mars, jt.optim.mars, weight_decay=0.1, caution=True).check()
+    scheduled_parity(_timm().Mars, jt.optim.mars, weight_decay=0.1, caution=True).check()
 
 
 # --- Adan
@@ -191,7 +172,7 @@ def test_adan(kwargs):
 
 @pytest.mark.parametrize('no_prox', [False, True])
 def test_adan_with_schedule(no_prox):
-    _scheduled(_timm().Adan, jt.optim.adan, weight_decay=0.5, no_prox=no_prox).check()
+    scheduled_parity(_timm().Adan, jt.optim.adan, weight_decay=0.5, no_prox=no_prox).check()
 
 
 # --- per-group lr scale (layer decay) with a schedule
@@ -212,7 +193,7 @@ def test_lr_scale_groups_with_schedule(which, kwargs):
     our_alias = {'Lion': jt.optim.lion, 'LaProp': jt.optim.laprop, 'Adopt': jt.optim.adopt,
                  'Mars': jt.optim.mars, 'Adan': jt.optim.adan}[which]
     peak, steps = 0.02, 30
-    sched = _linear_decay(peak, steps)
+    sched = linear_decay(peak, steps)
 
     def make_timm(module):
         groups = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import jaxopt_timm as jt
-from parity import alias_parity, factory_parity, run_parity, to_tree
+from parity import alias_parity, factory_parity, run_parity, to_tree, linear_decay, scheduled_parity, trajectory_diff
 from timm_ref import load_timm
 
 NAMES = ['madgrad', 'madgradw', 'novograd', 'novogradw', 'novogradc',
@@ -13,24 +13,6 @@ NAMES = ['madgrad', 'madgradw', 'novograd', 'novogradw', 'novogradc',
 
 def _timm():
     return load_timm()[0]
-
-
-def _linear_decay(peak, steps):
-    return lambda t: peak * (1.0 - 0.9 * t / steps)
-
-
-def _scheduled(timm_cls, our_alias, peak=0.05, steps=30, **kwargs):
-    """timm class stepped by a per-step lr schedule vs our alias given the same schedule."""
-    sched = _linear_decay(peak, steps)
-    max_lr = {'max_lr': peak} if kwargs.get('corrected_weight_decay') else {}
-    return run_parity(
-        lambda m: timm_cls(m.parameters(), lr=peak, **kwargs),
-        lambda p: our_alias(lambda t: sched(jnp.asarray(t, jnp.float32)), **kwargs, **max_lr),
-        steps=steps, torch_lr=sched)
-
-
-def _max_diff(a, b):
-    return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)
 
 
 @pytest.mark.parametrize('weight_decay', [0.0, 0.05])
@@ -76,7 +58,7 @@ def test_madgrad_state_has_x0_only_with_momentum():
 ])
 def test_madgrad_with_schedule(kwargs):
     """The group lr enters the dual-averaging weights, so the trajectory depends on the lr history."""
-    _scheduled(_timm().MADGRAD, jt.optim.madgrad, peak=0.02, **kwargs).check()
+    scheduled_parity(_timm().MADGRAD, jt.optim.madgrad, peak=0.02, **kwargs).check()
 
 
 # --- NovoGrad
@@ -96,12 +78,12 @@ def test_novograd(kwargs):
 
 def test_novograd_corrected_decay_with_schedule():
     timm_cls = _timm().NvNovoGrad
-    r = _scheduled(timm_cls, jt.optim.novograd, weight_decay=0.5, decoupled_decay=True,
+    r = scheduled_parity(timm_cls, jt.optim.novograd, weight_decay=0.5, decoupled_decay=True,
                    corrected_weight_decay=True)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.novograd, weight_decay=0.5, decoupled_decay=True)
+    plain = scheduled_parity(timm_cls, jt.optim.novograd, weight_decay=0.5, decoupled_decay=True)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
 
 
 def test_novograd_layerwise_state():
@@ -133,25 +115,25 @@ def test_rmsprop_tf(kwargs):
 def test_rmsprop_tf_momentum_with_schedule(lr_in_momentum):
     """With a schedule, lr_in_momentum keeps past lrs in the buffer; the two settings must differ."""
     timm_cls = _timm().RMSpropTF
-    r = _scheduled(timm_cls, jt.optim.rmsprop_tf, momentum=0.9, weight_decay=0.05, lr_in_momentum=lr_in_momentum)
+    r = scheduled_parity(timm_cls, jt.optim.rmsprop_tf, momentum=0.9, weight_decay=0.05, lr_in_momentum=lr_in_momentum)
     r.check()
-    other = _scheduled(timm_cls, jt.optim.rmsprop_tf, momentum=0.9, weight_decay=0.05,
+    other = scheduled_parity(timm_cls, jt.optim.rmsprop_tf, momentum=0.9, weight_decay=0.05,
                        lr_in_momentum=not lr_in_momentum)
-    assert _max_diff(r, other) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
+    assert trajectory_diff(r, other) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
 
 
 def test_rmsprop_tf_corrected_decay_with_schedule():
     timm_cls = _timm().RMSpropTF
     kw = dict(momentum=0.9, weight_decay=0.5, decoupled_decay=True)
-    r = _scheduled(timm_cls, jt.optim.rmsprop_tf, corrected_weight_decay=True, **kw)
+    r = scheduled_parity(timm_cls, jt.optim.rmsprop_tf, corrected_weight_decay=True, **kw)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.rmsprop_tf, **kw)
+    plain = scheduled_parity(timm_cls, jt.optim.rmsprop_tf, **kw)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement  # far outside the parity tolerance
 
 
 def test_rmsprop_tf_caution_with_schedule():
-    _scheduled(_timm().RMSpropTF, jt.optim.rmsprop_tf, momentum=0.9, caution=True, weight_decay=0.05).check()
+    scheduled_parity(_timm().RMSpropTF, jt.optim.rmsprop_tf, momentum=0.9, caution=True, weight_decay=0.05).check()
 
 
 # --- validation
@@ -215,7 +197,7 @@ def test_lr_scale_groups_with_schedule(which, kwargs):
     timm_cls = {'madgrad': _timm().MADGRAD, 'novograd': _timm().NvNovoGrad, 'rmsprop_tf': _timm().RMSpropTF}[which]
     our_alias = getattr(jt.optim, which)
     peak, steps = 0.02, 30
-    sched = _linear_decay(peak, steps)
+    sched = linear_decay(peak, steps)
 
     def make_timm(module):
         groups = {}

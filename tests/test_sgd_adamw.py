@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
-from parity import alias_parity, run_parity
+from parity import alias_parity, run_parity, linear_decay
 from timm_ref import load_timm
 
 
@@ -47,16 +47,11 @@ def test_adamw_legacy(kwargs):
     alias_parity(timm_optim.AdamWLegacy, jt.optim.adamw_legacy, **kwargs).check()
 
 
-def _linear_decay(peak, steps):
-    # works for Python ints (the torch side) and traced int32 counts (ours)
-    return lambda t: peak * (1.0 - 0.9 * jnp.asarray(t, jnp.float32) / steps)
-
-
 def test_adamw_legacy_corrected_decay_with_schedule():
     """Corrected decay only differs from plain decoupled decay when lr moves away from its peak."""
     timm_optim, _ = load_timm()
     peak, steps = 0.05, 30
-    sched = _linear_decay(peak, steps)
+    sched = linear_decay(peak, steps)
     r = run_parity(
         lambda m: timm_optim.AdamWLegacy(m.parameters(), lr=peak, weight_decay=0.5, corrected_weight_decay=True),
         lambda p: jt.optim.adamw_legacy(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
-from parity import alias_parity, factory_parity, run_parity, to_tree
+from parity import alias_parity, factory_parity, run_parity, to_tree, linear_decay, scheduled_parity, trajectory_diff
 from timm_ref import load_timm
 
 NAMES = ['adam', 'adamax', 'adadelta', 'adagrad', 'rmsprop',
@@ -15,25 +15,6 @@ NAMES = ['adam', 'adamax', 'adadelta', 'adagrad', 'rmsprop',
 
 def _timm():
     return load_timm()[0]
-
-
-def _linear_decay(peak, steps):
-    # Python ints (torch side) and traced int32 counts (ours) alike
-    return lambda t: peak * (1.0 - 0.9 * jnp.asarray(t, jnp.float32) / steps)
-
-
-def _scheduled(timm_cls, our_alias, peak=0.05, steps=30, **kwargs):
-    """timm class stepped by a per-step lr schedule vs our alias given the same schedule."""
-    sched = _linear_decay(peak, steps)
-    max_lr = {'max_lr': peak} if kwargs.get('corrected_weight_decay') else {}
-    return run_parity(
-        lambda m: timm_cls(m.parameters(), lr=peak, **kwargs),
-        lambda p: our_alias(sched, **kwargs, **max_lr),
-        steps=steps, torch_lr=lambda t: float(sched(t)))
-
-
-def _max_diff(a, b):
-    return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)
 
 
 @pytest.mark.parametrize('weight_decay', [0.0, 0.05])
@@ -112,11 +93,11 @@ def test_rmsprop(kwargs):
 
 def test_rmsprop_momentum_with_schedule():
     """torch keeps the lr out of RMSprop's momentum buffer, unlike timm's RMSpropTF."""
-    _scheduled(torch.optim.RMSprop, jt.optim.rmsprop, peak=5e-3, alpha=0.9, momentum=0.9, weight_decay=0.05).check()
+    scheduled_parity(torch.optim.RMSprop, jt.optim.rmsprop, peak=5e-3, alpha=0.9, momentum=0.9, weight_decay=0.05).check()
 
 
 def test_adagrad_lr_decay_with_schedule():
-    _scheduled(torch.optim.Adagrad, jt.optim.adagrad, lr_decay=0.05, weight_decay=0.05).check()
+    scheduled_parity(torch.optim.Adagrad, jt.optim.adagrad, lr_decay=0.05, weight_decay=0.05).check()
 
 
 # --- SGDW
@@ -143,18 +124,18 @@ def test_sgdw_maximize():
 def test_sgdw_caution_changes_the_trajectory():
     on = alias_parity(_timm().SGDW, jt.optim.sgdw, lr=1e-2, momentum=0.9, caution=True, weight_decay=0.1)
     off = alias_parity(_timm().SGDW, jt.optim.sgdw, lr=1e-2, momentum=0.9, weight_decay=0.1)
-    assert _max_diff(on, off) > 20 * 2e-4 * on.displacement
+    assert trajectory_diff(on, off) > 20 * 2e-4 * on.displacement
 
 
 @pytest.mark.parametrize('caution', [False, True])
 def test_sgdw_corrected_decay_with_schedule(caution):
     timm_cls = _timm().SGDW
     kw = dict(momentum=0.9, nesterov=True, weight_decay=0.5, caution=caution)
-    r = _scheduled(timm_cls, jt.optim.sgdw, peak=0.02, corrected_weight_decay=True, **kw)
+    r = scheduled_parity(timm_cls, jt.optim.sgdw, peak=0.02, corrected_weight_decay=True, **kw)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.sgdw, peak=0.02, **kw)
+    plain = scheduled_parity(timm_cls, jt.optim.sgdw, peak=0.02, **kw)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement
 
 
 # --- NAdamW
@@ -180,7 +161,7 @@ def test_clipping_threshold_clips(alias):
     clipped = alias_parity(timm_cls, ours, weight_decay=0.1, clipping_threshold=0.3)
     clipped.check()
     free = alias_parity(timm_cls, ours, weight_decay=0.1)
-    assert _max_diff(clipped, free) > 20 * 2e-4 * clipped.displacement
+    assert trajectory_diff(clipped, free) > 20 * 2e-4 * clipped.displacement
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -196,11 +177,11 @@ def test_adamw_legacy_clipping(kwargs):
 def test_nadamw_corrected_decay_with_schedule(caution):
     timm_cls = _timm().NAdamW
     kw = dict(weight_decay=0.5, caution=caution, clipping_threshold=0.5)
-    r = _scheduled(timm_cls, jt.optim.nadamw, corrected_weight_decay=True, **kw)
+    r = scheduled_parity(timm_cls, jt.optim.nadamw, corrected_weight_decay=True, **kw)
     r.check()
-    plain = _scheduled(timm_cls, jt.optim.nadamw, **kw)
+    plain = scheduled_parity(timm_cls, jt.optim.nadamw, **kw)
     plain.check()
-    assert _max_diff(r, plain) > 20 * 2e-4 * r.displacement
+    assert trajectory_diff(r, plain) > 20 * 2e-4 * r.displacement
 
 
 # --- per-group lr scale (layer decay) with a schedule: the group lr enters the corrected decay
@@ -220,7 +201,7 @@ def test_lr_scale_groups_with_schedule(which, kwargs):
                 'rmsprop': torch.optim.RMSprop}[which]
     our_alias = getattr(jt.optim, which)
     peak, steps = 0.01, 30
-    sched = _linear_decay(peak, steps)
+    sched = linear_decay(peak, steps)
 
     def make_timm(module):
         groups = {}
