@@ -15,7 +15,6 @@ from .._validate import check_betas, check_bool, check_lr, check_range, check_we
 from ..transforms import (
     add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
 )
-from ._nadamw import scale_by_clipped_adam
 from ._registry import OptimInfo
 
 __all__ = ['adamw', 'adamw_legacy']
@@ -103,7 +102,7 @@ def adamw_legacy(
     :func:`jaxopt_timm.transforms.resolve_max_lr`). ``clipping_threshold``
     (> 0, None disables) divides each tensor's update by
     ``max(1, rms(g / denom) / clipping_threshold)``, StableAdamW's RMS clip
-    (arXiv:2304.13013; see :func:`jaxopt_timm.optim._nadamw.scale_by_clipped_adam`);
+    (arXiv:2304.13013; see :func:`jaxopt_timm.transforms.scale_by_adam`);
     the decay is not clipped.
 
     Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
@@ -115,11 +114,8 @@ def adamw_legacy(
         check_bool(name, value)
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    if clipping_threshold is None:
-        direction = scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype)
-    else:
-        direction = scale_by_clipped_adam(
-            betas[0], betas[1], eps, amsgrad=amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype)
+    direction = scale_by_adam(
+        betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         cautious(direction) if caution else direction,

@@ -68,6 +68,13 @@ def leaf_names(params: Any) -> Any:
     return jax.tree.unflatten(treedef, names)
 
 
+def _is_float(leaf: Any) -> bool:
+    dtype = getattr(leaf, 'dtype', None)
+    if dtype is None:
+        return isinstance(leaf, float)
+    return bool(np.issubdtype(np.dtype(dtype), np.inexact)) or str(dtype) == 'bfloat16'
+
+
 def _matches(name: str, patterns: Collection[str]) -> bool:
     return any(fnmatch(name, p) for p in patterns)
 
@@ -257,6 +264,10 @@ def build_param_groups(
         scale = [1.0] * len(names)
         trainable = [True] * len(names)
         overrides = [{}] * len(names)
+
+    # Integer/bool leaves (step counters, masks kept in a params tree) cannot have gradients in torch, so timm
+    # never optimizes them: they are frozen here (zero updates, no optimizer state).
+    trainable = [keep and _is_float(leaf) for keep, (_, leaf) in zip(trainable, named)]
 
     def unflat(values):
         return jax.tree.unflatten(treedef, values)

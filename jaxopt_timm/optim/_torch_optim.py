@@ -23,7 +23,7 @@ import optax
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
     add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_adam,
-    scale_by_learning_rate, tree_zeros_like,
+    scale_by_learning_rate, tree_zeros_like, upcast,
 )
 from ._registry import OptimInfo
 
@@ -123,9 +123,12 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> op
         del params
         count = safe_increment(state.count)
         bc1 = one_minus_pow(b1, count.astype(jnp.float32))
-        mu = jax.tree.map(lambda g, m: m + (1.0 - b1) * (g - m), updates, state.exp_avg)
-        u = jax.tree.map(lambda g, n: jnp.maximum(b2 * n, jnp.abs(g) + eps), updates, state.exp_inf)
-        out = jax.tree.map(lambda g, m, n: ((m / bc1) / n).astype(g.dtype), updates, mu, u)
+        mu = jax.tree.map(
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
+        u = jax.tree.map(
+            lambda g, n: jnp.maximum(b2 * upcast(n), jnp.abs(upcast(g)) + eps).astype(n.dtype), updates,
+            state.exp_inf)
+        out = jax.tree.map(lambda g, m, n: ((upcast(m) / bc1) / upcast(n)).astype(g.dtype), updates, mu, u)
         return out, ScaleByAdamaxState(count=count, exp_avg=mu, exp_inf=u)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -255,9 +258,9 @@ def scale_by_torch_adagrad(
     def update_fn(updates, state, params=None):
         del params
         decay = 1.0 + state.count.astype(jnp.float32) * jnp.asarray(lr_decay, jnp.float32)
-        sums = jax.tree.map(lambda g, s: s + g * g, updates, state.sum)
+        sums = jax.tree.map(lambda g, s: (upcast(s) + upcast(g) * upcast(g)).astype(s.dtype), updates, state.sum)
         out = jax.tree.map(
-            lambda g, s: (g / (jnp.sqrt(s) + eps) / decay).astype(g.dtype), updates, sums)
+            lambda g, s: (upcast(g) / (jnp.sqrt(upcast(s)) + eps) / decay).astype(g.dtype), updates, sums)
         return out, ScaleByTorchAdagradState(count=safe_increment(state.count), sum=sums)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -14,10 +14,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._tree import safe_increment
+from ._rectify import one_minus_pow
+from ._tree import safe_increment, upcast
 
 __all__ = [
     'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
+    'rms_clip_factor',
 ]
 
 
@@ -48,16 +50,28 @@ def scale_by_torch_momentum(
         first = state.count == 0
 
         def buf_fn(g, b):
-            return jnp.where(first, g, momentum * b + (1.0 - dampening) * g).astype(b.dtype)
+            g32 = upcast(g)
+            return jnp.where(first, g32, momentum * upcast(b) + (1.0 - dampening) * g32).astype(b.dtype)
 
         bufs = jax.tree.map(buf_fn, updates, state.momentum_buffer)
         if nesterov:
-            out = jax.tree.map(lambda g, b: g + momentum * b, updates, bufs)
+            out = jax.tree.map(lambda g, b: (upcast(g) + momentum * upcast(b)).astype(g.dtype), updates, bufs)
         else:
             out = bufs
         return out, TorchMomentumState(count=safe_increment(state.count), momentum_buffer=bufs)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def rms_clip_factor(grad: jax.Array, denom: jax.Array, clipping_threshold: float) -> jax.Array:
+    """StableAdamW's per-tensor clip (Wortsman et al., 2023, arXiv:2304.13013): ``max(1, rms(grad / denom) / tau)``.
+
+    timm multiplies the Adam denominator by this factor in place (its
+    ``_rms_clip_denom_``), dividing the tensor's whole update by it.
+    """
+    ratio = (grad / denom).astype(jnp.float32)
+    rms = jnp.sqrt(jnp.sum(ratio * ratio)) / jnp.sqrt(jnp.float32(max(grad.size, 1)))
+    return jnp.maximum(rms / jnp.float32(clipping_threshold), jnp.float32(1.0))
 
 
 class ScaleByAdamState(NamedTuple):
@@ -73,6 +87,8 @@ def scale_by_adam(
         eps: float = 1e-8,
         amsgrad: bool = False,
         *,
+        nesterov: bool = False,
+        clipping_threshold: Optional[float] = None,
         mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adam's direction as torch computes it (Kingma & Ba, 2014, arXiv:1412.6980).
@@ -81,6 +97,10 @@ def scale_by_adam(
     (amsgrad), ``d = (m / bc1) / (sqrt(v or vmax) / sqrt(bc2) + eps)`` with
     ``bc_i = 1 - b_i^t``. Differs from ``optax.scale_by_amsgrad`` in keeping the
     maximum of the raw second moment, as torch does.
+
+    ``nesterov`` uses timm NAdamW's look-ahead numerator ``m + (1-b1)(g - m)``;
+    ``clipping_threshold`` divides each tensor's direction by
+    :func:`rms_clip_factor` (StableAdamW, timm's ``clipping_threshold``).
     """
 
     def init_fn(params):
@@ -95,14 +115,26 @@ def scale_by_adam(
         del params
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-        bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(b2, jnp.float32) ** t)
-        mu = jax.tree.map(lambda g, m: (m + (1.0 - b1) * (g - m)).astype(m.dtype), updates, state.exp_avg)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1.0 - b2) * g * g, updates, state.exp_avg_sq)
+        bc1 = one_minus_pow(b1, t)
+        bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
+        # low-precision leaves are computed in float32 and stored back in their own dtype, as timm does
+        mu = jax.tree.map(
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
+        nu = jax.tree.map(
+            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * upcast(g) * upcast(g)).astype(v.dtype), updates,
+            state.exp_avg_sq)
         vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_sq, nu) if amsgrad else None
         denom_base = vmax if amsgrad else nu
-        out = jax.tree.map(
-            lambda m, v, g: ((m / bc1) / (jnp.sqrt(v) / bc2_sqrt + eps)).astype(g.dtype), mu, denom_base, updates)
+
+        def direction(m, v, g):
+            g32, m32 = upcast(g), upcast(m)
+            numer = m32 + (1.0 - b1) * (g32 - m32) if nesterov else m32
+            denom = jnp.sqrt(upcast(v)) / bc2_sqrt + eps
+            if clipping_threshold is not None:
+                denom = denom * rms_clip_factor(g32, denom, clipping_threshold).astype(denom.dtype)
+            return ((numer / bc1) / denom).astype(g.dtype)
+
+        out = jax.tree.map(direction, mu, denom_base, updates)
         return out, ScaleByAdamState(count=count, exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -59,7 +59,7 @@ def projection_branch(param: jax.Array, grad: jax.Array, delta: float, eps: floa
     Leaves with ``ndim <= 1`` are never projected. Useful to check that a
     tree actually exercises the projection.
     """
-    if param.ndim <= 1:
+    if param.ndim <= 1 or param.size == 0:
         return jnp.zeros([], jnp.int32)
     hit_c = _view_hit(param, grad, 0, delta, eps)
     hit_l = _view_hit(param, grad, 1, delta, eps)
@@ -103,7 +103,7 @@ def project_tangent(
     """
     one = jnp.ones([], perturb.dtype)
     plain = perturb * caution_mask(perturb, grad) if caution else perturb
-    if param.ndim <= 1:
+    if param.ndim <= 1 or param.size == 0:
         return plain, one
     hit_c = _view_hit(param, grad, 0, delta, eps)
     hit_l = _view_hit(param, grad, 1, delta, eps)
