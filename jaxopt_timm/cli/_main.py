@@ -1,0 +1,58 @@
+"""The ``jaxopt-timm`` dispatcher: ``train``, ``schedule``, ``list``, ``parity``.
+
+User errors (unknown optimizer or schedule, invalid hyperparameters, a missing
+checkpoint) exit with one line on stderr and a non-zero code, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+from ._args import CLIError, Parser, fail
+
+__all__ = ['main', 'build_parser']
+
+PROG = 'jaxopt-timm'
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import _list, _parity, _schedule, _train
+    parser = Parser(prog=PROG, description="timm's optimizers and schedulers in JAX/optax: train, plot, list, verify.")
+    from jaxopt_timm import __version__
+    parser.add_argument('--version', action='version', version=f'{PROG} {__version__}')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
+    commands = (
+        ('train', _train, 'train a small Flax model on scikit-learn digits with timm train.py arguments'),
+        ('schedule', _schedule, 'print a schedule from timm-style arguments and plot it to a PNG'),
+        ('list', _list, 'list the optimizers with their descriptions'),
+        ('parity', _parity, 'run optimizers side by side with an installed timm and print the deviations'),
+    )
+    for name, module, help_text in commands:
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter if name != 'list' else
+                           argparse.HelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run, _prog=f'{PROG} {name}')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the console script and of ``python -m jaxopt_timm``; returns the exit code."""
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, argparse errors (already printed on one line)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if getattr(args, '_run', None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (CLIError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
+        return fail(args._prog, e)
+    except KeyboardInterrupt:
+        print(f'{args._prog}: interrupted', file=sys.stderr)
+        return 130

@@ -1,0 +1,69 @@
+"""Load an installed timm's ``timm.optim`` / ``timm.scheduler`` without its torchvision-bound top level.
+
+The same bare-package trick as ``tests/timm_ref.py`` (which it can replace):
+timm's package ``__init__`` imports its models and, through them,
+torchvision, which the optimizers and schedulers do not need. A bare ``timm``
+package module is put in ``sys.modules`` with a minimal ``timm.layers`` and a
+``timm.models`` exposing ``group_parameters`` from timm's own
+``_manipulate.py``. Nothing here is imported by the package at import time:
+torch and timm load only when :func:`load_timm` is called.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import types
+
+__all__ = ['load_timm', 'TimmNotInstalled', 'INSTALL_HINT']
+
+INSTALL_HINT = (
+    'install the reference with: pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu '
+    '&& pip install --no-deps "timm==1.0.31" (or run: bash scripts/install.sh)')
+
+_LOADED = {}
+_find_spec = importlib.util.find_spec  # indirection: tests simulate a missing timm
+
+
+class TimmNotInstalled(RuntimeError):
+    """torch or timm is missing."""
+
+
+def _bare_package(name: str, path: str) -> types.ModuleType:
+    mod = types.ModuleType(name)
+    mod.__path__ = [path]
+    mod.__file__ = os.path.join(path, '__init__.py')
+    sys.modules[name] = mod
+    return mod
+
+
+def load_timm():
+    """Return ``(timm.optim, timm.scheduler)`` from the installed timm wheel; raise TimmNotInstalled if absent."""
+    if 'optim' in _LOADED:
+        return _LOADED['optim'], _LOADED['scheduler']
+    if _find_spec('torch') is None:
+        raise TimmNotInstalled(f'torch is not installed; {INSTALL_HINT}')
+    spec = _find_spec('timm')
+    if spec is None or not spec.submodule_search_locations:
+        raise TimmNotInstalled(f'timm is not installed; {INSTALL_HINT}')
+    importlib.import_module('torch')
+    root = list(spec.submodule_search_locations)[0]
+    if 'timm' not in sys.modules or not hasattr(sys.modules['timm'], '__path__'):
+        timm = _bare_package('timm', root)
+    else:
+        timm = sys.modules['timm']
+    if 'timm.layers' not in sys.modules:
+        layers = _bare_package('timm.layers', os.path.join(root, 'layers'))
+        layers.use_reentrant_ckpt = lambda: False
+        timm.layers = layers
+    if 'timm.models' not in sys.modules:
+        models = _bare_package('timm.models', os.path.join(root, 'models'))
+        manip = importlib.import_module('timm.models._manipulate')
+        models.group_parameters = manip.group_parameters
+        models.group_modules = manip.group_modules
+        timm.models = models
+    optim = importlib.import_module('timm.optim')
+    scheduler = importlib.import_module('timm.scheduler')
+    _LOADED['optim'], _LOADED['scheduler'] = optim, scheduler
+    return optim, scheduler
