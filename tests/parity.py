@@ -16,7 +16,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, Optional
 
 import jax
@@ -182,15 +184,49 @@ def run_parity(
     return ParityResult(max_abs / max(disp, 1e-30), max_abs, disp, traces[0], ours, theirs, state)
 
 
-def factory_parity(name: str, steps: int = 30, seed: int = 0, **kwargs) -> ParityResult:
-    """timm's ``create_optimizer_v2(module, name, **kwargs)`` against ours on the same tree."""
+def factory_parity(name: str, steps: int = 30, seed: int = 0, ours_only: Optional[Dict[str, Any]] = None,
+                   **kwargs) -> ParityResult:
+    """timm's ``create_optimizer_v2(module, name, **kwargs)`` against ours on the same tree (``ours_only``: extra
+    arguments for our side, e.g. a dtype switch timm hard-codes)."""
     timm_optim, _ = load_timm()
     info = jt.get_optimizer_info(name.split('_')[-1])
     return run_parity(
         lambda m: timm_optim.create_optimizer_v2(m, name, **kwargs),
-        lambda p: jt.create_optimizer_v2(p, name, **kwargs),
+        lambda p: jt.create_optimizer_v2(p, name, **kwargs, **(ours_only or {})),
         steps=steps, seed=seed, second_order=info.second_order,
     )
+
+
+def timm_muon_module():
+    load_timm()
+    import timm.optim.muon as timm_muon  # importable only once load_timm() has run
+    return timm_muon
+
+
+@contextlib.contextmanager
+def timm_ns_float32():
+    """timm's Muon with its Newton-Schulz iteration in float32 instead of its hard-coded bfloat16 (ours:
+    ``ns_dtype='float32'``): then both sides do the same arithmetic and the 2e-4 bound applies."""
+    mod = timm_muon_module()
+    original = mod.zeropower_via_newtonschulz
+    mod.zeropower_via_newtonschulz = functools.partial(original, dtype=torch.float32)
+    try:
+        yield
+    finally:
+        mod.zeropower_via_newtonschulz = original
+
+
+@contextlib.contextmanager
+def timm_kron_eager():
+    """timm's Kron helpers without torch.compile (compiling them on CPU would dominate the test time)."""
+    load_timm()
+    import timm.optim.kron as timm_kron
+    original = timm_kron.has_dynamo
+    timm_kron.has_dynamo = False
+    try:
+        yield
+    finally:
+        timm_kron.has_dynamo = original
 
 
 def alias_parity(timm_cls: Callable[..., torch.optim.Optimizer], our_alias: Callable[..., Any], steps: int = 30,

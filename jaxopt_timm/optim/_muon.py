@@ -1,3 +1,410 @@
-"""Placeholder being written in this change."""
-__all__ = []
-OPTIMIZERS = ()
+"""Muon and AdaMuon with an AdamW / NAdamW fallback (timm's ``Muon``).
+
+Names: ``muon``, ``nmuon`` (Nesterov, NAdamW fallback), ``adamuon`` and
+``nadamuon``. References: Jordan et al., 2024, "Muon: An optimizer for hidden
+layers in neural networks" (kellerjordan.github.io/posts/muon); Liu et al.,
+2025, "Muon is Scalable for LLM Training" (arXiv:2502.16982, the
+``match_rms_adamw`` lr scale); Pethick et al., 2025 (Scion, arXiv:2502.07529,
+``rms_to_rms``); Si et al., 2025, "AdaMuon" (arXiv:2507.11005); Amsel et al.,
+2025, "The Polar Express" (arXiv:2505.16932); eps damping from
+arXiv:2512.05620.
+
+Leaves are routed once, from their shapes and the ``use_fallback`` tree, to
+the Muon direction or to the Adam fallback; the routing is static, so the
+whole step is one jitted function (Newton–Schulz runs batched over all Muon
+leaves whose matrices share a shape).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._validate import (
+    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
+)
+from ..transforms import (
+    add_decoupled_weight_decay, leaf_values, safe_increment, scale_by_adam, scale_by_learning_rate,
+    tree_zeros_like,
+)
+from ..transforms._orthogonalize import orthogonalize_via_newton_schulz, resolve_ns_coefficients
+from ._registry import OptimInfo
+
+__all__ = ['muon', 'scale_by_muon', 'muon_routes_to_fallback']
+
+_logger = logging.getLogger(__name__)
+
+_MUON_ADJUST = (None, 'original', 'match_rms_adamw', 'rms_to_rms')
+_ADAMUON_ADJUST = (None, 'match_rms_adamw', 'rms_to_rms', 'rsqrt_in')
+
+
+# ------------------------------------------------------------------------------------------------ layouts, routing
+
+def _torch_axes(ndim: int, layout: str) -> Tuple[int, ...]:
+    """For each torch dim, the axis of the stored array holding it (Flax: Dense ``(in, out)``, conv ``(*k, I, O)``)."""
+    if layout == 'torch' or ndim < 2:
+        return tuple(range(ndim))
+    if ndim == 2:
+        return 1, 0
+    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
+
+
+def _suitable(shape: Sequence[int], min_dim_size: int = 4, max_aspect_ratio: float = 128.) -> bool:
+    """timm's shape rule on a torch-layout shape: a matrix (after flattening trailing dims) that is not degenerate."""
+    if len(shape) < 2 or sum(1 for s in shape if s > 1) < 2:
+        return False
+    if shape[0] == 1 or shape[1] == 1:  # position embeddings (1, seq, dim), depthwise convs (out, 1, kh, kw)
+        return False
+    dims = (shape[0], math.prod(shape[1:])) if len(shape) >= 3 else tuple(shape)
+    if min(dims) < min_dim_size:
+        return False
+    return max(dims) / min(dims) <= max_aspect_ratio
+
+
+def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, layout: str = 'torch') -> bool:
+    """Whether a leaf of ``shape`` takes the Adam fallback: an explicit ``use_fallback``, else timm's shape rule.
+
+    timm's rule (on the torch layout): fewer than two non-unit dims, a unit
+    first or second dim, a flattened ``(out, in * prod(kernel))`` matrix with a
+    side below 4, or an aspect ratio above 128 go to the fallback.
+    """
+    if use_fallback:
+        return True
+    shape = tuple(shape)
+    return not _suitable(tuple(shape[a] for a in _torch_axes(len(shape), layout)))
+
+
+# ------------------------------------------------------------------------------------------------ Muon direction
+
+def _torch_lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
+    # torch's lerp switches formula at |w| = 0.5; mirrored so momentum buffers round as timm's do
+    w = jnp.asarray(weight, start.dtype)
+    return jnp.where(jnp.abs(w) < 0.5, start + w * (end - start), end - (end - start) * (1 - w))
+
+
+def _as_matrices(u: jax.Array, conv_mode: str) -> jax.Array:
+    """A torch-layout tensor as a batch of matrices ``(batch, m, n)`` (timm's ``reshape_for_muon``)."""
+    if u.ndim == 2:
+        return u[None]
+    if conv_mode == 'flatten':
+        return u.reshape(1, u.shape[0], -1)
+    return jnp.transpose(u.reshape(u.shape[0], u.shape[1], -1), (2, 0, 1))
+
+
+def _from_matrices(x: jax.Array, shape: Tuple[int, ...], conv_mode: str) -> jax.Array:
+    if len(shape) >= 3 and conv_mode == 'batched':
+        return jnp.transpose(x, (1, 2, 0)).reshape(shape)
+    return x.reshape(shape)
+
+
+def _shape_scale(mat_shape: Tuple[int, ...], adjust_lr_fn: Optional[str], algo: str) -> Tuple[float, bool]:
+    """timm's per-tensor lr multiplier from the orthogonalised matrix shape, and whether AdaMuon RMS-normalises."""
+    if not adjust_lr_fn:
+        return 1.0, False
+    out_chs, in_chs = mat_shape[-2], mat_shape[-1]
+    if algo == 'adamuon':
+        if adjust_lr_fn == 'match_rms_adamw':
+            return 0.2 * math.prod(mat_shape) ** 0.5, True
+        if adjust_lr_fn == 'rms_to_rms':
+            return (out_chs / in_chs) ** 0.5, False
+        return in_chs ** -0.5, False  # rsqrt_in
+    if adjust_lr_fn == 'original':
+        return max(1, out_chs / in_chs) ** 0.5, False
+    if adjust_lr_fn == 'match_rms_adamw':
+        return 0.2 * max(out_chs, in_chs) ** 0.5, False
+    return (out_chs / in_chs) ** 0.5, False  # rms_to_rms
+
+
+class ScaleByMuonState(NamedTuple):
+    count: jax.Array
+    momentum_buffer: Any
+    exp_avg_sq: Any  # AdaMuon's second moment of the orthogonalised direction; None leaves for algo='muon'
+
+
+def scale_by_muon(
+        momentum: float = 0.95,
+        nesterov: bool = False,
+        ns_steps: int = 5,
+        ns_coefficients: Any = 'quintic',
+        eps: float = 1e-7,
+        safety_factor: float = 1.0,
+        adjust_lr_fn: Optional[str] = 'match_rms_adamw',
+        conv_mode: str = 'flatten',
+        normalize_spatial: bool = True,
+        algo: str = 'muon',
+        beta2: float = 0.95,
+        scale_eps: bool = False,
+        *,
+        ns_dtype: Any = jnp.bfloat16,
+        layout: str = 'torch',
+) -> optax.GradientTransformation:
+    r"""Muon's direction (lr-free) for every leaf it is given; the leaves must be Muon-suitable matrices or kernels.
+
+    .. math::
+        B_t &= \mu B_{t-1} + (1-\mu) g_t, \qquad M_t = \mu B_t + (1-\mu) g_t \text{ (nesterov) else } B_t \\
+        O_t &= \mathrm{NS}(M_t) \quad (\text{>2-d: flattened to } (out, in\cdot k) \text{ or batched per tap}) \\
+        d_t &= s\,O_t \quad (\text{muon}), \qquad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) O_t^2, \quad d_t = s\,\frac{O_t}{\sqrt{\hat v_t}+\epsilon}
+            \ (\text{adamuon, RMS-normalised for match\_rms\_adamw})
+
+    with :math:`s` timm's shape-dependent ``adjust_lr_fn`` factor. The
+    caller multiplies by :math:`-\eta`. Newton–Schulz (see
+    :func:`jaxopt_timm.transforms._orthogonalize.orthogonalize_via_newton_schulz`)
+    runs once per distinct matrix shape, batched over the leaves sharing it.
+    """
+    ns_dtype = jnp.dtype(ns_dtype)
+    coefficients = resolve_ns_coefficients(ns_coefficients)
+    ada = algo == 'adamuon'
+
+    def init_fn(params):
+        return ScaleByMuonState(
+            count=jnp.zeros([], jnp.int32),
+            momentum_buffer=tree_zeros_like(params),
+            exp_avg_sq=tree_zeros_like(params) if ada else jax.tree.map(lambda _: None, params),
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        count = safe_increment(state.count)
+        leaves, treedef = jax.tree.flatten(updates)
+        bufs = treedef.flatten_up_to(state.momentum_buffer)
+        new_bufs, mats, infos = [], [], []
+        for g, buf in zip(leaves, bufs):
+            buf = _torch_lerp(buf, g.astype(buf.dtype), 1.0 - momentum)
+            new_bufs.append(buf)
+            u = _torch_lerp(g.astype(buf.dtype), buf, momentum) if nesterov else buf
+            axes = _torch_axes(u.ndim, layout)
+            u = jnp.transpose(u, axes)
+            mat = _as_matrices(u, conv_mode)
+            mats.append(mat)
+            infos.append((u.shape, axes, mat.shape if u.ndim >= 3 else mat.shape[1:]))
+        # One Newton–Schulz call per matrix shape, batched over the leaves (and kernel taps) that share it.
+        by_shape = {}
+        for i, mat in enumerate(mats):
+            by_shape.setdefault(mat.shape[1:], []).append(i)
+        ortho = [None] * len(mats)
+        for idx in by_shape.values():
+            stacked = jnp.concatenate([mats[i] for i in idx], axis=0) if len(idx) > 1 else mats[idx[0]]
+            out = orthogonalize_via_newton_schulz(
+                stacked, ns_steps, coefficients, eps, safety_factor, ns_dtype, scale_eps)
+            splits = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
+            for i, part in zip(idx, jnp.split(out, splits, axis=0) if len(idx) > 1 else [out]):
+                ortho[i] = part
+        sq_leaves = treedef.flatten_up_to(state.exp_avg_sq)
+        t = count.astype(jnp.float32)
+        outs, new_sqs = [], []
+        for g, o, sq, (torch_shape, axes, mat_shape) in zip(leaves, ortho, sq_leaves, infos):
+            scale, rms_norm = _shape_scale(mat_shape, adjust_lr_fn, algo)
+            batched = conv_mode == 'batched' and len(torch_shape) >= 3
+            if batched and normalize_spatial:
+                scale *= math.prod(torch_shape[2:]) ** -0.5
+            o = _from_matrices(o, torch_shape, conv_mode).astype(jnp.float32)
+            if ada:
+                sq_t = jnp.transpose(sq, axes).astype(jnp.float32)
+                sq_t = beta2 * sq_t + (1.0 - beta2) * o * o
+                new_sqs.append(jnp.transpose(sq_t, np.argsort(axes)).astype(sq.dtype))
+                if rms_norm:  # the norm rescaling below makes bias correction moot (timm skips it)
+                    denom = jnp.sqrt(sq_t) + eps
+                else:
+                    denom = jnp.sqrt(sq_t / (1.0 - jnp.float32(beta2) ** t)) + eps
+                o = o / denom
+                if rms_norm:
+                    o = o / (jnp.sqrt(jnp.sum(o * o)) + eps)
+            else:
+                new_sqs.append(sq)
+            d = jnp.float32(scale) * o
+            outs.append(jnp.transpose(d, np.argsort(axes)).astype(g.dtype))
+        new_state = ScaleByMuonState(
+            count=count,
+            momentum_buffer=jax.tree.unflatten(treedef, new_bufs),
+            exp_avg_sq=jax.tree.unflatten(treedef, new_sqs) if ada else state.exp_avg_sq,
+        )
+        return jax.tree.unflatten(treedef, outs), new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ------------------------------------------------------------------------------------------------ the alias
+
+def _masked(labels: Any, values: Any, keep: str) -> Any:
+    return jax.tree.map(lambda lab, v: v if lab == keep else optax.MaskedNode(), labels, values)
+
+
+def muon(
+        learning_rate: Any = 0.02,
+        weight_decay: Any = 0.0,
+        momentum: float = 0.95,
+        nesterov: bool = False,
+        ns_steps: int = 5,
+        ns_coefficients: Any = 'quintic',
+        eps: float = 1e-7,
+        safety_factor: float = 1.0,
+        adjust_lr_fn: Optional[str] = 'match_rms_adamw',
+        conv_mode: str = 'flatten',
+        normalize_spatial: bool = True,
+        adamw_lr: Optional[float] = None,
+        fallback_lr_scale: float = 1.0,
+        betas: Tuple[float, float] = (0.9, 0.95),
+        algo: str = 'muon',
+        scale_eps: bool = False,
+        capturable: bool = False,
+        verbose: bool = False,
+        *,
+        use_fallback: Any = False,
+        lr_scale: Any = None,
+        ns_dtype: Any = 'bfloat16',
+        layout: str = 'torch',
+) -> optax.GradientTransformationExtraArgs:
+    r"""timm's ``Muon``: orthogonalised momentum for matrices, AdamW (NAdamW with ``nesterov``) for the rest.
+
+    Muon leaves (see :func:`muon_routes_to_fallback`), per step:
+
+    .. math::
+        \theta_t = \theta_{t-1}(1 - \eta\lambda) - \eta\, d_t
+
+    with :math:`d_t` from :func:`scale_by_muon` (``algo='muon'``: the
+    Newton–Schulz orthogonalised momentum times the ``adjust_lr_fn`` shape
+    factor; ``algo='adamuon'``: that direction divided elementwise by the root
+    of its own second moment, RMS-rescaled). Fallback leaves take timm's AdamW
+    step (NAdamW's Nesterov numerator when ``nesterov``) with ``betas`` and
+    ``eps`` and lr :math:`\eta' = \eta \cdot` ``fallback_lr_scale``, decay
+    :math:`\theta(1-\eta'\lambda)` included. :math:`\eta` is the group lr
+    (``lr_scale`` included).
+
+    Args:
+        learning_rate: float or schedule ``step -> lr`` (timm default 0.02).
+        weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
+        momentum: Muon's momentum :math:`\mu` in [0, 1).
+        nesterov: Nesterov look-ahead for Muon and the NAdamW fallback.
+        ns_steps: Newton–Schulz iterations.
+        ns_coefficients: a preset ('original', 'quintic', 'polar_express', 'polar_express_safer'), one
+            ``(a, b, c)`` triple or a sequence of triples (truncated or padded with the last to ``ns_steps``).
+        eps: Newton–Schulz norm floor, AdaMuon's denominator eps and the fallback's Adam eps (timm shares it).
+        safety_factor: multiplies the norm before normalising (Polar Express uses 1.01).
+        adjust_lr_fn: Muon: None, 'original', 'match_rms_adamw', 'rms_to_rms'; AdaMuon: None,
+            'match_rms_adamw' (RMS-normalised), 'rms_to_rms', 'rsqrt_in'.
+        conv_mode: >2-d leaves: 'flatten' to ``(out, in * prod(kernel))`` or 'batched' (one matrix per tap).
+        normalize_spatial: 'batched' mode: scale by ``prod(kernel) ** -0.5``.
+        adamw_lr: deprecated (as in timm): sets ``fallback_lr_scale = adamw_lr / learning_rate``.
+        fallback_lr_scale: fallback lr multiplier.
+        betas: ``(beta1, beta2)``: the fallback's; ``beta2`` is also AdaMuon's.
+        algo: 'muon' or 'adamuon'.
+        scale_eps: Newton–Schulz floor as an added damping ``eps * sqrt(in / out)`` (μP style).
+        capturable: accepted for timm compatibility (CUDA-graph switch); no effect here.
+        verbose: log the routing (Muon / fallback leaf counts) when the state is initialised.
+        use_fallback: bool or per-leaf tree of bools (the factory's ``fallback_list``): True sends a leaf to
+            the fallback regardless of shape, as timm's ``use_fallback`` param-group key.
+        lr_scale: per-leaf lr multipliers (layer decay).
+        ns_dtype: dtype of the Newton–Schulz iteration. timm hard-codes bfloat16 (the default here);
+            'float32' gives the exact-arithmetic iteration (timm has no switch for it).
+        layout: 'torch' (Linear ``(out, in)``, conv ``(O, I, *k)``) or 'flax': every >=2-d leaf is read as a
+            Flax kernel, Dense ``(in, out)`` or conv ``(*k, I, O)``, and routed, reshaped, orthogonalised and
+            scaled exactly as timm treats the transposed torch tensor. Non-kernel >=2-d leaves (embeddings)
+            are read as kernels too: route them with ``use_fallback`` / ``fallback_list``.
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> params = {'w': jnp.ones((16, 32)), 'b': jnp.zeros(16)}
+        >>> tx = jt.optim.muon(0.02, weight_decay=0.01)
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+        >>> params = optax.apply_updates(params, updates)
+
+    Notes:
+        timm picks the route from the torch shape; the factory's ``fallback_list`` /
+        ``fallback_no_weight_decay`` force it per leaf. Registered as ``muon``, ``nmuon``
+        (``nesterov``), ``adamuon`` (``algo='adamuon'``) and ``nadamuon`` (both).
+    """
+    check_lr(learning_rate)
+    check_weight_decay(weight_decay)
+    check_range('momentum', momentum, 0.0, 1.0, hi_open=True)
+    check_bool('nesterov', nesterov)
+    check_range('ns_steps', ns_steps, 0, integer=True)
+    coefficients = resolve_ns_coefficients(ns_coefficients)
+    check_range('eps', eps, 0.0)
+    check_range('safety_factor', safety_factor, 0.0, lo_open=True)
+    check_choice('algo', algo, ('muon', 'adamuon'))
+    if not adjust_lr_fn:
+        adjust_lr_fn = None
+    check_choice('adjust_lr_fn', adjust_lr_fn, _ADAMUON_ADJUST if algo == 'adamuon' else _MUON_ADJUST)
+    check_choice('conv_mode', conv_mode, ('flatten', 'batched'))
+    check_betas(betas)
+    check_range('fallback_lr_scale', fallback_lr_scale, 0.0)
+    for name, value in (('normalize_spatial', normalize_spatial), ('scale_eps', scale_eps),
+                        ('capturable', capturable), ('verbose', verbose)):
+        check_bool(name, value)
+    check_choice('layout', layout, ('torch', 'flax'))
+    ns_dtype = resolve_dtype('ns_dtype', ns_dtype)
+    if adamw_lr is not None:
+        warnings.warn('adamw_lr is deprecated, use fallback_lr_scale=adamw_lr/learning_rate instead',
+                      FutureWarning, stacklevel=2)
+        check_range('adamw_lr', adamw_lr, 0.0)
+        if callable(learning_rate) or isinstance(learning_rate, jax.core.Tracer) or float(learning_rate) == 0:
+            raise ValueError(f'Invalid adamw_lr: {adamw_lr!r} needs a non-zero float learning_rate; expected None '
+                             '(use fallback_lr_scale)')
+        fallback_lr_scale = float(adamw_lr) / float(learning_rate)
+
+    direction = scale_by_muon(
+        momentum, nesterov, int(ns_steps), coefficients, eps, safety_factor, adjust_lr_fn, conv_mode,
+        normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout)
+    if nesterov:
+        fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=True)
+    else:
+        fallback = scale_by_adam(betas[0], betas[1], eps)
+
+    def build(like):
+        # Routing is static (shapes and concrete flags), so it is recomputed identically in init and update.
+        flags = leaf_values(use_fallback, like)
+        labels = jax.tree.map(
+            lambda p, f: 'fallback' if muon_routes_to_fallback(np.shape(p), bool(f), layout) else 'muon', like, flags)
+        scales = leaf_values(1.0 if lr_scale is None else lr_scale, like)
+        fb_scales = jax.tree.map(lambda s: s * fallback_lr_scale, scales)
+        wds = leaf_values(weight_decay, like)
+
+        def branch(dir_tx, keep, leaf_scales):
+            ls = _masked(labels, leaf_scales, keep)
+            return optax.chain(
+                dir_tx,
+                scale_by_learning_rate(learning_rate, ls),
+                add_decoupled_weight_decay(_masked(labels, wds, keep), learning_rate, ls),
+            )
+
+        tx = optax.multi_transform(
+            {'muon': branch(direction, 'muon', scales), 'fallback': branch(fallback, 'fallback', fb_scales)},
+            labels)
+        return tx, labels
+
+    def init_fn(params):
+        tx, labels = build(params)
+        if verbose:
+            routes = jax.tree.leaves(labels)
+            _logger.info('Muon parameter routing: %d Muon, %d fallback', routes.count('muon'),
+                         routes.count('fallback'))
+        return tx.init(params)
+
+    def update_fn(updates, state, params=None):
+        return build(updates)[0].update(updates, state, params)
+
+    return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
+
+
+_FLAGS = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True, has_betas=True)
+
+OPTIMIZERS = (
+    OptimInfo(name='muon', description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',
+              **_FLAGS),
+    OptimInfo(name='nmuon',
+              description='MomentUm Orthogonalized by Newton-schulz with Nesterov and NAdamW fallback for 1D params',
+              defaults={'nesterov': True}, **_FLAGS),
+    OptimInfo(name='adamuon',
+              description='AdaMuon: Muon with adaptive second moment estimation on orthogonalized directions',
+              defaults={'algo': 'adamuon'}, **_FLAGS),
+    OptimInfo(name='nadamuon', description='AdaMuon with Nesterov momentum and NAdamW fallback for 1D params',
+              defaults={'algo': 'adamuon', 'nesterov': True}, **_FLAGS),
+)
