@@ -315,6 +315,9 @@ def scale_by_kron(
         mus = treedef.flatten_up_to(state.mu)
         new_mus, outs, new_factors = [], [], []
         for idx, (g, m, qs) in enumerate(zip(grads, mus, state.factors)):
+            if g.size == 0:  # an empty leaf has nothing to precondition (reductions over it have no identity)
+                new_mus.append(m), new_factors.append(tuple(qs)), outs.append(g)
+                continue
             pl = plan(g)
             pdt = _or_dtype(precond_dtype, g)
             m = (momentum * m.astype(jnp.float32) + (1.0 - momentum) * g.astype(jnp.float32)).astype(m.dtype)

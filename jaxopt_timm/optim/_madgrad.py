@@ -88,7 +88,7 @@ def scale_by_madgrad(
             return (p_new - p).astype(p.dtype), gss, s
 
         out = jax.tree.map(
-            leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds, is_leaf=lambda x: x is None)
+            leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(out)
         new_updates = treedef.unflatten([o[0] for o in flat])

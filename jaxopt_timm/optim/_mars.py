@@ -100,8 +100,7 @@ def scale_by_mars(
                 d = d * factor
             return d, m, v
 
-        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.last_grad, ps, wds,
-                           is_leaf=lambda x: x is None)
+        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.last_grad, ps, wds)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(res)
         pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731

@@ -81,7 +81,7 @@ def scale_by_novograd(
             return m, v, vmax
 
         out = jax.tree.map(
-            leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds, is_leaf=lambda x: x is None)
+            leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(out)
         mu = treedef.unflatten([o[0] for o in flat])
