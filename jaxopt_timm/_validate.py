@@ -7,14 +7,14 @@ reported where it was written instead of as a NaN many steps later.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'check_range', 'check_range_tree', 'check_weight_decay', 'check_lr', 'check_betas', 'check_bool', 'check_choice', 'resolve_dtype', 'is_schedule',
+    'check_range', 'check_range_tree', 'check_weight_decay', 'check_adam_args', 'check_lr', 'check_betas', 'check_bool', 'check_choice', 'resolve_dtype', 'is_schedule',
 ]
 
 
@@ -148,3 +148,11 @@ def check_range_tree(name: str, value: Any, lo: Optional[float] = None, hi: Opti
 
 def check_weight_decay(value: Any, name: str = 'weight_decay') -> None:
     check_range_tree(name, value, 0.0)
+
+
+def check_adam_args(learning_rate: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
+    """The arguments every Adam-style optimizer shares: lr >= 0, betas in [0, 1), eps >= 0, weight decay >= 0."""
+    check_lr(learning_rate)
+    check_betas(betas)
+    check_range('eps', eps, 0.0)
+    check_weight_decay(weight_decay)

@@ -11,20 +11,13 @@ from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_adam_args, check_bool, check_range
 from ..transforms import (
     add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
 )
 from ._registry import OptimInfo
 
 __all__ = ['adamw', 'adamw_legacy']
-
-
-def _validate(learning_rate, betas, eps, weight_decay):
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
 
 
 def adamw(
@@ -68,7 +61,7 @@ def adamw(
         >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
         >>> params = optax.apply_updates(params, updates)
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     check_bool('amsgrad', amsgrad)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
@@ -108,7 +101,7 @@ def adamw_legacy(
     Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
     and ``cadamc`` (both).
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     for name, value in (('amsgrad', amsgrad), ('caution', caution),
                         ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
         check_bool(name, value)

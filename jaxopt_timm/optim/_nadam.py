@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_adam_args, check_bool, check_range
 from ..transforms import (
-    compute_dtype, upcast,
+    upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_learning_rate,
     tree_zeros_like,
 )
@@ -92,13 +92,6 @@ def scale_by_nadam(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _validate(learning_rate, betas, eps, weight_decay):
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-
-
 def nadam(
         learning_rate: Any = 2e-3,
         betas: Tuple[float, float] = (0.9, 0.999),
@@ -145,7 +138,7 @@ def nadam(
     Notes:
         The schedule of Dozat's report uses :math:`\psi = 0.004`, torch's default.
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     check_range('momentum_decay', momentum_decay, 0.0)
     check_bool('decoupled_weight_decay', decoupled_weight_decay)
     check_bool('maximize', maximize)
@@ -193,7 +186,7 @@ def nadam_legacy(
         >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
         >>> params = optax.apply_updates(params, updates)
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     check_range('schedule_decay', schedule_decay, 0.0)
     return optax.chain(
         add_l2_weight_decay(weight_decay),

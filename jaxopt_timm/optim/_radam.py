@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_adam_args, check_bool
 from ..transforms import (
-    compute_dtype, upcast,
+    upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, rectified_step_size, safe_increment, scale_by_learning_rate,
     tree_zeros_like,
 )
@@ -75,13 +75,6 @@ def scale_by_radam(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _validate(learning_rate, betas, eps, weight_decay):
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-
-
 def radam(
         learning_rate: Any = 1e-3,
         betas: Tuple[float, float] = (0.9, 0.999),
@@ -129,7 +122,7 @@ def radam(
         un-normalized momentum steps (:math:`\rho_t \le 5`), so RAdam needs no
         warmup but moves by :math:`\eta |m_t|` early on.
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     check_bool('decoupled_weight_decay', decoupled_weight_decay)
     check_bool('maximize', maximize)
     return optax.chain(
@@ -178,7 +171,7 @@ def radam_legacy(
         all param groups (with the first group's lr baked in); timm's version,
         and this one, use each group's own lr.
     """
-    _validate(learning_rate, betas, eps, weight_decay)
+    check_adam_args(learning_rate, betas, eps, weight_decay)
     return optax.chain(
         scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=True, mu_dtype=mu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
