@@ -1,6 +1,6 @@
 """Load an installed timm's ``timm.optim`` / ``timm.scheduler`` without its torchvision-bound top level.
 
-The same bare-package trick as ``tests/timm_ref.py`` (which it can replace):
+The tests and the ``jaxopt-timm parity`` command both load timm through it:
 timm's package ``__init__`` imports its models and, through them,
 torchvision, which the optimizers and schedulers do not need. A bare ``timm``
 package module is put in ``sys.modules`` with a minimal ``timm.layers`` and a
@@ -11,6 +11,7 @@ torch and timm load only when :func:`load_timm` is called.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -19,8 +20,8 @@ import types
 __all__ = ['load_timm', 'TimmNotInstalled', 'INSTALL_HINT']
 
 INSTALL_HINT = (
-    'install the reference with: pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu '
-    '&& pip install --no-deps "timm==1.0.31" (or run: bash scripts/install.sh)')
+    'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
+    '"timm==1.0.31" (or run: bash scripts/install.sh)')
 
 _LOADED = {}
 _find_spec = importlib.util.find_spec  # indirection: tests simulate a missing timm
@@ -34,6 +35,9 @@ def _bare_package(name: str, path: str) -> types.ModuleType:
     mod = types.ModuleType(name)
     mod.__path__ = [path]
     mod.__file__ = os.path.join(path, '__init__.py')
+    # a real spec, so importlib.util.find_spec(name) keeps working once the bare module is in sys.modules
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    mod.__spec__.submodule_search_locations = [path]
     sys.modules[name] = mod
     return mod
 
@@ -44,11 +48,15 @@ def load_timm():
         return _LOADED['optim'], _LOADED['scheduler']
     if _find_spec('torch') is None:
         raise TimmNotInstalled(f'torch is not installed; {INSTALL_HINT}')
-    spec = _find_spec('timm')
-    if spec is None or not spec.submodule_search_locations:
-        raise TimmNotInstalled(f'timm is not installed; {INSTALL_HINT}')
+    existing = sys.modules.get('timm')
+    if existing is not None and getattr(existing, '__path__', None):
+        root = list(existing.__path__)[0]  # already loaded (bare or real): find_spec would consult its __spec__
+    else:
+        spec = _find_spec('timm')
+        if spec is None or not spec.submodule_search_locations:
+            raise TimmNotInstalled(f'timm is not installed; {INSTALL_HINT}')
+        root = list(spec.submodule_search_locations)[0]
     importlib.import_module('torch')
-    root = list(spec.submodule_search_locations)[0]
     if 'timm' not in sys.modules or not hasattr(sys.modules['timm'], '__path__'):
         timm = _bare_package('timm', root)
     else:
