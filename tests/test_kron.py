@@ -87,16 +87,6 @@ def _kron_parity(patch, steps=12, shapes=None, lr=1e-2, **kwargs):
         steps=steps, shapes=shapes)
 
 
-def test_names_registered_with_timm_metadata():
-    timm_optim = load_timm()[0]
-    for name in NAMES:
-        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
-        assert ours.description == theirs.description
-        assert dict(ours.defaults) == dict(theirs.defaults or {})
-        for attr in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
-            assert getattr(ours, attr) == getattr(theirs, attr), (name, attr)
-
-
 # ---- (1a) timm's helpers on the same numbers ---------------------------------------------------------------
 
 @pytest.mark.parametrize('shape', [(), (1,), (7,), (6, 32), (8, 4, 3, 3), (1, 4, 16), (5, 5, 3), (3, 40)])

@@ -17,16 +17,6 @@ def _timm():
     return load_timm()[0]
 
 
-def test_names_registered_with_timm_metadata():
-    timm_optim = _timm()
-    for name in NAMES:
-        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
-        assert ours.description == theirs.description
-        assert dict(ours.defaults) == dict(theirs.defaults or {})
-        for attr in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
-            assert getattr(ours, attr) == getattr(theirs, attr), (name, attr)
-
-
 # --- Lion: sign updates are discontinuous; in these runs no component of the interpolated momentum sits within
 # rounding of zero (measured errors ~1e-6, a single flipped sign would show as ~2*lr/displacement ~ 5e-2)
 

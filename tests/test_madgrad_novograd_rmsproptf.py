@@ -21,16 +21,6 @@ def test_factory(name, weight_decay):
     factory_parity(name, lr=1e-2, weight_decay=weight_decay).check()
 
 
-def test_names_registered_with_timm_metadata():
-    timm_optim = _timm()
-    for name in NAMES:
-        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
-        assert ours.description == theirs.description
-        assert dict(ours.defaults) == dict(theirs.defaults or {})
-        for attr in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
-            assert getattr(ours, attr) == getattr(theirs, attr), (name, attr)
-
-
 # --- MADGRAD
 
 @pytest.mark.parametrize('kwargs', [

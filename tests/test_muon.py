@@ -45,16 +45,6 @@ def _alias_f32(lr=1e-2, steps=30, shapes=None, torch_lr=None, ours_lr=None, **kw
                           steps=steps, shapes=shapes, torch_lr=torch_lr)
 
 
-def test_names_registered_with_timm_metadata():
-    timm_optim = _timm()
-    for name in NAMES:
-        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
-        assert ours.description == theirs.description
-        assert dict(ours.defaults) == dict(theirs.defaults or {})
-        for attr in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
-            assert getattr(ours, attr) == getattr(theirs, attr), (name, attr)
-
-
 # --- routing: timm's shape rule, then the factory's fallback flags
 
 @pytest.mark.parametrize('shape', [
