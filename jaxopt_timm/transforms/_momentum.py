@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from ._rectify import one_minus_pow
-from ._tree import safe_increment, upcast
+from ._tree import safe_increment, state_zeros, upcast
 
 __all__ = [
     'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
@@ -24,7 +24,8 @@ __all__ = [
 
 
 def tree_zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
-    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype or p.dtype), tree)
+    """Zero state buffers: ``dtype`` if given, else :func:`state_dtype` of each leaf (its own; fp32 for fp16)."""
+    return state_zeros(tree, dtype)
 
 
 class TorchMomentumState(NamedTuple):

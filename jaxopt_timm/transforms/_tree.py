@@ -14,7 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ['is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast']
+__all__ = [
+    'is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast', 'state_dtype',
+    'state_zeros',
+]
 
 
 def is_scalar(value: Any) -> bool:
@@ -54,3 +57,24 @@ def compute_dtype(dtype: Any) -> Any:
 def upcast(x: jax.Array) -> jax.Array:
     """``x`` in its :func:`compute_dtype`."""
     return x.astype(compute_dtype(x.dtype))
+
+
+def state_dtype(param_dtype: Any, requested: Any = None) -> Any:
+    """The dtype of an optimizer-state buffer for a leaf of ``param_dtype``.
+
+    ``requested`` (an alias's ``mu_dtype`` / ``nu_dtype``, already resolved) wins.
+    Otherwise the params' dtype, as timm (torch keeps ``exp_avg`` etc. in the
+    param's dtype), except float16: fp16's range cannot hold Adam-style
+    statistics (any ``|g| < 2.4e-4`` squares to 0, so ``m / (sqrt(v) + eps)``
+    blows up), so fp16 leaves get float32 state. timm users never meet this
+    because AMP keeps fp32 master params; bf16 has fp32's range and keeps bf16.
+    """
+    if requested is not None:
+        return jnp.dtype(requested)
+    dt = jnp.dtype(param_dtype)
+    return jnp.dtype(jnp.float32) if dt == jnp.dtype(jnp.float16) else dt
+
+
+def state_zeros(tree: Any, requested: Any = None) -> Any:
+    """Zeros shaped like ``tree`` in :func:`state_dtype` of each leaf (``None`` leaves stay ``None``)."""
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), state_dtype(p.dtype, requested)), tree)
