@@ -12,7 +12,6 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import optax
 
 import jaxopt_timm as jt
@@ -69,8 +68,8 @@ def main(argv=None):
         'single_group_ms': round(med['single_group'], 2), 'layer_decay_ms': round(med['layer_decay'], 2),
         'ratio': round(ratio, 3), 'backend': jax.default_backend(), 'devices': str(jax.devices()[0]),
     }
-    print(f"| opt | params | leaves | groups | single group ms | layer decay ms | ratio |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| opt | params | leaves | groups | single group ms | layer decay ms | ratio |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.opt} | {result['params'] / 1e6:.1f}M | {result['leaves']} | {n_groups} | "
           f"{result['single_group_ms']} | {result['layer_decay_ms']} | {result['ratio']} |")
     if args.json:

@@ -51,3 +51,48 @@ def make_tree(shapes: Dict[str, Tuple[int, ...]], seed: int = 0, dtype=jnp.float
 
 def num_params(shapes) -> int:
     return int(sum(np.prod(s) for s in shapes.values()))
+
+
+def resnet50_shapes(classes: int = 1000) -> Dict[str, Tuple[int, ...]]:
+    """timm's ResNet-50: 161 leaves (53 convs without bias, 53 BatchNorms' weight and bias, fc), 25.6M params."""
+    shapes: Dict[str, Tuple[int, ...]] = {'conv1.weight': (64, 3, 7, 7), 'bn1.weight': (64,), 'bn1.bias': (64,)}
+    in_ch = 64
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+        out_ch = width * 4
+        for i in range(blocks):
+            b = f'layer{stage}.{i}.'
+            cin = in_ch if i == 0 else out_ch
+            shapes.update({
+                b + 'conv1.weight': (width, cin, 1, 1), b + 'bn1.weight': (width,), b + 'bn1.bias': (width,),
+                b + 'conv2.weight': (width, width, 3, 3), b + 'bn2.weight': (width,), b + 'bn2.bias': (width,),
+                b + 'conv3.weight': (out_ch, width, 1, 1), b + 'bn3.weight': (out_ch,), b + 'bn3.bias': (out_ch,),
+            })
+            if i == 0:
+                shapes.update({b + 'downsample.0.weight': (out_ch, cin, 1, 1),
+                               b + 'downsample.1.weight': (out_ch,), b + 'downsample.1.bias': (out_ch,)})
+        in_ch = out_ch
+    shapes.update({'fc.weight': (classes, 2048), 'fc.bias': (classes,)})
+    return shapes
+
+
+def small_leaves_shapes(n_leaves: int = 2000, size: int = 1000) -> Dict[str, Tuple[int, ...]]:
+    """Many small leaves: ``n_leaves`` vectors of ``size`` floats (2M params by default)."""
+    return {f'p{i:05d}.weight': (size,) for i in range(n_leaves)}
+
+
+def equal_leaves_shapes(total: int, n_leaves: int = 16) -> Dict[str, Tuple[int, ...]]:
+    """``n_leaves`` equal 1-d leaves summing to ``total`` params (the 1M -> 64M growth series)."""
+    return {f'p{i:02d}.weight': (total // n_leaves,) for i in range(n_leaves)}
+
+
+def vitl_shapes() -> Dict[str, Tuple[int, ...]]:
+    """ViT-L/16: 296 leaves, 304M params."""
+    return vit_shapes(embed=1024, depth=24, mlp=4096)
+
+
+TREES = {
+    'resnet50': resnet50_shapes,
+    'vitb16': vit_shapes,
+    'small2000': small_leaves_shapes,
+    'vitl16': vitl_shapes,
+}

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'check_range', 'check_range_tree', 'check_weight_decay', 'check_adam_args', 'check_lr', 'check_betas', 'check_bool', 'check_choice', 'resolve_dtype', 'is_schedule',
+    'check_range', 'check_range_tree', 'check_weight_decay', 'check_adam_args', 'check_lr', 'check_betas', 'check_bool',
+    'check_choice', 'resolve_dtype', 'is_schedule', 'check_nesterov',
 ]
 
 
@@ -36,8 +37,8 @@ def _concrete(value: Any) -> Optional[float]:
 
 
 def _range_text(lo, hi, lo_open, hi_open) -> str:
-    left = '(' if lo_open else '['
-    right = ')' if hi_open else ']'
+    left = '(' if lo_open or lo is None else '['  # infinities are never accepted: an open end
+    right = ')' if hi_open or hi is None else ']'
     lo_s = '-inf' if lo is None else f'{lo:g}'
     hi_s = 'inf' if hi is None else f'{hi:g}'
     return f'{left}{lo_s}, {hi_s}{right}'
@@ -70,7 +71,8 @@ def check_range(
     v = _concrete(value)
     if v is None:
         return
-    if integer and v != int(v):
+    # an infinite or NaN value fails the interval test below (int() of it would raise OverflowError / a bare ValueError)
+    if integer and math.isfinite(v) and v != int(v):
         raise ValueError(f'Invalid {name}: {value!r}, expected an integer in {_range_text(lo, hi, lo_open, hi_open)}')
     bad = not math.isfinite(v)
     if lo is not None:
@@ -103,6 +105,22 @@ def check_betas(betas: Any, num: int = 2, name: str = 'betas', hi_open: bool = T
 def check_bool(name: str, value: Any) -> None:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f'Invalid {name}: {value!r}, expected True or False')
+
+
+def check_nesterov(nesterov: Any, momentum: Any, dampening: Any = 0.0) -> None:
+    """Nesterov momentum needs ``momentum > 0`` and ``dampening == 0`` (torch's SGD rule).
+
+    ``momentum`` or ``dampening`` traced inside ``inject_hyperparams``' update
+    cannot be compared in Python and is let through; the concrete values
+    ``inject_hyperparams``' init passes are still checked.
+    """
+    if not nesterov:
+        return
+    m, d = _concrete(momentum), _concrete(dampening)
+    if (m is not None and not m > 0) or (d is not None and d != 0):
+        raise ValueError(
+            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
+            'requires momentum in (0, inf) and dampening == 0')
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -156,3 +174,4 @@ def check_adam_args(learning_rate: Any, betas: Any, eps: Any, weight_decay: Any)
     check_betas(betas)
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
+

@@ -28,7 +28,7 @@ import optax
 import torch
 
 import jaxopt_timm as jt
-from timm_ref import load_timm
+from timm_ref import load_timm, torch_module
 
 TOL = 2e-4  # the parity bound: relative to the largest displacement
 MIN_DISPLACEMENT = 1e-4  # a run that barely moves the params proves nothing
@@ -73,19 +73,6 @@ def to_tree(flat: Dict[str, Any]) -> Dict[str, Any]:
 
 def from_tree(tree: Any) -> Dict[str, np.ndarray]:
     return {name: np.asarray(leaf) for name, leaf in jt.optim.named_leaves(tree)}
-
-
-def torch_module(flat: Dict[str, np.ndarray]) -> torch.nn.Module:
-    root = torch.nn.Module()
-    for name, value in flat.items():
-        mod = root
-        *parents, leaf = name.split('.')
-        for part in parents:
-            if not hasattr(mod, part):
-                mod.add_module(part, torch.nn.Module())
-            mod = getattr(mod, part)
-        mod.register_parameter(leaf, torch.nn.Parameter(torch.tensor(value.copy())))
-    return root
 
 
 def drift(t):

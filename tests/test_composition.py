@@ -12,9 +12,12 @@ checks, each against the bare optimizer on the same gradients:
 - ``multi_transform``: ``tx`` on the matrices, SGD on the rest, equals ``tx``
   run on the tree of matrices alone (statistics over all leaves, such as
   Lamb's global grad norm, are over the leaves it is given);
-- ``inject_hyperparams``: ``optax.inject_hyperparams(alias)`` with the lr and
-  the weight decay changed between two steps, the step traced exactly once,
-  equals the alias rebuilt with each step's floats.
+- ``inject_hyperparams``: ``optax.inject_hyperparams(alias)`` with its numeric
+  hyperparameters traced (the lr, and where the alias takes them as numbers
+  the weight decay, momentum and eps; tuples such as ``betas`` stay static),
+  the lr and weight decay changed before every step and momentum and eps
+  before the third, the step traced exactly once over three steps, equals the
+  alias rebuilt with each step's floats.
 
 ``KNOWN_ISSUES`` lists the (name, property) pairs that fail today; the test
 asserts the failing set per name equals it exactly, so a fix or a new failure
@@ -35,7 +38,9 @@ NAMES = list(jt.list_optimizers()) + ['lookahead_adamw']
 PROPERTIES = ('chain', 'apply_if_finite', 'multisteps', 'multi_transform', 'inject_hyperparams')
 RTOL = 1e-6
 LR, WD = 1e-2, 0.01
-LR2, WD2 = 4e-3, 0.05  # the second step's hyperparameters under inject_hyperparams
+# per-step (lr, weight decay) under inject_hyperparams; momentum and eps change before the third step
+STEP_LR_WD = ((LR, WD), (4e-3, 0.05), (7e-3, 0.02))
+INJECTED = ('learning_rate', 'weight_decay', 'momentum', 'eps')
 
 # (name, property) -> why it fails; asserted exactly.
 KNOWN_ISSUES = {}
@@ -62,7 +67,7 @@ def _grads(seed, scale=1.0):
     return jax.tree.unflatten(treedef, [scale * jax.random.normal(k, p.shape) for k, p in zip(keys, leaves)])
 
 
-G1, G2 = _grads(1), _grads(2, 0.5)
+G1, G2, G3 = _grads(1), _grads(2, 0.5), _grads(3, 0.7)
 G_NAN = jax.tree.map(lambda g: g, G1)
 G_NAN['fc']['weight'] = G1['fc']['weight'].at[0, 0].set(jnp.nan)
 LABELS = jax.tree.map(lambda p: 'opt' if p.ndim >= 2 else 'rest', PARAMS)
@@ -94,6 +99,27 @@ def _alias_factory(name):
         factory.__signature__ = inspect.signature(info.alias)  # what inject_hyperparams binds against
         return factory, defaults
     return info.alias, defaults
+
+
+def _injected_values(factory, defaults):
+    """``{name: (value at step 1, 2, 3)}`` for the hyperparameters ``inject_hyperparams`` traces.
+
+    The lr and (where the alias takes one) the weight decay change every step;
+    momentum and eps, where the alias's value for this name is a number, keep
+    it for two steps and change before the third.
+    """
+    params = inspect.signature(factory).parameters
+    values = {'learning_rate': tuple(lr for lr, _ in STEP_LR_WD)}
+    if 'weight_decay' in params:
+        values['weight_decay'] = tuple(wd for _, wd in STEP_LR_WD)
+    for name, scale in (('momentum', 0.5), ('eps', 10.0)):
+        if name not in params:
+            continue
+        value = defaults.get(name, params[name].default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+            values[name] = (value, value, value * scale)
+    return values
 
 
 def _close(ours, ref, params=None):
@@ -143,7 +169,8 @@ def _run(name):
         s0 = tx.init(PARAMS)
         res = {}
         g_clip, _ = clip.update(G1, clip.init(PARAMS))
-        res['chain'] = (chained.update(G1, chained.init(PARAMS), PARAMS, **extra), tx.update(g_clip, s0, PARAMS, **extra))
+        res['chain'] = (chained.update(G1, chained.init(PARAMS), PARAMS, **extra),
+                        tx.update(g_clip, s0, PARAMS, **extra))
         f0 = finite.init(PARAMS)
         u_nan, f1 = finite.update(G_NAN, f0, PARAMS, **extra)
         u_ok, f2 = finite.update(G1, f1, PARAMS, **extra)
@@ -198,11 +225,17 @@ def _run(name):
                          ('multisteps', multisteps_check), ('multi_transform', split_check)):
             guarded(prop, fn)
 
-    # ---- inject_hyperparams: lr and weight decay are traced; everything else static
+    # ---- inject_hyperparams: lr, weight decay, momentum and eps are traced; everything else static
     def inject_check():
-        static = [n for n in inspect.signature(factory).parameters if n not in ('learning_rate', 'weight_decay')]
+        values = _injected_values(factory, defaults)
+        rest = {k: v for k, v in defaults.items() if k not in values}
+        if 'momentum' in values and 'momentum_dtype' in inspect.signature(factory).parameters:
+            # a traced float32 momentum and a Python float give (1 - momentum) an ulp apart; bfloat16 storage of the
+            # momentum would round that to a 2**-8 difference, which is storage precision, not injection
+            rest['momentum_dtype'] = 'float32'
+        static = [n for n in inspect.signature(factory).parameters if n not in values]
         injected = optax.inject_hyperparams(factory, static_args=static)(
-            learning_rate=LR, weight_decay=WD, **defaults)
+            **{k: v[0] for k, v in values.items()}, **rest)
         traces = []
 
         def step(g, s, p):
@@ -210,21 +243,22 @@ def _run(name):
             return injected.update(g, s, p, **extra)
 
         step = fast_jit(step)
-        s = injected.init(PARAMS)
-        u1, s = step(G1, s, PARAMS)
-        p1 = optax.apply_updates(PARAMS, u1)
-        s = s._replace(hyperparams={**s.hyperparams, 'learning_rate': jnp.asarray(LR2, jnp.float32),
-                                    'weight_decay': jnp.asarray(WD2, jnp.float32)})
-        u2, s = step(G2, s, p1)
+        s, p = injected.init(PARAMS), PARAMS
+        ref_s, ref_p = None, PARAMS
+        for k, g in enumerate((G1, G2, G3)):
+            if k:
+                s = s._replace(hyperparams={**s.hyperparams, **{
+                    name: jnp.asarray(v[k], jnp.float32) for name, v in values.items()}})
+            u, s = step(g, s, p)
+            ref_tx = factory(**{name: v[k] for name, v in values.items()}, **rest)
+            ref_u, ref_s = fast_jit(lambda g, s, p: ref_tx.update(g, s, p, **extra))(
+                g, ref_tx.init(PARAMS) if ref_s is None else ref_s, ref_p)
+            if not _close(u, ref_u, p):
+                return f'step {k + 1} ({", ".join(f"{n}={v[k]:g}" for n, v in values.items())}) differs from the alias'
+            p, ref_p = optax.apply_updates(p, u), optax.apply_updates(ref_p, ref_u)
         if len(traces) != 1:
             return f'traced {len(traces)} times'
-        ref1_tx = factory(learning_rate=LR, weight_decay=WD, **defaults)
-        ref2_tx = factory(learning_rate=LR2, weight_decay=WD2, **defaults)
-        r1, rs = fast_jit(lambda g, s, p: ref1_tx.update(g, s, p, **extra))(G1, ref1_tx.init(PARAMS), PARAMS)
-        r2, _ = fast_jit(lambda g, s, p: ref2_tx.update(g, s, p, **extra))(G2, rs, optax.apply_updates(PARAMS, r1))
-        if not _close(u1, r1):
-            return 'first step differs from the alias'
-        return '' if _close(u2, r2, p1) else 'second step (new lr, weight decay) differs from the alias rebuilt with them'
+        return ''
 
     guarded('inject_hyperparams', inject_check)
     return out
@@ -242,3 +276,99 @@ def test_composition(name):
     expected = {prop for (n, prop) in KNOWN_ISSUES if n == name}
     assert set(failing) == expected, (
         f'{name}: failing {failing}, known issues {sorted(expected)} (update KNOWN_ISSUES if fixed)')
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# AdaHessian inside multi_transform, with hvp_fn_from_loss of the whole loss
+
+
+def _leaf_loss(x):
+    # sum(x) ** 2 couples a leaf's entries: the Hessian is not diagonal, so the probes drawn matter
+    return jnp.sum(x ** 4) / 4 + jnp.sum(x) ** 2 + jnp.sum(jnp.sin(x))
+
+
+def _separable_loss(params):
+    return sum(_leaf_loss(x) for x in jax.tree.leaves(params))
+
+
+HVP_PARAMS = {
+    'a': jnp.linspace(-1.0, 1.0, 6).reshape(2, 3),
+    'b': jnp.arange(4.0) + 0.5,
+    'c': {'w': jnp.full((3,), 0.3), 'v': jnp.asarray([0.2, -0.7])},
+    'd': {'x': jnp.asarray([1.5, -0.5]), 'y': jnp.asarray([[0.1, 0.4], [-0.2, 0.9]])},
+}
+# 'd' is labelled as a whole (a label-tree prefix): the AdaHessian partition sees one MaskedNode for the subtree
+HVP_LABELS = {'a': 'hess', 'b': 'sgd', 'c': {'w': 'hess', 'v': 'sgd'}, 'd': 'sgd'}
+
+
+def _hess_part(tree):
+    return {'a': tree['a'], 'c': {'w': tree['c']['w']}}
+
+
+def test_hvp_fn_from_loss_accepts_placeholders():
+    """``optax.MaskedNode()`` or ``None`` in the probe (for a leaf or a whole subtree) is a zero tangent and comes back
+    unchanged; the other leaves are ``H v`` with zeros at the placeholders."""
+    hvp = jt.optim.hvp_fn_from_loss(_separable_loss, HVP_PARAMS)
+    z = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=p.dtype)).reshape(p.shape), HVP_PARAMS)
+    for hole in (optax.MaskedNode(), None):
+        v = {'a': z['a'], 'b': hole, 'c': {'w': z['c']['w'], 'v': hole}, 'd': hole}
+        full = {'a': z['a'], 'b': jnp.zeros(4), 'c': {'w': z['c']['w'], 'v': jnp.zeros(2)},
+                'd': jax.tree.map(jnp.zeros_like, HVP_PARAMS['d'])}
+        ref = jax.jvp(jax.grad(_separable_loss), (HVP_PARAMS,), (full,))[1]
+        got = jax.jit(hvp)(v)
+        is_hole = lambda x: x is None or isinstance(x, optax.MaskedNode)  # noqa: E731
+        assert jax.tree.structure(got, is_leaf=is_hole) == jax.tree.structure(v, is_leaf=is_hole), (hole, got)
+        assert type(got['b']) is type(hole) and type(got['d']) is type(hole), got
+        for a, b in zip(jax.tree.leaves(_hess_part(got)), jax.tree.leaves(_hess_part(ref))):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    # a probe without placeholders is the plain Hessian-vector product
+    got = hvp(z)
+    ref = jax.jvp(jax.grad(_separable_loss), (HVP_PARAMS,), (z,))[1]
+    assert _equal(got, ref)
+
+
+def test_adahessian_in_multi_transform_with_hvp_from_loss():
+    """``multi_transform`` hands AdaHessian its partition with the other leaves as ``optax.MaskedNode()`` and passes
+    ``hvp_fn`` through; ``hvp_fn_from_loss`` of the whole loss takes that probe. With a loss separable across leaves
+    the partition's Hessian block is the Hessian of its own loss, and the probes are the same as for the partition
+    alone (the state's key is split over the partition's leaves, in the same order), so three jitted steps equal
+    AdaHessian run alone on those leaves with the hvp restricted to them, and SGD on the rest."""
+    kw = dict(weight_decay=0.01, n_samples=2, update_each=2)
+    tx = optax.multi_transform({'hess': jt.optim.adahessian(0.05, **kw), 'sgd': optax.sgd(0.1)}, HVP_LABELS)
+    alone = jt.optim.adahessian(0.05, **kw)
+    sgd = optax.sgd(0.1)
+
+    def sgd_part(tree):
+        return {'b': tree['b'], 'c': {'v': tree['c']['v']}, 'd': tree['d']}
+
+    @jax.jit
+    def step(p, s):
+        g = jax.grad(_separable_loss)(p)
+        u, s = tx.update(g, s, p, hvp_fn=jt.optim.hvp_fn_from_loss(_separable_loss, p))
+        return optax.apply_updates(p, u), s
+
+    @jax.jit
+    def step_alone(q, s):
+        g = jax.grad(_separable_loss)(q)
+        u, s = alone.update(g, s, q, hvp_fn=jt.optim.hvp_fn_from_loss(_separable_loss, q))
+        return optax.apply_updates(q, u), s
+
+    @jax.jit
+    def step_sgd(r, s):
+        u, s = sgd.update(jax.grad(_separable_loss)(r), s, r)
+        return optax.apply_updates(r, u), s
+
+    p, s = HVP_PARAMS, tx.init(HVP_PARAMS)
+    q, qs = _hess_part(HVP_PARAMS), alone.init(_hess_part(HVP_PARAMS))
+    r, rs = sgd_part(HVP_PARAMS), sgd.init(sgd_part(HVP_PARAMS))
+    for _ in range(3):
+        p, s = step(p, s)
+        q, qs = step_alone(q, qs)
+        r, rs = step_sgd(r, rs)
+    for got, ref in ((_hess_part(p), q), (sgd_part(p), r)):
+        assert jax.tree.structure(got) == jax.tree.structure(ref)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(_hess_part(p)),
+                                                                 jax.tree.leaves(_hess_part(HVP_PARAMS))))
+    assert moved > 1e-3, 'vacuous: the AdaHessian leaves did not move'

@@ -1,5 +1,6 @@
 """Factory, registry and construction-time validation (every registered name, table-driven)."""
 import argparse
+import re
 
 import jax
 import jax.numpy as jnp
@@ -113,38 +114,56 @@ def _build(name, **overrides):
     return info.alias(**kwargs)
 
 
+BAD_NUMBERS = [-0.5, float('nan'), float('inf')]
+
+
+def _assert_names(exc, arg, value):
+    """The message names the argument, shows the value and the accepted range."""
+    msg = str(exc.value)
+    assert arg in msg and repr(value) in msg and 'expected' in msg, msg
+    assert re.search(r'[\[(][^\])]*, [^\])]*[\])]', msg), f'no range in: {msg}'
+
+
 @pytest.mark.parametrize('name', NAMES)
 @pytest.mark.parametrize('bad_lr', [-1e-3, float('nan'), float('inf')])
 def test_bad_learning_rate(name, bad_lr):
-    with pytest.raises(ValueError, match='learning_rate'):
+    with pytest.raises(ValueError, match='learning_rate') as exc:
         _build(name, learning_rate=bad_lr)
+    _assert_names(exc, 'learning_rate', bad_lr)
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_bad_weight_decay(name):
-    with pytest.raises(ValueError, match='weight_decay'):
-        _build(name, learning_rate=1e-3, weight_decay=-0.1)
+@pytest.mark.parametrize('bad', BAD_NUMBERS)
+def test_bad_weight_decay(name, bad):
+    with pytest.raises(ValueError, match='weight_decay') as exc:
+        _build(name, learning_rate=1e-3, weight_decay=bad)
+    _assert_names(exc, 'weight_decay', bad)
 
 
 @pytest.mark.parametrize('name', [n for n in NAMES if jt.get_optimizer_info(n).has_betas])
-@pytest.mark.parametrize('betas', [(1.0, 0.999), (-0.1, 0.999), (0.9, 1.5)])
+@pytest.mark.parametrize('betas', [(1.0, 0.999), (-0.1, 0.999), (0.9, 1.5), (0.9, float('nan'))])
 def test_bad_betas(name, betas):
     info = jt.get_optimizer_info(name)
     betas = tuple(betas) + (0.99,) * (info.num_betas - 2)
-    with pytest.raises(ValueError, match=r'beta'):
+    with pytest.raises(ValueError, match=r'beta') as exc:
         _build(name, learning_rate=1e-3, betas=betas)
+    assert 'expected' in str(exc.value), str(exc.value)
 
 
 @pytest.mark.parametrize('name', [n for n in NAMES if jt.get_optimizer_info(n).has_eps])
-def test_bad_eps(name):
-    with pytest.raises(ValueError, match='eps'):
-        _build(name, learning_rate=1e-3, eps=-1e-8)
+@pytest.mark.parametrize('bad', [-1e-8, float('nan'), float('inf')])
+def test_bad_eps(name, bad):
+    with pytest.raises(ValueError, match='eps') as exc:
+        _build(name, learning_rate=1e-3, eps=bad)
+    _assert_names(exc, 'eps', bad)
 
 
 @pytest.mark.parametrize('name', [n for n in NAMES if jt.get_optimizer_info(n).has_momentum])
-def test_bad_momentum(name):
-    with pytest.raises(ValueError, match='momentum'):
-        _build(name, learning_rate=1e-3, momentum=-0.5)
+@pytest.mark.parametrize('bad', BAD_NUMBERS)
+def test_bad_momentum(name, bad):
+    with pytest.raises(ValueError, match='momentum') as exc:
+        _build(name, learning_rate=1e-3, momentum=bad)
+    _assert_names(exc, 'momentum', bad)
 
 
 def test_factory_validates_before_building():

@@ -21,13 +21,11 @@ import jaxopt_timm as jt
 
 NAMES = jt.list_optimizers()
 EXAMPLES = int(os.environ.get('JAXOPT_TIMM_FUZZ_EXAMPLES', '40'))
-# float16 params are left out: timm keeps Adam-style state in the params' dtype, where eps=1e-8 and small g**2
-# underflow and the step overflows to inf (timm/torch do the same; AMP keeps float32 masters instead).
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
 # jit and eager may round a fused float32 expression differently before it is stored in a low-precision state,
 # which then moves by one unit of that dtype: compare relative to the leaf's largest update (as the parity
-# metric does), at the dtype's resolution
-RTOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
+# metric does), at the dtype's resolution (float16 leaves keep float32 state, so only the output rounds)
+RTOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2, jnp.float16: 4e-3}
 
 
 def _leaf_shapes():
@@ -89,7 +87,11 @@ def _check(name, params, lr, wd, seed=0):
             a, b = np.asarray(u, np.float32), np.asarray(ue, np.float32)
             if a.size:
                 scale = max(float(np.max(np.abs(b))), 1e-30)
-                assert float(np.max(np.abs(a - b))) <= RTOL[p.dtype.type] * scale, (name, p.shape, p.dtype, a, b)
+                # MADGRAD (and other "new point minus old point" updates) round at the params' scale: one ulp
+                # of p, not of the update, is the resolution there
+                ulp_p = 2 * float(np.finfo(np.float32).eps) * float(np.max(np.abs(np.asarray(p, np.float32))))
+                assert float(np.max(np.abs(a - b))) <= RTOL[p.dtype.type] * scale + ulp_p, (
+                    name, p.shape, p.dtype, a, b)
         p_jit = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), p_jit, u_jit)
         p_eager = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), p_eager, u_eager)
     assert traces[0] == 1 + 3, f'{name}: jitted step retraced ({traces[0] - 3} traces)'  # eager calls count too
@@ -100,6 +102,7 @@ FIXED_TREE = {
     'scalar': jnp.asarray(0.5, jnp.float32),  # strongly typed: a weak-typed leaf makes optax state retrace once
     'empty': jnp.zeros((0, 3)),
     'bf16': jnp.ones((2, 3), jnp.bfloat16),
+    'f16': jnp.full((3, 2), 0.25, jnp.float16),
 }
 
 
@@ -113,6 +116,24 @@ def test_every_optimizer_on_a_mixed_tree(name):
        seed=st.integers(0, 2 ** 16))
 def test_fuzz_random_trees(name, spec, lr, wd, seed):
     _check(name, _materialize(spec, seed), lr=lr, wd=wd, seed=seed)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_float16_params_small_grads(name):
+    """float16 params with |g| ~ 1e-4 (g**2 underflows in float16): state is float32 by policy, steps stay finite."""
+    params = {'w': jnp.full((4, 3), 0.5, jnp.float16), 'b': jnp.full((4,), -0.25, jnp.float16)}
+    tx = jt.create_optimizer_v2(params, name, lr=1e-3, weight_decay=0.01)
+    extra = {'hvp_fn': (lambda v: v)} if jt.get_optimizer_info(name).second_order else {}
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p, **extra))
+    state = tx.init(params)
+    assert all(x.dtype != jnp.float16 for x in jax.tree.leaves(state) if hasattr(x, 'dtype')), name
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        grads = jax.tree.map(lambda p: jnp.asarray(1e-4 * rng.standard_normal(p.shape), jnp.float16), params)
+        updates, state = step(grads, state, params)
+        for u in jax.tree.leaves(updates):
+            assert u.dtype == jnp.float16 and bool(jnp.all(jnp.isfinite(u))), (name, u)
+        params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, updates)
 
 
 def test_empty_tree():

@@ -1,5 +1,6 @@
-"""Schedule properties no reference checks: jit == eager, traced once, vmap, step dtypes, errors; and the
-metric-driven (plateau) and mmengine (onecycle) schedules, and lr noise against timm's distribution."""
+"""Schedule properties no reference checks: jit == eager, traced once, vmap, step dtypes; and the metric-driven
+(plateau) and mmengine (onecycle) schedules, and lr noise against timm's distribution. Bad arguments are in
+test_schedule_bad_values.py."""
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,8 @@ def test_jit_vmap_dtypes(name):
         return sched(t)
 
     jitted = jax.jit(f)
-    got = np.stack([np.asarray(jitted(t)) for t in ts[:40]] + [np.asarray(jitted(jnp.int32(t))) for t in range(40, 130)])
+    got = np.stack([np.asarray(jitted(t)) for t in ts[:40]]
+                   + [np.asarray(jitted(jnp.int32(t))) for t in range(40, 130)])
     assert traces[0] == 1, f'traced {traces[0]} times, expected once'
     np.testing.assert_allclose(got, eager, rtol=1e-6, atol=0)
     np.testing.assert_allclose(np.asarray(jax.vmap(sched)(ts)), eager, rtol=1e-6, atol=0)
@@ -106,49 +108,6 @@ def test_lr_scale_multiplies_scheduled_lr():
                                          group_matcher=VIT_GROUP_MATCHER),
         steps=30, shapes=VIT_SHAPES, torch_lr=lambda t: float(values[t]))
     result.check(tol=1e-5)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# bad arguments
-
-
-BAD = [
-    (lambda: S.cosine(LR, 0), 't_initial', '(0,'),
-    (lambda: S.cosine(LR, 10, lr_min=-1e-3), 'lr_min', '[0,'),
-    (lambda: S.tanh(LR, -5), 't_initial', '(0,'),
-    (lambda: S.poly(LR, 10, lr_min=-1.), 'lr_min', '[0,'),
-    (lambda: jt.create_scheduler_v2(LR, 'cosinee'), 'sched', "'cosine'"),
-    (lambda: jt.create_scheduler_v2(LR, 'wsd', decay_fn='sqrt'), 'decay_fn', "'1-sqrt'"),
-    (lambda: S.wsd(LR, 10, 5, decay_fn='nope'), 'decay_fn', "'linear'"),
-    (lambda: jt.create_scheduler_v2(LR, 'wsd', num_epochs=10, decay_epochs=20), 'decay_epochs', '(0,'),
-    (lambda: jt.create_scheduler_v2(LR, 'rsqrt', num_epochs=10, warmup_epochs=4, decay_epochs=7), 'decay_epochs',
-     'num_epochs - warmup_epochs'),
-    (lambda: S.wsd(LR, 10, 11), 'decay_t', '(0, 10]'),
-    (lambda: jt.create_scheduler_v2(LR, 'cosine', step_on_epochs=False), 'updates_per_epoch', '[1,'),
-    (lambda: jt.create_scheduler_v2(LR, 'cosine', step_on_epochs=False, updates_per_epoch=0), 'updates_per_epoch',
-     '[1,'),
-    (lambda: jt.create_scheduler_v2(LR, 'plateau', step_on_epochs=False, updates_per_epoch=3), 'step_on_epochs',
-     'True'),
-    (lambda: S.step(LR, 0), 'decay_t', '(0,'),
-    (lambda: S.multistep(LR, [30, 10]), 'decay_t', 'non-decreasing'),
-    (lambda: S.cosine(LR, 10, k_decay=0.), 'k_decay', '(0,'),
-    (lambda: S.cosine(LR, 10, noise_range_t=5, noise_pct=0.), 'noise_pct', '(0,'),
-    (lambda: S.tanh(LR, 10, lb=3., ub=1.), 'lb', 'ub='),
-    (lambda: S.plateau(LR, mode='avg'), 'mode', "'min'"),
-    (lambda: S.plateau(LR, decay_rate=1.5), 'decay_rate', '[0, 1)'),
-    (lambda: S.onecycle(LR), 'total_steps', 'positive'),
-    (lambda: S.onecycle(LR, total_steps=10, anneal_strategy='exp'), 'anneal_strategy', "'cos'"),
-    (lambda: S.onecycle(LR, total_steps=10, pct_start=1.5), 'pct_start', '[0, 1]'),
-    (lambda: S.onecycle(LR, total_steps=10, pct_start=0.1), 'pct_start', 'zero length'),
-]
-
-
-@pytest.mark.parametrize('make,name,range_text', BAD, ids=[f'{i}-{b[1]}' for i, b in enumerate(BAD)])
-def test_bad_arguments(make, name, range_text):
-    with pytest.raises(ValueError) as e:
-        make()
-    msg = str(e.value)
-    assert name in msg and range_text in msg, msg
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -330,8 +289,8 @@ def test_noise_distribution_matches_timm(noise_type):
     assert abs(got.mean() - ref.mean()) < 0.05, (got.mean(), ref.mean())
     assert abs(got.std() - ref.std()) < 0.05, (got.std(), ref.std())
     # deterministic in (seed, t); another seed differs
-    np.testing.assert_array_equal(np.asarray(ours(jnp.arange(n))), np.asarray(S.step(LR, noise_type=noise_type,
-                                                                                      noise_seed=3, **kw)(jnp.arange(n))))
+    again = S.step(LR, noise_type=noise_type, noise_seed=3, **kw)
+    np.testing.assert_array_equal(np.asarray(ours(jnp.arange(n))), np.asarray(again(jnp.arange(n))))
     other = np.asarray(S.step(LR, noise_type=noise_type, noise_seed=4, **kw)(jnp.arange(n)))
     assert np.mean(other != np.asarray(ours(jnp.arange(n)))) > 0.99
     assert float(ours(123)) == pytest.approx(float(jax.jit(ours)(jnp.int32(123))), rel=1e-6)

@@ -7,8 +7,7 @@
   larger than with fp32 params (state defaults to the params' dtype, as timm's).
 - Where an alias takes ``mu_dtype`` / ``nu_dtype``, bf16 params with fp32
   moments work: the update stays bf16 and the state holds fp32 leaves.
-  ``MISSING_DTYPE_OPTIONS`` lists the Adam-like names (those with ``betas``)
-  whose alias lacks either option; the test asserts it exactly.
+  Every Adam-like name (those with ``betas``) takes both (Lion's family: ``mu_dtype``).
 """
 import inspect
 
@@ -31,43 +30,16 @@ BLOCK = {
 }
 SMALL = {'conv': {'weight': (8, 4, 3, 3), 'bias': (8,)}, 'fc': {'weight': (20, 18), 'bias': (20,)}, 'scale': (1,)}
 
-# Aliases of Adam-like names (registry ``has_betas``) lacking ``mu_dtype`` or, where a second moment exists
-# (not Lion's), ``nu_dtype``: ``module.alias -> missing options``; asserted exactly (a to-do list).
-MISSING_DTYPE_OPTIONS = {
-    '_adabelief.adabelief': ('nu_dtype',),
-    '_adafactor.adafactor': ('mu_dtype', 'nu_dtype'),
-    '_adahessian.adahessian': ('mu_dtype', 'nu_dtype'),
-    '_adamp.adamp': ('mu_dtype', 'nu_dtype'),
-    '_adamw.adamw': ('nu_dtype',),
-    '_adamw.adamw_legacy': ('nu_dtype',),
-    '_adan.adan': ('mu_dtype', 'nu_dtype'),
-    '_adopt.adopt': ('mu_dtype', 'nu_dtype'),
-    '_lamb.lamb': ('mu_dtype', 'nu_dtype'),
-    '_laprop.laprop': ('mu_dtype', 'nu_dtype'),
-    '_mars.mars': ('mu_dtype', 'nu_dtype'),
-    '_muon.muon': ('mu_dtype', 'nu_dtype'),
-    '_nadam.nadam': ('nu_dtype',),
-    '_nadam.nadam_legacy': ('nu_dtype',),
-    '_nadamw.nadamw': ('nu_dtype',),
-    '_nvnovograd.novograd': ('mu_dtype', 'nu_dtype'),
-    '_radam.radam': ('nu_dtype',),
-    '_radam.radam_legacy': ('nu_dtype',),
-    '_torch_optim.adam': ('nu_dtype',),
-    '_torch_optim.adamax': ('mu_dtype', 'nu_dtype'),
-}
+# Every Adam-like name (registry ``has_betas``) takes ``mu_dtype`` and, where a second moment exists (not
+# Lion's sign-of-momentum family), ``nu_dtype``.
 ONE_MOMENT = ('lion',)
-
-# bf16 params with fp32 moments fail for these names today -> why; asserted exactly.
-FP32_STATE_ISSUES = {
-    name: 'TypePromotionError: float32 momentum meets bfloat16 grads in the update under strict promotion'
-    for name in ('lion', 'lionc', 'clion', 'clionc')
-}  # sign-of-momentum optimizers: no second moment, so no nu_dtype
 
 
 def _tree(shapes, dtype):
     leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda x: isinstance(x, tuple))
     keys = jax.random.split(jax.random.PRNGKey(0), len(leaves))
-    return jax.tree.unflatten(treedef, [(1.0 + 0.3 * jax.random.normal(k, s)).astype(dtype) for k, s in zip(keys, leaves)])
+    return jax.tree.unflatten(
+        treedef, [(1.0 + 0.3 * jax.random.normal(k, s)).astype(dtype) for k, s in zip(keys, leaves)])
 
 
 def _abstract(shapes, dtype):
@@ -119,18 +91,10 @@ def test_bf16_params(name):
 @pytest.mark.parametrize('name', [n for n in NAMES if {'mu_dtype', 'nu_dtype'} & _accepted(n)])
 def test_bf16_params_fp32_state(name):
     options = {o: 'float32' for o in ('mu_dtype', 'nu_dtype') if o in _accepted(name)}
-    try:
-        state = _bf16_update(name, **options)
-        dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(state) if x.ndim >= 2}
-        assert jnp.dtype(jnp.float32) in dtypes, (name, options, dtypes)
-        assert state_bytes_per_param(name, jnp.bfloat16, **options) >= state_bytes_per_param(name, jnp.bfloat16)
-        error = None
-    except Exception as e:  # noqa: BLE001 - compared with the table below
-        error = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
-    if name in FP32_STATE_ISSUES:
-        assert error is not None, f'{name}: known issue now passes, drop it from FP32_STATE_ISSUES'
-    else:
-        assert error is None, error
+    state = _bf16_update(name, **options)
+    dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(state) if x.ndim >= 2}
+    assert jnp.dtype(jnp.float32) in dtypes, (name, options, dtypes)
+    assert state_bytes_per_param(name, jnp.bfloat16, **options) >= state_bytes_per_param(name, jnp.bfloat16)
 
 
 def test_adam_like_names_have_state_dtype_options():
@@ -143,7 +107,7 @@ def test_adam_like_names_have_state_dtype_options():
         lacks = tuple(o for o in wanted if o not in _accepted(name))
         if lacks:
             missing[f'{info.alias.__module__.split(".")[-1]}.{info.alias.__name__}'] = lacks
-    assert missing == MISSING_DTYPE_OPTIONS, missing
+    assert missing == {}, f'Adam-like aliases lacking state dtype options: {missing}'
 
 
 def table():

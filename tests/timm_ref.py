@@ -5,6 +5,6 @@ a bare ``timm`` package module is put in ``sys.modules`` with a minimal
 ``timm.layers`` and a ``timm.models`` exposing ``group_parameters``. If timm or
 torch is missing it raises: a parity test must fail, never skip.
 """
-from jaxopt_timm.cli._timm_loader import load_timm
+from jaxopt_timm.cli._timm_loader import load_timm, torch_module
 
-__all__ = ['load_timm']
+__all__ = ['load_timm', 'torch_module']

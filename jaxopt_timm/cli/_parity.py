@@ -26,7 +26,7 @@ import optax
 import jaxopt_timm as jt
 
 from ._args import CLIError, ParseKwargs
-from ._timm_loader import TimmNotInstalled, load_timm
+from ._timm_loader import TimmNotInstalled, kron_eager, load_timm, torch_module
 
 __all__ = ['add_arguments', 'run', 'optimizer_parity', 'schedule_parity', 'SHAPES']
 
@@ -123,33 +123,15 @@ def _reference_mode(name: str, kwargs: Dict[str, Any], as_is: bool):
                 mod.zeropower_via_newtonschulz = original
         return kwargs, {'ns_dtype': 'float32'}, ns_float32()
     if fnmatch.fnmatch(base, 'kron*'):
-        mod = importlib.import_module('timm.optim.kron')
-
-        @contextlib.contextmanager
-        def eager():
-            original = mod.has_dynamo
-            mod.has_dynamo = False
-            try:
-                yield
-            finally:
-                mod.has_dynamo = original
         kw = dict(kwargs)
         kw.setdefault('preconditioner_update_probability', 1e-9)
-        return kw, {}, eager()
+        return kw, {}, kron_eager()
     return kwargs, {}, contextlib.nullcontext()
 
 
 def _timm_run(torch, timm_optim, name, init, a, b, d, steps, seed, second_order, kwargs):
     torch.manual_seed(seed)
-    root = torch.nn.Module()
-    for pname, value in init.items():
-        mod = root
-        *parents, leaf = pname.split('.')
-        for part in parents:
-            if not hasattr(mod, part):
-                mod.add_module(part, torch.nn.Module())
-            mod = getattr(mod, part)
-        mod.register_parameter(leaf, torch.nn.Parameter(torch.tensor(value.copy())))
+    root = torch_module(init)
     named = dict(root.named_parameters())
     ta, tb, td = ({k: torch.tensor(v) for k, v in c.items()} for c in (a, b, d))
     opt = timm_optim.create_optimizer_v2(root, name, **kwargs)

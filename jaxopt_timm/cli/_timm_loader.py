@@ -10,14 +10,18 @@ torch and timm load only when :func:`load_timm` is called.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
 import os
 import sys
 import types
+from typing import Any, Dict
 
-__all__ = ['load_timm', 'TimmNotInstalled', 'INSTALL_HINT']
+import numpy as np
+
+__all__ = ['load_timm', 'TimmNotInstalled', 'INSTALL_HINT', 'torch_module', 'kron_eager']
 
 INSTALL_HINT = (
     'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
@@ -75,3 +79,31 @@ def load_timm():
     scheduler = importlib.import_module('timm.scheduler')
     _LOADED['optim'], _LOADED['scheduler'] = optim, scheduler
     return optim, scheduler
+
+
+def torch_module(flat: Dict[str, Any]) -> Any:
+    """A ``torch.nn.Module`` whose parameters are ``flat``'s arrays under their dotted names (copied)."""
+    import torch
+    root = torch.nn.Module()
+    for name, value in flat.items():
+        mod = root
+        *parents, leaf = name.split('.')
+        for part in parents:
+            if not hasattr(mod, part):
+                mod.add_module(part, torch.nn.Module())
+            mod = getattr(mod, part)
+        mod.register_parameter(leaf, torch.nn.Parameter(torch.tensor(np.array(value, copy=True))))
+    return root
+
+
+@contextlib.contextmanager
+def kron_eager():
+    """Run timm's Kron helpers eagerly: timm wraps them in ``torch.compile`` when dynamo imports, which needs a
+    C++ toolchain on CPU; the eager path computes the same numbers."""
+    mod = importlib.import_module('timm.optim.kron')
+    original = mod.has_dynamo
+    mod.has_dynamo = False
+    try:
+        yield
+    finally:
+        mod.has_dynamo = original

@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import add_decoupled_weight_decay, add_l2_weight_decay, scale_by_belief, scale_by_learning_rate
 from ._registry import OptimInfo
 
@@ -31,6 +31,7 @@ def adabelief(
         *,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdaBelief``: Adam whose second moment tracks the *belief* :math:`(g_t - m_t)^2`.
 
@@ -62,7 +63,8 @@ def adabelief(
         degenerated_to_sgd: with ``rectify``, take SGD-with-momentum steps while
             :math:`\rho_t < 5`; if False the params only decay in those steps.
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: params' dtype, at least float32).
+        mu_dtype: dtype of the first moment (default: the params' dtype, at least float32, as timm).
+        nu_dtype: dtype of the second moment (default: the params' dtype, at least float32, as timm).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -87,8 +89,11 @@ def adabelief(
     for name, value in (('amsgrad', amsgrad), ('decoupled_decay', decoupled_decay), ('fixed_decay', fixed_decay),
                         ('rectify', rectify), ('degenerated_to_sgd', degenerated_to_sgd)):
         check_bool(name, value)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     direction = scale_by_belief(
-        betas[0], betas[1], eps, amsgrad, rectify=rectify, degenerated_to_sgd=degenerated_to_sgd, mu_dtype=mu_dtype)
+        betas[0], betas[1], eps, amsgrad, rectify=rectify, degenerated_to_sgd=degenerated_to_sgd, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype)
     if not decoupled_decay:
         return optax.chain(
             add_l2_weight_decay(weight_decay),

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from .._validate import (
+    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
+)
 from ..transforms import caution_mask, leaf_values, lr_at, safe_increment
 from ._registry import OptimInfo
 
@@ -84,9 +86,17 @@ def _rms(x: jax.Array) -> jax.Array:
     return jnp.linalg.norm(x.reshape(-1)) / jnp.sqrt(jnp.asarray(x.size, x.dtype))
 
 
-def _state_dtype(p: jax.Array):
-    # timm keeps the statistics of bf16/fp16 params in float32
-    return jnp.float32 if jnp.dtype(p.dtype) in _LOW_PRECISION else p.dtype
+def _state_dtype(p: jax.Array, requested: Any = None):
+    # timm computes bf16/fp16 params' steps in float32 and keeps all their state in float32 (this module's
+    # deliberate exception to the package's policy, which keeps bf16 state in bf16); `requested` wins
+    if requested is not None:
+        return jnp.dtype(requested)
+    return jnp.dtype(jnp.float32) if jnp.dtype(p.dtype) in _LOW_PRECISION else jnp.dtype(p.dtype)
+
+
+def _as_stored(x: jax.Array, buffer: jax.Array) -> jax.Array:
+    """``x`` (compute dtype) rounded to ``buffer``'s state dtype and back: the step uses what is stored."""
+    return x.astype(buffer.dtype).astype(x.dtype)
 
 
 def scale_by_adafactor(
@@ -104,21 +114,30 @@ def scale_by_adafactor(
         *,
         layout: str = 'torch',
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """The whole Adafactor step (lr and weight decay included) as one transform.
 
     The lr cannot be a separate transform at the end: timm scales the clipped
     update by the lr *before* its first-moment EMA, and in relative-step mode
     the lr of each leaf depends on that leaf's RMS.
+
+    State dtypes: ``mu_dtype`` for the momentum, ``nu_dtype`` for the (full or
+    factored) second moments; by default float32 for bf16/fp16 params (as timm)
+    and the params' dtype otherwise. Each step is computed in float32 for
+    low-precision params (else in their dtype) and stored back in the state dtypes.
     """
     relative_step = learning_rate is None
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def _dims(p):
         return adafactor_factored_dims(p.shape, min_dim_size_to_factor, layout)
 
     def init_fn(params):
         def full(p):
-            return None if _dims(p) is not None else jnp.zeros(p.shape, _state_dtype(p))
+            return None if _dims(p) is not None else jnp.zeros(p.shape, _state_dtype(p, nu_dtype))
 
         def reduced(p, which):
             dims = _dims(p)
@@ -126,11 +145,14 @@ def scale_by_adafactor(
                 return None
             axis = dims[1] if which == 'row' else dims[0]
             shape = tuple(1 if i == axis else s for i, s in enumerate(p.shape))
-            return jnp.zeros(shape, _state_dtype(p))
+            return jnp.zeros(shape, _state_dtype(p, nu_dtype))
+
+        def momentum(p):
+            return None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p, mu_dtype))
 
         return ScaleByAdafactorState(
             count=jnp.zeros([], jnp.int32),
-            exp_avg=jax.tree.map(lambda p: None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p)), params),
+            exp_avg=jax.tree.map(momentum, params),
             exp_avg_sq=jax.tree.map(full, params),
             exp_avg_sq_row=jax.tree.map(lambda p: reduced(p, 'row'), params),
             exp_avg_sq_col=jax.tree.map(lambda p: reduced(p, 'col'), params),
@@ -152,9 +174,10 @@ def scale_by_adafactor(
             grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_row, state.exp_avg_sq_col,
             leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
         outs = []
-        for g_in, p_in, m, v, row, col, scale, wd in zip(*flat):
-            sdt = _state_dtype(p_in)
+        for g_in, p_in, m_in, v_in, row_in, col_in, scale, wd in zip(*flat):
+            sdt = _state_dtype(p_in)  # the compute dtype: float32 for bf16/fp16 params, as timm
             g, p = g_in.astype(sdt), p_in.astype(sdt)
+            m, v, row, col = (None if x is None else x.astype(sdt) for x in (m_in, v_in, row_in, col_in))
             if relative_step:
                 lr = rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), _rms(p).astype(jnp.float32)) \
                     if scale_parameter else rel_lr
@@ -167,22 +190,24 @@ def scale_by_adafactor(
             dims = _dims(p_in)
             if dims is not None:
                 col_axis, row_axis = dims
-                row = _lerp(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2t)
-                col = _lerp(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2t)
+                row = _as_stored(_lerp(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2t), row_in)
+                col = _as_stored(_lerp(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2t), col_in)
                 r_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=col_axis, keepdims=True))
                 u = (r_factor * jax.lax.rsqrt(col)) * g
             else:
-                v = _lerp(v, sq, one_minus_beta2t)
+                v = _as_stored(_lerp(v, sq, one_minus_beta2t), v_in)
                 u = jax.lax.rsqrt(v) * g
             u = u / jnp.maximum(_rms(u) / jnp.asarray(clip_threshold, sdt), jnp.ones([], sdt))
             u = u * lr
             if beta1 is not None:
-                m = _lerp(m, u, jnp.float32(1.0 - beta1))
+                m = _as_stored(_lerp(m, u, jnp.float32(1.0 - beta1)), m_in)
                 u = m * caution_mask(m, g) if caution else m
             out = -u
             if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if group['weight_decay'] != 0`, per group
                 out = out - (wd * lr) * p
-            outs.append((out.astype(p_in.dtype), m, v, row, col))
+            stored = tuple(None if x is None else x.astype(x_in.dtype)
+                           for x, x_in in ((m, m_in), (v, v_in), (row, row_in), (col, col_in)))
+            outs.append((out.astype(g_in.dtype),) + stored)
         unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
         return unflat[0], ScaleByAdafactorState(count, *unflat[1:])
 
@@ -211,6 +236,8 @@ def adafactor(
         *,
         layout: str = 'torch',
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adafactor``: factored second moments, RMS update clipping, optional relative step size.
 
@@ -250,6 +277,10 @@ def adafactor(
             as timm factors the transposed torch tensor (see :func:`adafactor_factored_dims`).
         lr_scale: per-leaf lr multipliers (layer decay); with ``learning_rate=None`` they multiply the
             relative step (timm's relative step overwrites the group lr, dropping ``lr_scale``).
+        mu_dtype: dtype of the first moment ``exp_avg``, only kept with ``betas`` (default: the params'
+            dtype; float32 for bfloat16 and float16 params, as timm).
+        nu_dtype: dtype of the second moment (``exp_avg_sq``, or the factored ``exp_avg_sq_row`` /
+            ``exp_avg_sq_col``) (default: the params' dtype; float32 for bfloat16 and float16 params, as timm).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -259,10 +290,16 @@ def adafactor(
         >>> updates, state = tx.update(params, state, params)
         >>> params = optax.apply_updates(params, updates)
 
-    Note:
+    Notes:
         As in timm (and unlike fairseq / HF), ``scale_parameter`` and
         ``warmup_init`` only affect the relative step; an external lr is used
         as given.
+        State dtypes deliberately differ from the package's default policy
+        (state in the params' dtype, float32 only for float16 params): timm's
+        Adafactor computes bfloat16 params' steps in float32 and keeps their
+        state in float32, and so does this one unless ``mu_dtype`` /
+        ``nu_dtype`` say otherwise. The step is always computed in float32 for
+        low-precision params and the state rounded once when stored.
     """
     if learning_rate is not None:
         check_lr(learning_rate)
@@ -283,10 +320,13 @@ def adafactor(
         raise ValueError(
             f'Invalid warmup_init: True with learning_rate={learning_rate!r}; warm-up initialisation is part of '
             'the relative step size and requires learning_rate=None')
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     beta1 = None if betas is None else float(betas[0])
     return optax.with_extra_args_support(scale_by_adafactor(
         learning_rate, eps, eps_scale, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter,
-        warmup_init, int(min_dim_size_to_factor), caution, layout=layout, lr_scale=lr_scale))
+        warmup_init, int(min_dim_size_to_factor), caution, layout=layout, lr_scale=lr_scale, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype))
 
 
 OPTIMIZERS = (

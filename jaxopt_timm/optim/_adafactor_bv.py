@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import caution_mask, leaf_values, lr_at, resolve_max_lr, safe_increment
-from ._adafactor import _flax_to_torch_axes, _lerp, _require_static, _rms
+from ..transforms import caution_mask, compute_dtype, leaf_values, lr_at, resolve_max_lr, safe_increment, state_dtype
+from ._adafactor import _as_stored, _flax_to_torch_axes, _lerp, _require_static, _rms
 from ._registry import OptimInfo
 
 __all__ = ['adafactor_bv', 'adafactor_bv_factored_dims', 'ScaleByAdafactorBVState']
@@ -95,7 +95,9 @@ def scale_by_adafactor_bv(
     """The whole Big Vision Adafactor step (lr and weight decay included) as one transform.
 
     Statistics live in the params' dtype (timm allocates them like the
-    gradient); the momentum lives in ``momentum_dtype``.
+    gradient), float32 for float16 params (the package's state policy); the
+    momentum lives in ``momentum_dtype``. The step is computed in float32 for
+    bf16/fp16 params and the statistics rounded once when stored.
     """
     mom_dtype = None if momentum is None else jnp.dtype(momentum_dtype)
     # 1 - min(cap, 1 - s**-c) == max(1 - cap, s**-c): computing the complement directly keeps it as exact
@@ -107,14 +109,14 @@ def scale_by_adafactor_bv(
 
     def init_fn(params):
         def full(p):
-            return None if _dims(p) is not None else jnp.zeros(p.shape, p.dtype)
+            return None if _dims(p) is not None else jnp.zeros(p.shape, state_dtype(p.dtype))
 
         def reduced(p, which):
             dims = _dims(p)
             if dims is None:
                 return None
             axis = dims[1] if which == 'r' else dims[0]
-            return jnp.zeros(tuple(1 if i == axis else s for i, s in enumerate(p.shape)), p.dtype)
+            return jnp.zeros(tuple(1 if i == axis else s for i, s in enumerate(p.shape)), state_dtype(p.dtype))
 
         return ScaleByAdafactorBVState(
             count=jnp.zeros([], jnp.int32),
@@ -137,21 +139,23 @@ def scale_by_adafactor_bv(
             grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_r, state.exp_avg_sq_c,
             leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
         outs = []
-        for g, p, m, v, row, col, scale, wd in zip(*flat):
-            dt = g.dtype
+        for g_in, p_in, m, v_in, row_in, col_in, scale, wd in zip(*flat):
+            dt = compute_dtype(g_in.dtype)  # float32 for bf16/fp16 params
+            g, p = g_in.astype(dt), p_in.astype(dt)
+            v, row, col = (None if x is None else x.astype(dt) for x in (v_in, row_in, col_in))
             lr = base_lr if scale is None else base_lr * scale
-            leaf_eps = eps if eps is not None else (1e-7 if jnp.dtype(dt) == jnp.float16 else 1e-30)
+            leaf_eps = eps if eps is not None else (1e-7 if jnp.dtype(g_in.dtype) == jnp.float16 else 1e-30)
             sq = jnp.square(g) + jnp.asarray(leaf_eps, dt)
             dims = _dims(p)
             if dims is not None:
                 dc, dr = dims
-                row = _lerp(row, jnp.mean(sq, axis=dr, keepdims=True), one_minus_beta2)
-                col = _lerp(col, jnp.mean(sq, axis=dc, keepdims=True), one_minus_beta2)
+                row = _as_stored(_lerp(row, jnp.mean(sq, axis=dr, keepdims=True), one_minus_beta2), row_in)
+                col = _as_stored(_lerp(col, jnp.mean(sq, axis=dc, keepdims=True), one_minus_beta2), col_in)
                 # timm's rows keep their dims, so the row mean is over the column axis directly
                 row_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=dc, keepdims=True))
                 u = g * row_factor * jax.lax.rsqrt(col)
             else:
-                v = _lerp(v, sq, one_minus_beta2)
+                v = _as_stored(_lerp(v, sq, one_minus_beta2), v_in)
                 u = g * jax.lax.rsqrt(v)
             if clipping_threshold is not None:
                 u = u / jnp.maximum(_rms(u) / jnp.asarray(clipping_threshold, dt), jnp.ones([], dt))
@@ -170,7 +174,9 @@ def scale_by_adafactor_bv(
                 else:
                     c = lr if max_lr is None else lr * lr / max_lr
                 out = out - (c * wd).astype(dt) * p
-            outs.append((out, m, v, row, col))
+            stats = tuple(None if x is None else x.astype(x_in.dtype)
+                          for x, x_in in ((v, v_in), (row, row_in), (col, col_in)))
+            outs.append((out.astype(g_in.dtype), m) + stats)
         unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
         return unflat[0], ScaleByAdafactorBVState(count, *unflat[1:])
 
@@ -248,9 +254,13 @@ def adafactor_bv(
         >>> params = optax.apply_updates(params, updates)
 
     Notes:
-        As in timm, the statistics are kept in the params' dtype and the update
-        is computed in it; only the momentum has its own dtype (its EMA is
-        computed in float32 and rounded once, as torch's CPU kernels do).
+        As in timm, the statistics are kept in the params' dtype, except that
+        float16 params get float32 statistics (the package's state policy:
+        float16 cannot hold squared gradients); the step is computed in float32
+        for bfloat16 / float16 params and each buffer rounded once when stored.
+        Only the momentum has its own dtype (``momentum_dtype``, default
+        bfloat16; its EMA is computed in float32 and rounded once, as torch's
+        CPU kernels do).
         big_vision's own optimizer uses ``unscaled_wd``-style decay; timm's
         default (and this one's) scales the decay by the lr like AdamW.
     """

@@ -6,16 +6,16 @@ Learning" (arXiv:2006.00719).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, hutchinson_diagonal, hvp_from_loss, safe_increment, scale_by_learning_rate,
-    tree_zeros_like,
+    add_decoupled_weight_decay, compute_dtype, hutchinson_diagonal, hvp_from_loss, safe_increment,
+    scale_by_learning_rate, tree_zeros_like,
 )
 from ._registry import OptimInfo
 
@@ -30,6 +30,13 @@ def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any)
     Forward-over-reverse (``jax.jvp`` of ``jax.grad``): one Hessian-vector
     product costs about two gradient evaluations.
 
+    ``v`` may also be a partition of the params, as an AdaHessian inside
+    ``optax.multi_transform`` (or ``optax.masked``) passes it: the params'
+    structure with the other leaves (or whole subtrees) replaced by
+    ``optax.MaskedNode()`` or ``None``. Those positions are zero tangents and
+    hold the same placeholder in the result, so ``H v`` has ``v``'s structure
+    and its leaves are the Hessian block of the partition applied to ``v``.
+
     Example:
         >>> import jax, jax.numpy as jnp, optax, jaxopt_timm as jt
         >>> loss_fn = lambda p, x: jnp.sum((p['w'] * x) ** 2)
@@ -39,7 +46,22 @@ def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any)
         >>> grads = jax.grad(loss_fn)(params, x)
         >>> updates, state = tx.update(grads, state, params, hvp_fn=jt.optim.hvp_fn_from_loss(loss_fn, params, x))
     """
-    return hvp_from_loss(loss_fn, params, *args)
+    hvp = hvp_from_loss(loss_fn, params, *args)
+
+    def _is_placeholder(x):
+        return x is None or isinstance(x, optax.MaskedNode)
+
+    def hvp_fn(v):
+        if not any(_is_placeholder(x) for x in jax.tree.leaves(v, is_leaf=_is_placeholder)):
+            return hvp(v)
+        # params' structure: zeros (in each leaf's dtype) under every placeholder
+        tangent = jax.tree.map(
+            lambda vi, p: jax.tree.map(jnp.zeros_like, p) if _is_placeholder(vi) else vi, v, params,
+            is_leaf=_is_placeholder)
+        hv = hvp(tangent)
+        return jax.tree.map(lambda vi, h: vi if _is_placeholder(vi) else h, v, hv, is_leaf=_is_placeholder)
+
+    return hvp_fn
 
 
 class ScaleByAdahessianState(NamedTuple):
@@ -72,6 +94,8 @@ def scale_by_adahessian(
         *,
         seed: int = 2147483647,
         layout: str = 'torch',
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     """AdaHessian's direction ``(m_t / bc1) / ((v_t / bc2)^(k/2) + eps)``, with ``v_t`` the EMA of ``D_t^2``.
 
@@ -80,15 +104,22 @@ def scale_by_adahessian(
     and reused in between, as timm does; with ``avg_conv_kernel`` it is
     replaced on 4-d leaves by its absolute value averaged over the kernel's
     spatial axes (``layout`` says which they are).
+
+    ``m_t`` is kept in ``mu_dtype``, ``v_t`` in ``nu_dtype`` and the reused
+    ``D_t`` in the package's state dtype (each defaults to the params' dtype,
+    float32 for float16 params); everything is computed in float32 for
+    low-precision leaves and the direction returned in the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByAdahessianState(
             count=jnp.zeros([], jnp.int32),
             key=jax.random.PRNGKey(seed),
             hessian=tree_zeros_like(params),
-            exp_avg=tree_zeros_like(params),
-            exp_hessian_diag_sq=tree_zeros_like(params),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_hessian_diag_sq=tree_zeros_like(params, nu_dtype),
         )
 
     def update_fn(grads, state, params=None, *, hvp_fn=None, **extra_args):
@@ -99,7 +130,7 @@ def scale_by_adahessian(
                 'hvp_fn(v) -> H v at the current params (see jaxopt_timm.optim.hvp_fn_from_loss)')
 
         def fresh(key):
-            return hutchinson_diagonal(hvp_fn, key, grads, n_samples)
+            return hutchinson_diagonal(hvp_fn, key, grads, n_samples, out_like=state.hessian)
 
         if update_each == 1:
             hess, key = fresh(state.key)
@@ -113,16 +144,27 @@ def scale_by_adahessian(
         t = count.astype(jnp.float32)
         bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
         bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
-        mu = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.exp_avg)
-        nu = jax.tree.map(lambda h, v: b2 * v + (1.0 - b2) * h * h, hess, state.exp_hessian_diag_sq)
 
-        def direction(m, v):
-            scaled = v / bc2.astype(v.dtype)
+        def ema_m(g, m):
+            cdt = compute_dtype(g.dtype)
+            return (b1 * m.astype(cdt) + (1.0 - b1) * g.astype(cdt)).astype(m.dtype)
+
+        def ema_v(g, h, v):
+            cdt, h = compute_dtype(g.dtype), h.astype(compute_dtype(g.dtype))
+            return (b2 * v.astype(cdt) + (1.0 - b2) * h * h).astype(v.dtype)
+
+        mu = jax.tree.map(ema_m, grads, state.exp_avg)
+        nu = jax.tree.map(ema_v, grads, hess, state.exp_hessian_diag_sq)
+
+        def direction(g, m, v):
+            cdt = compute_dtype(g.dtype)  # float32 for low-precision leaves
+            m, v = m.astype(cdt), v.astype(cdt)
+            scaled = v / bc2.astype(cdt)
             # torch's pow(0.5) is a square root; keep that exact path for the default power
             root = jnp.sqrt(scaled) if _is_one(hessian_power) else scaled ** (hessian_power / 2)
-            return (m / bc1.astype(m.dtype)) / (root + eps)
+            return ((m / bc1.astype(cdt)) / (root + eps)).astype(g.dtype)
 
-        updates = jax.tree.map(direction, mu, nu)
+        updates = jax.tree.map(direction, grads, mu, nu)
         return updates, ScaleByAdahessianState(
             count=count, key=key, hessian=hess, exp_avg=mu, exp_hessian_diag_sq=nu)
 
@@ -142,6 +184,8 @@ def adahessian(
         seed: int = 2147483647,
         layout: str = 'torch',
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adahessian``: Adam on the Hutchinson estimate of the Hessian diagonal.
 
@@ -170,6 +214,9 @@ def adahessian(
         layout: ``'torch'`` (conv ``(O, I, kH, kW)``: average axes 2, 3) or ``'flax'``
             (conv ``(kH, kW, I, O)``: average axes 0, 1); only used by ``avg_conv_kernel``.
         lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_hessian_diag_sq`` (default: the params' dtype; float32 for
+            float16 params). The reused estimate :math:`D_t` (``hessian``) always takes the default.
 
     Example:
         >>> import jax, jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -203,10 +250,12 @@ def adahessian(
                 f"(e.g. optax.inject_hyperparams(adahessian, static_args=('{name}',)))")
     check_range('seed', seed, 0, integer=True)
     check_choice('layout', layout, ('torch', 'flax'))
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         scale_by_adahessian(
             betas[0], betas[1], eps, hessian_power, int(update_each), int(n_samples), avg_conv_kernel,
-            seed=int(seed), layout=layout),
+            seed=int(seed), layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
     )

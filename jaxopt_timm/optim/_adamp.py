@@ -8,14 +8,16 @@ Optimizers" (arXiv:2411.16085); Spherical Cautious Optimizers
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
-from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
+from ..transforms import (
+    leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like, upcast,
+)
 from ._registry import OptimInfo
 
 __all__ = ['adamp']
@@ -38,17 +40,26 @@ def scale_by_adamp(
         nesterov: bool,
         caution: bool,
         lr_scale: Any = None,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """The whole AdamP step (direction, projection, lr and weight decay) as one transform.
 
     The decay multiplier depends on the projection's outcome for each leaf
     (``wd_ratio`` when projected), so decay and direction cannot be split into
     separate transforms of a chain without passing that tree between them.
+    The moments live in ``mu_dtype`` / ``nu_dtype`` (default: the package's
+    state policy); the step, projection included, is computed in float32 for
+    low-precision leaves and returned in the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByAdamPState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype))
 
     def update_fn(grads, state, params=None):
         if params is None:
@@ -57,24 +68,30 @@ def scale_by_adamp(
         t = count.astype(jnp.float32)
         bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
         bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(b2, jnp.float32) ** t)
-        mu = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, grads, state.exp_avg)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1.0 - b2) * g * g, grads, state.exp_avg_sq)
-        denom = jax.tree.map(lambda v: jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps, nu)
+        # low-precision leaves are computed in float32 (``compute_dtype``) and the moments stored back
+        grads_c = jax.tree.map(upcast, grads)
+        params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
+        mu = jax.tree.map(lambda g, m: (b1 * m.astype(g.dtype) + (1.0 - b1) * g).astype(m.dtype), grads_c,
+                          state.exp_avg)
+        nu = jax.tree.map(lambda g, v: (b2 * v.astype(g.dtype) + (1.0 - b2) * g * g).astype(v.dtype), grads_c,
+                          state.exp_avg_sq)
+        denom = jax.tree.map(lambda g, v: jnp.sqrt(v.astype(g.dtype)) / bc2_sqrt.astype(g.dtype) + eps, grads_c, nu)
         if nesterov:
-            perturb = jax.tree.map(lambda m, g, d: (b1 * m + (1.0 - b1) * g) / d, mu, grads, denom)
+            perturb = jax.tree.map(
+                lambda m, g, d: (b1 * m.astype(g.dtype) + (1.0 - b1) * g) / d, mu, grads_c, denom)
         else:
-            perturb = jax.tree.map(lambda m, d: m / d, mu, denom)
-        perturb, wd_factor = tree_project_tangent(params, grads, perturb, delta, wd_ratio, eps, caution)
+            perturb = jax.tree.map(lambda m, g, d: m.astype(g.dtype) / d, mu, grads_c, denom)
+        perturb, wd_factor = tree_project_tangent(params_c, grads_c, perturb, delta, wd_ratio, eps, caution)
         lrs = leaf_lrs(learning_rate, state.count, lr_scale, grads)
         wds = leaf_values(weight_decay, grads)
 
-        def step(u, p, lr, wd, r):
+        def step(u, p, lr, wd, r, g):
             out = -(lr / bc1).astype(u.dtype) * u
             if isinstance(wd, jax.core.Tracer) or wd > 0:  # timm: `if group['weight_decay'] > 0`, per group
                 out = out - (lr * wd).astype(p.dtype) * r * p
-            return out
+            return out.astype(g.dtype)
 
-        updates = jax.tree.map(step, perturb, params, lrs, wds, wd_factor)
+        updates = jax.tree.map(step, perturb, params_c, lrs, wds, wd_factor, grads)
         return updates, ScaleByAdamPState(count=count, exp_avg=mu, exp_avg_sq=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -91,6 +108,8 @@ def adamp(
         caution: bool = False,
         *,
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamP``: Adam whose update is projected onto the tangent space of scale-invariant weights.
 
@@ -118,6 +137,9 @@ def adamp(
         nesterov: Nesterov-style first moment in the direction.
         caution: cautious mask (spherical for projected leaves), as timm's ``cadamp``.
         lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
+            params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -139,8 +161,11 @@ def adamp(
     check_range('wd_ratio', wd_ratio, 0.0)
     check_bool('nesterov', nesterov)
     check_bool('caution', caution)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(scale_by_adamp(
-        learning_rate, betas[0], betas[1], eps, weight_decay, delta, wd_ratio, nesterov, caution, lr_scale))
+        learning_rate, betas[0], betas[1], eps, weight_decay, delta, wd_ratio, nesterov, caution, lr_scale,
+        mu_dtype=mu_dtype, nu_dtype=nu_dtype))
 
 
 OPTIMIZERS = (

@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_adam_args, check_bool, check_range
+from .._validate import check_adam_args, check_bool, check_range, resolve_dtype
 from ..transforms import (
     add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
 )
@@ -30,6 +30,7 @@ def adamw(
         maximize: bool = False,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.AdamW``: Adam with weight decay decoupled from the gradient.
 
@@ -51,7 +52,8 @@ def adamw(
         amsgrad: use the running maximum of the second moment.
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -63,9 +65,11 @@ def adamw(
     """
     check_adam_args(learning_rate, betas, eps, weight_decay)
     check_bool('amsgrad', amsgrad)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
-        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype),
+        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
     )
@@ -84,6 +88,7 @@ def adamw_legacy(
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
         clipping_threshold: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamWLegacy``: AdamW plus caution and corrected weight decay.
@@ -98,6 +103,9 @@ def adamw_legacy(
     (arXiv:2304.13013; see :func:`jaxopt_timm.transforms.scale_by_adam`);
     the decay is not clipped.
 
+    ``mu_dtype`` / ``nu_dtype`` set the dtypes of the first / second moment
+    (default: the params' dtype; float32 for float16 params).
+
     Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
     and ``cadamc`` (both).
     """
@@ -107,8 +115,11 @@ def adamw_legacy(
         check_bool(name, value)
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     direction = scale_by_adam(
-        betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype)
+        betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         cautious(direction) if caution else direction,

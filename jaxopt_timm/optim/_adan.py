@@ -6,16 +6,16 @@ Faster Optimizing Deep Models" (arXiv:2208.06677); caution from Liang et al.,
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, caution_mask, leaf_lrs, leaf_values, safe_increment, scale_by_learning_rate,
-    tree_any_nonzero, tree_zeros_like,
+    add_decoupled_weight_decay, caution_mask, compute_dtype, leaf_lrs, leaf_values, safe_increment,
+    scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
 )
 from ._adopt import torch_lerp
 from ._registry import OptimInfo
@@ -37,6 +37,9 @@ def scale_by_adan(
         b3: float = 0.99,
         eps: float = 1e-8,
         caution: bool = False,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adan's direction (before the lr), as timm computes it.
 
@@ -46,11 +49,20 @@ def scale_by_adan(
     ``(m_masked / bc1 + b2 * d / bc2) / (sqrt(n) / sqrt(bc3) + eps)`` with
     ``bc_i = 1 - b_i^t`` (timm's ``b2 / bc2`` weighting of the difference term).
     ``caution`` masks ``m`` against ``g``. optax has no Adan.
+
+    ``m`` and ``d`` are kept in ``mu_dtype``, ``n`` in ``nu_dtype`` and the
+    previous gradient in the package's state dtype (each defaults to the
+    params' dtype, float32 for float16 params); low-precision leaves are
+    computed in float32 and the output has the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
-        z = tree_zeros_like(params)
-        return ScaleByAdanState(count=jnp.zeros([], jnp.int32), exp_avg=z, exp_avg_sq=z, exp_avg_diff=z, pre_grad=z)
+        return ScaleByAdanState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype), exp_avg_diff=tree_zeros_like(params, mu_dtype),
+            pre_grad=tree_zeros_like(params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -62,23 +74,26 @@ def scale_by_adan(
         bc3_sqrt = jnp.sqrt(1.0 - jnp.asarray(b3, jnp.float32) ** t)
         diff_scale = jnp.asarray(b2, jnp.float32) / bc2
 
-        def leaf(g, m, n, d, prev):
+        def leaf(g_in, m_in, n_in, d_in, prev_in):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g, prev = g_in.astype(cdt), prev_in.astype(cdt)
             delta = g - jnp.where(first, g, prev)
-            m = torch_lerp(m, g, 1.0 - b1)
-            d = d * b2 + (1.0 - b2) * delta
+            m = torch_lerp(m_in.astype(cdt), g, 1.0 - b1).astype(m_in.dtype)
+            d = (d_in.astype(cdt) * b2 + (1.0 - b2) * delta).astype(d_in.dtype)
             nest = delta * b2 + g
-            n = n * b3 + (1.0 - b3) * nest * nest
-            denom = jnp.sqrt(n) / bc3_sqrt.astype(n.dtype) + eps
-            shown = m * caution_mask(m, g) if caution else m
-            out = (shown / denom) / bc1.astype(m.dtype) + (d / denom) * diff_scale.astype(d.dtype)
-            return out, m, n, d
+            n = (n_in.astype(cdt) * b3 + (1.0 - b3) * nest * nest).astype(n_in.dtype)
+            m_c, d_c, n_c = m.astype(cdt), d.astype(cdt), n.astype(cdt)
+            denom = jnp.sqrt(n_c) / bc3_sqrt.astype(cdt) + eps
+            shown = m_c * caution_mask(m_c, g) if caution else m_c
+            out = (shown / denom) / bc1.astype(cdt) + (d_c / denom) * diff_scale.astype(cdt)
+            return out.astype(g_in.dtype), m, n, d, g_in.astype(prev_in.dtype)
 
         res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_diff, state.pre_grad)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(res)
         pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
         return pick(0), ScaleByAdanState(
-            count=count, exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_diff=pick(3), pre_grad=updates)
+            count=count, exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_diff=pick(3), pre_grad=pick(4))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -87,7 +102,9 @@ class AddProximalWeightDecayState(NamedTuple):
     count: jax.Array
 
 
-def add_proximal_weight_decay(weight_decay: Any, learning_rate: Any, lr_scale: Any = None) -> optax.GradientTransformation:
+def add_proximal_weight_decay(
+        weight_decay: Any, learning_rate: Any, lr_scale: Any = None,
+) -> optax.GradientTransformation:
     """Adan's proximal decay of the updated params: ``p' = (p + u) / (1 + lr*wd)``.
 
     The proximal step of the L2 penalty (the paper's default), applied after
@@ -122,6 +139,8 @@ def adan(
         caution: bool = False,
         *,
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adan``: Nesterov momentum estimated from gradient differences.
 
@@ -144,6 +163,10 @@ def adan(
         no_prox: decoupled decay instead of the proximal step.
         caution: mask :math:`m_t` where its sign disagrees with the gradient.
         lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first-moment-like buffers, :math:`m_t` (``exp_avg``) and :math:`d_t`
+            (``exp_avg_diff``) (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment :math:`n_t` (``exp_avg_sq``) (default: the params' dtype; float32
+            for float16 params). The previous gradient (``pre_grad``) always takes the default.
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -164,12 +187,14 @@ def adan(
     check_weight_decay(weight_decay)
     check_bool('no_prox', no_prox)
     check_bool('caution', caution)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     if no_prox:
         decay = add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale)
     else:
         decay = add_proximal_weight_decay(weight_decay, learning_rate, lr_scale)
     return optax.with_extra_args_support(optax.chain(
-        scale_by_adan(betas[0], betas[1], betas[2], eps, caution),
+        scale_by_adan(betas[0], betas[1], betas[2], eps, caution, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         decay,
     ))

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, lr_at, resolve_max_lr, safe_increment,
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, lr_at, resolve_max_lr, safe_increment,
     scale_by_learning_rate, tree_zeros_like,
 )
 from ._registry import OptimInfo
@@ -40,6 +40,9 @@ def scale_by_adopt(
         b2: float = 0.9999,
         eps: float = 1e-6,
         clip_exp: Optional[float] = 0.333,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """ADOPT's direction: normalise by the *previous* second moment, then take the momentum.
 
@@ -47,11 +50,18 @@ def scale_by_adopt(
     ``n = g / max(sqrt(v), eps)``, clipped to ``+-(t-1)**clip_exp`` (timm's
     stabilising clip; none when ``clip_exp`` is None), ``m <- lerp(m, n, 1-b1)``,
     output ``m``, then ``v <- b2*v + (1-b2)*g^2``. optax has no ADOPT.
+
+    ``m`` is kept in ``mu_dtype`` and ``v`` in ``nu_dtype`` (default: the
+    params' dtype, float32 for float16 params); low-precision leaves are
+    computed in float32 and the output has the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByAdoptState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype))
 
     def update_fn(updates, state, params=None):
         del params
@@ -59,15 +69,17 @@ def scale_by_adopt(
         count = safe_increment(state.count)
         clip = None if clip_exp is None else (count.astype(jnp.float32) - 1.0) ** jnp.float32(clip_exp)
 
-        def leaf(g, m, v):
-            normed = g / jnp.maximum(jnp.sqrt(v), jnp.asarray(eps, v.dtype))
+        def leaf(g_in, m_in, v_in):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g, m, v = g_in.astype(cdt), m_in.astype(cdt), v_in.astype(cdt)
+            normed = g / jnp.maximum(jnp.sqrt(v), jnp.asarray(eps, cdt))
             if clip is not None:
-                c = clip.astype(g.dtype)
+                c = clip.astype(cdt)
                 normed = jnp.clip(normed, -c, c)
-            m_new = torch_lerp(m, normed, 1.0 - b1)
-            out = jnp.where(first, jnp.zeros_like(m_new), m_new)
-            m = jnp.where(first, m, m_new)
-            v = jnp.where(first, v + g * g, v * b2 + (1.0 - b2) * g * g)
+            m_new = torch_lerp(m, normed, 1.0 - b1).astype(m_in.dtype)
+            out = jnp.where(first, jnp.zeros_like(g_in), m_new.astype(g_in.dtype))
+            m = jnp.where(first, m_in, m_new)
+            v = jnp.where(first, v + g * g, v * b2 + (1.0 - b2) * g * g).astype(v_in.dtype)
             return out, m, v
 
         res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq)
@@ -99,6 +111,8 @@ def adopt(
         maximize: bool = False,
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adopt``: Adam with the second moment lagged by one step, so any :math:`\beta_2` converges.
 
@@ -125,6 +139,9 @@ def adopt(
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+        mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
+            params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -148,7 +165,9 @@ def adopt(
                         ('caution', caution), ('maximize', maximize)):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled)
-    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         add_l2_weight_decay(0.0 if decoupled else weight_decay),

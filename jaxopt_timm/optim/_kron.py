@@ -26,7 +26,7 @@ import optax
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
     add_decoupled_weight_decay, add_l2_weight_decay, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr,
-    safe_increment, scale_by_learning_rate,
+    safe_increment, scale_by_learning_rate, state_dtype, upcast,
 )
 from ._adafactor import _flax_to_torch_axes
 from ._registry import OptimInfo
@@ -216,9 +216,6 @@ class ScaleByKronState(NamedTuple):
     factors: Tuple[Tuple[jax.Array, ...], ...]  # per leaf (in tree order), the Kronecker factors
 
 
-def _or_dtype(dtype, x):
-    # numpy dtypes are falsy (len 0), so no `dtype or x.dtype`
-    return x.dtype if dtype is None else dtype
 
 
 class _LeafPlan(NamedTuple):
@@ -286,12 +283,12 @@ def scale_by_kron(
         factors = []
         for p in leaves:
             pl = plan(p)
-            factors.append(_init_factors(pl.shape, pl.kinds, precond_init_scale, _or_dtype(precond_dtype, p)))
+            factors.append(_init_factors(pl.shape, pl.kinds, precond_init_scale, state_dtype(p.dtype, precond_dtype)))
         return ScaleByKronState(
             count=jnp.zeros([], jnp.int32),
             update_counter=jnp.zeros([], jnp.int32),
             key=jax.random.PRNGKey(seed),
-            mu=jax.tree.map(lambda p: jnp.zeros(p.shape, _or_dtype(mu_dtype, p)), params),
+            mu=jax.tree.map(lambda p: jnp.zeros(p.shape, state_dtype(p.dtype, mu_dtype)), params),
             factors=tuple(factors),
         )
 
@@ -319,7 +316,7 @@ def scale_by_kron(
                 new_mus.append(m), new_factors.append(tuple(qs)), outs.append(g)
                 continue
             pl = plan(g)
-            pdt = _or_dtype(precond_dtype, g)
+            pdt = state_dtype(g.dtype, precond_dtype)
             m = (momentum * m.astype(jnp.float32) + (1.0 - momentum) * g.astype(jnp.float32)).astype(m.dtype)
             new_mus.append(m)
             debiased = to_work((m / bias_correction.astype(m.dtype)).astype(pdt), pl)
@@ -335,10 +332,11 @@ def scale_by_kron(
 
             qs = jax.lax.cond(do_update, refit, tuple, tuple(qs))
             new_factors.append(qs)
-            pre = precondition(qs, debiased).astype(g.dtype)
+            # the RMS cap in float32 for low-precision leaves (fp16 squares underflow), then the grad's dtype
+            pre = upcast(precondition(qs, debiased).astype(g.dtype))
             rms = jnp.sqrt(jnp.mean(jnp.square(pre)))
             pre = pre * jnp.minimum(1.1 / (rms + 1e-8), 1.0)
-            outs.append(from_work(pre, pl))
+            outs.append(from_work(pre.astype(g.dtype), pl))
         return jax.tree.unflatten(treedef, outs), ScaleByKronState(
             count=count, update_counter=counter, key=key, mu=jax.tree.unflatten(treedef, new_mus),
             factors=tuple(new_factors))
@@ -446,8 +444,9 @@ def kron(
         precond_lr: :math:`\eta_Q`, step size of the factor fit.
         precond_init_scale: the preconditioner starts at this multiple of the identity (each of the ``n``
             factors at its ``n``-th root). Must be positive (timm 1.0.31 has no data-dependent ``None`` mode).
-        mu_dtype: dtype of the momentum buffer (default: the param's).
-        precond_dtype: dtype of the factors, the probe and the preconditioned momentum (default: the param's).
+        mu_dtype: dtype of the momentum buffer (default: the param's; float32 for float16 params).
+        precond_dtype: dtype of the factors, the probe and the preconditioned momentum (default: the param's;
+            float32 for float16 params, whose range cannot hold the factor fit).
         decoupled_decay: AdamW-style decay :math:`\theta(1 - \eta\lambda)`.
         corrected_weight_decay: with ``decoupled_decay``, decay by :math:`\eta^2/\eta_{max}` (arXiv:2506.02285).
         flatten: merge dims ``flatten_start_dim..flatten_end_dim`` of the torch-layout leaf before factoring.

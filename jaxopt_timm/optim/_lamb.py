@@ -14,14 +14,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, resolve_max_lr, safe_increment,
-    scale_by_learning_rate, scale_by_trust_ratio, tree_zeros_like,
+    add_decoupled_weight_decay, add_l2_weight_decay, apply_leaf_ratio, cautious, compute_dtype, cpu_fence,
+    lamb_leaf_ratio, leaf_lrs, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
+    scale_by_trust_ratio, tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
 
-__all__ = ['clip_by_global_norm_ratio', 'ScaleByLambState', 'scale_by_lamb', 'lamb']
+__all__ = ['clip_by_global_norm_ratio', 'ScaleByLambState', 'scale_by_lamb', 'scale_by_lamb_trust_ratio', 'lamb']
+
+
+def _global_norm_divisor(updates: Any, max_norm: float) -> jax.Array:
+    """``max(1, ||g||_global / max_norm)`` over every leaf, in float32."""
+    sq = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(updates))
+    return jnp.maximum(jnp.sqrt(sq) / max_norm, 1.0)
 
 
 def clip_by_global_norm_ratio(max_norm: float) -> optax.GradientTransformation:
@@ -34,11 +41,9 @@ def clip_by_global_norm_ratio(max_norm: float) -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         del params
-        leaves = jax.tree.leaves(updates)
-        if not leaves:
+        if not jax.tree.leaves(updates):
             return updates, state
-        sq = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
-        divisor = jnp.maximum(jnp.sqrt(sq) / max_norm, 1.0)
+        divisor = _global_norm_divisor(updates, max_norm)
         updates = jax.tree.map(lambda g: g / divisor.astype(g.dtype), updates)
         return updates, state
 
@@ -66,6 +71,8 @@ def scale_by_lamb(
         *,
         bias_correction: bool = True,
         grad_averaging: bool = True,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Lamb's Adam-style direction before decay and trust ratio.
 
@@ -74,28 +81,128 @@ def scale_by_lamb(
     with ``bc_i = 1 - b_i^t`` (1 without ``bias_correction``). Differs from
     ``optax.scale_by_adam`` in the optional bias correction and the
     non-averaged first moment.
+
+    ``m`` is kept in ``mu_dtype`` and ``v`` in ``nu_dtype`` (default: the
+    params' dtype, float32 for float16 params); low-precision leaves are
+    computed in float32 and the output has the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByLambState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype))
 
     def update_fn(updates, state, params=None):
         del params
         count = safe_increment(state.count)
+        step = _LambStep(b1, b2, eps, bias_correction, grad_averaging, count)
+        mu = jax.tree.map(step.first_moment, updates, state.exp_avg)
+        nu = jax.tree.map(step.second_moment, updates, state.exp_avg_sq)
+        out = jax.tree.map(step.direction, updates, mu, nu)
+        return out, ScaleByLambState(count=count, exp_avg=mu, exp_avg_sq=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _c(x: jax.Array, g: jax.Array) -> jax.Array:
+    """A buffer in the gradient's compute dtype (float32 for low-precision leaves)."""
+    return x.astype(compute_dtype(g.dtype))
+
+
+class _LambStep:
+    """The per-leaf formulas of one Lamb step (shared by :func:`scale_by_lamb` and the fused step)."""
+
+    def __init__(self, b1, b2, eps, bias_correction, grad_averaging, count):
+        self.b1, self.b2, self.eps, self.grad_averaging = b1, b2, eps, grad_averaging
         if bias_correction:
             t = count.astype(jnp.float32)
-            bc1 = _bias_correction(b1, t)
-            bc2_sqrt = jnp.sqrt(_bias_correction(b2, t))
+            self.bc1 = _bias_correction(b1, t)
+            self.bc2_sqrt = jnp.sqrt(_bias_correction(b2, t))
         else:
-            bc1 = bc2_sqrt = jnp.float32(1.0)
-        if grad_averaging:
-            mu = jax.tree.map(lambda g, m: m + (1.0 - b1) * (g - m), updates, state.exp_avg)
+            self.bc1 = self.bc2_sqrt = jnp.float32(1.0)
+
+    def first_moment(self, g, m):
+        if self.grad_averaging:
+            return (_c(m, g) + (1.0 - self.b1) * (_c(g, g) - _c(m, g))).astype(m.dtype)
+        return (self.b1 * _c(m, g) + _c(g, g)).astype(m.dtype)
+
+    def second_moment(self, g, v):
+        return (self.b2 * _c(v, g) + (1.0 - self.b2) * _c(g, g) * _c(g, g)).astype(v.dtype)
+
+    def direction(self, g, m, v):
+        m, v = _c(m, g), _c(v, g)
+        denom = jnp.sqrt(v) / self.bc2_sqrt.astype(v.dtype) + self.eps
+        return ((m / self.bc1.astype(m.dtype)) / denom).astype(g.dtype)
+
+
+def scale_by_lamb_trust_ratio(
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-6,
+        weight_decay: Any = 0.0,
+        *,
+        max_grad_norm: Optional[float] = None,
+        bias_correction: bool = True,
+        grad_averaging: bool = True,
+        trust_clip: bool = False,
+        always_adapt: bool = False,
+        decoupled_decay: bool = False,
+        learning_rate: Any = None,
+        lr_scale: Any = None,
+        max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+    """Lamb's clipped moments, direction, L2 term and trust ratio as one transform.
+
+    The same numbers as ``chain(clip_by_global_norm_ratio(max_grad_norm), scale_by_lamb(...),
+    add_l2_weight_decay(weight_decay), scale_by_trust_ratio(weight_decay, form='lamb', ...))``; fused because
+    in the chain the clipped gradient, read by both moment updates, becomes a full-size temporary on XLA:CPU
+    (no multi-output fusion). Here the second moment re-divides the raw gradient after :func:`cpu_fence`.
+    The decayed direction of an adapting leaf is still stored once, for its norm and its scaling.
+    ``weight_decay`` adds ``wd * p`` to the direction unless ``decoupled_decay`` (then the ratio uses the
+    shrunk params, and ``add_decoupled_weight_decay`` after the lr applies the decay).
+    """
+    l2 = not decoupled_decay and tree_any_nonzero(weight_decay)
+
+    def init_fn(params):
+        return ScaleByLambState(
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError('lamb needs the params: call tx.update(grads, state, params)')
+        count = safe_increment(state.count)
+        step = _LambStep(b1, b2, eps, bias_correction, grad_averaging, count)
+        wds = leaf_values(weight_decay, updates)
+        if decoupled_decay:
+            lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
         else:
-            mu = jax.tree.map(lambda g, m: b1 * m + g, updates, state.exp_avg)
-        nu = jax.tree.map(lambda g, v: b2 * v + (1.0 - b2) * g * g, updates, state.exp_avg_sq)
+            lrs = jax.tree.map(lambda _: None, updates)
+        divisor = None if max_grad_norm is None or not jax.tree.leaves(updates) else _global_norm_divisor(
+            updates, max_grad_norm)
+
+        def clipped(g, div):
+            return g if div is None else g / div.astype(g.dtype)
+
+        def decayed_direction(g, m, v, p, wd):
+            d = step.direction(g, m, v)
+            return d + (wd * p).astype(d.dtype) if l2 else d
+
+        mu = jax.tree.map(lambda g, m: step.first_moment(clipped(g, divisor), m), updates, state.exp_avg)
+        g_again, div_again = cpu_fence((updates, divisor))  # the second moment re-divides g: no shared temporary
+        nu = jax.tree.map(lambda g, v: step.second_moment(clipped(g, div_again), v), g_again, state.exp_avg_sq)
+        # the decayed direction is stored once for its norm and the scaling: recomputing it after the norm
+        # would make XLA:CPU's reduction kernel materialise its scalar broadcasts instead (measured: worse)
         out = jax.tree.map(
-            lambda m, v: (m / bc1.astype(m.dtype)) / (jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps), mu, nu)
+            lambda g, m, v, p, wd, lr: None if g is None else apply_leaf_ratio(
+                u := decayed_direction(clipped(g, divisor), m, v, p, wd),
+                lamb_leaf_ratio(u, p, wd, lr, trust_clip=trust_clip, always_adapt=always_adapt,
+                                decoupled_decay=decoupled_decay, max_lr=max_lr), wd, always_adapt),
+            updates, mu, nu, params, wds, lrs, is_leaf=lambda x: x is None)
         return out, ScaleByLambState(count=count, exp_avg=mu, exp_avg_sq=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -117,6 +224,8 @@ def lamb(
         *,
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lamb``: Adam direction, weight decay, layer-wise trust ratio, global grad clipping.
 
@@ -155,6 +264,10 @@ def lamb(
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or the
             schedule's ``base_lr``).
+        mu_dtype: dtype of the first moment ``exp_avg`` (default: the params'
+            dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the
+            params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -180,7 +293,21 @@ def lamb(
                         ('decoupled_decay', decoupled_decay), ('corrected_weight_decay', corrected_weight_decay)):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
-    direction = scale_by_lamb(betas[0], betas[1], eps, bias_correction=bias_correction, grad_averaging=grad_averaging)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+    if not caution:
+        return optax.chain(
+            scale_by_lamb_trust_ratio(
+                betas[0], betas[1], eps, weight_decay, max_grad_norm=max_grad_norm, bias_correction=bias_correction,
+                grad_averaging=grad_averaging, trust_clip=trust_clip, always_adapt=always_adapt,
+                decoupled_decay=decoupled_decay, learning_rate=learning_rate if decoupled_decay else None,
+                lr_scale=lr_scale, max_lr=max_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+            scale_by_learning_rate(learning_rate, lr_scale),
+            add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr) if decoupled_decay
+            else optax.identity(),
+        )
+    direction = scale_by_lamb(betas[0], betas[1], eps, bias_correction=bias_correction, grad_averaging=grad_averaging,
+                              mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return optax.chain(
         optax.identity() if max_grad_norm is None else clip_by_global_norm_ratio(max_grad_norm),
         cautious(direction) if caution else direction,

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    caution_mask, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr, safe_increment, tree_any_nonzero,
-    tree_zeros_like,
+    caution_mask, compute_dtype, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr, safe_increment,
+    tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
 
@@ -37,6 +37,9 @@ def scale_by_laprop(
         eps: float = 1e-15,
         caution: bool = False,
         lr_scale: Any = None,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """LaProp's step (already lr-scaled, positive: subtract it), as timm computes it.
 
@@ -45,13 +48,20 @@ def scale_by_laprop(
     for a constant lr; 0 output while it is 0). The lr enters the momentum, so
     unlike Adam the direction cannot be separated from ``scale_by_learning_rate``.
     ``caution`` masks ``m`` (not the stored momentum) against ``g``.
+
+    ``m`` is kept in ``mu_dtype`` and ``v`` in ``nu_dtype`` (default: the
+    params' dtype, float32 for float16 params); the lr EMAs are float32
+    scalars. Low-precision leaves are computed in float32 and the output has
+    the gradient's dtype.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByLapropState(
             count=jnp.zeros([], jnp.int32),
-            exp_avg=tree_zeros_like(params),
-            exp_avg_sq=tree_zeros_like(params),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
             exp_avg_lr_1=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
             exp_avg_lr_2=jnp.zeros([], jnp.float32),
         )
@@ -61,15 +71,18 @@ def scale_by_laprop(
         lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
         bc2 = state.exp_avg_lr_2 * b2 + (1.0 - b2)
 
-        def leaf(g, m, v, lr1, lr):
+        def leaf(g_in, m_in, v_in, lr1, lr):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g = g_in.astype(cdt)
             lr1 = lr1 * b1 + (1.0 - b1) * lr
             safe = jnp.where(lr1 != 0, lr1, jnp.ones_like(lr1))
             step_size = jnp.where(lr1 != 0, lr / safe, jnp.zeros_like(lr1))
-            v = v * b2 + (1.0 - b2) * g * g
-            denom = jnp.sqrt(v / bc2.astype(v.dtype)) + eps
-            m = m * b1 + (lr * (1.0 - b1)).astype(m.dtype) * (g / denom)
-            shown = m * caution_mask(m, g) if caution else m
-            return shown * step_size.astype(m.dtype), m, v, lr1
+            v = (v_in.astype(cdt) * b2 + (1.0 - b2) * g * g).astype(v_in.dtype)
+            denom = jnp.sqrt(v.astype(cdt) / bc2.astype(cdt)) + eps
+            m = (m_in.astype(cdt) * b1 + (lr * (1.0 - b1)).astype(cdt) * (g / denom)).astype(m_in.dtype)
+            m_c = m.astype(cdt)
+            shown = m_c * caution_mask(m_c, g) if caution else m_c
+            return (shown * step_size.astype(cdt)).astype(g_in.dtype), m, v, lr1
 
         out = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_lr_1, lrs)
         treedef = jax.tree.structure(updates)
@@ -130,6 +143,8 @@ def laprop(
         *,
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``LaProp``: momentum over the *normalised* gradient, decoupling momentum from adaptivity.
 
@@ -154,6 +169,9 @@ def laprop(
         corrected_weight_decay: decay by :math:`\lambda\eta_t^2/\eta_{max}`.
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+        mu_dtype: dtype of the momentum ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
+            params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -175,8 +193,11 @@ def laprop(
     for name, value in (('caution', caution), ('corrected_weight_decay', corrected_weight_decay)):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
-        scale_by_laprop(learning_rate, betas[0], betas[1], eps, caution, lr_scale),
+        scale_by_laprop(learning_rate, betas[0], betas[1], eps, caution, lr_scale, mu_dtype=mu_dtype,
+                        nu_dtype=nu_dtype),
         optax.scale(-1.0),
         add_post_step_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
     ))

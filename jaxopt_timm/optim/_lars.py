@@ -10,7 +10,7 @@ from typing import Any
 
 import optax
 
-from .._validate import check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_bool, check_nesterov, check_lr, check_range, check_weight_decay
 from ..transforms import scale_by_learning_rate, scale_by_torch_momentum, scale_by_trust_ratio
 from ._registry import OptimInfo
 
@@ -79,10 +79,7 @@ def lars(
     check_range('eps', eps, 0.0)
     check_bool('trust_clip', trust_clip)
     check_bool('always_adapt', always_adapt)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(
-            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
-            'requires momentum in (0, inf) and dampening == 0')
+    check_nesterov(nesterov, momentum, dampening)
     return optax.chain(
         scale_by_trust_ratio(
             weight_decay, form='lars', trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,

@@ -8,13 +8,59 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_weight_decay
-from ..transforms import add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate
+from .._validate import check_betas, check_bool, check_lr, check_weight_decay, resolve_dtype
+from ..transforms import (
+    add_decoupled_weight_decay, cautious, resolve_max_lr, safe_increment, scale_by_learning_rate, tree_zeros_like,
+    upcast,
+)
 from ._registry import OptimInfo
 
 __all__ = ['lion']
+
+
+def scale_by_lion(
+        b1: float = 0.9,
+        b2: float = 0.99,
+        *,
+        mu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
+    r"""Lion's direction :math:`\operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t)` (to be multiplied by ``-lr``).
+
+    The momentum then moves to :math:`m_t = \beta_2 m_{t-1} + (1-\beta_2) g_t`.
+    This is ``optax.scale_by_lion``'s math (and its ``ScaleByLionState``), but
+    optax combines the gradient and the momentum in their own dtypes, which
+    fails under strict dtype promotion as soon as they differ (``mu_dtype``
+    float32 with bfloat16 params, or the default float32 momentum of float16
+    params). Here both are upcast to float32 (wider dtypes stay), the
+    momentum is stored back in its state dtype and the direction in the
+    gradient's dtype; with everything in float32 the result is optax's bit for bit.
+
+    Args:
+        b1: interpolation between momentum and gradient for the direction.
+        b2: decay of the momentum.
+        mu_dtype: dtype of the momentum (default:
+            :func:`jaxopt_timm.transforms.state_dtype` of each leaf).
+    """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+
+    def init_fn(params):
+        return optax.ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype))
+
+    def update_fn(updates, state, params=None):
+        del params
+
+        def direction(g, m):
+            return jnp.sign((1.0 - b1) * upcast(g) + b1 * upcast(m)).astype(g.dtype)
+
+        out = jax.tree.map(direction, updates, state.mu)
+        mu = jax.tree.map(lambda g, m: ((1.0 - b2) * upcast(g) + b2 * upcast(m)).astype(m.dtype), updates, state.mu)
+        return out, optax.ScaleByLionState(count=safe_increment(state.count), mu=mu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def lion(
@@ -37,8 +83,10 @@ def lion(
         m_t &= \beta_2 m_{t-1} + (1-\beta_2) g_t
 
     with :math:`c_t = \eta_t` (:math:`\eta_t^2/\eta_{max}` with
-    ``corrected_weight_decay``). The direction is ``optax.scale_by_lion``
-    (the same math); ``caution`` masks :math:`u_t` with
+    ``corrected_weight_decay``). The direction is :func:`scale_by_lion`,
+    ``optax.scale_by_lion``'s math written out because optax's fails under
+    strict dtype promotion when the momentum's dtype differs from the
+    gradient's; ``caution`` masks :math:`u_t` with
     :func:`jaxopt_timm.transforms.caution_mask` against :math:`g_t`.
 
     Args:
@@ -50,7 +98,7 @@ def lion(
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
-        mu_dtype: dtype of the momentum (default: the params' dtype).
+        mu_dtype: dtype of the momentum (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -71,7 +119,7 @@ def lion(
                         ('maximize', maximize)):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    direction = optax.scale_by_lion(betas[0], betas[1], mu_dtype=mu_dtype)
+    direction = scale_by_lion(betas[0], betas[1], mu_dtype=resolve_dtype('mu_dtype', mu_dtype))
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         cautious(direction) if caution else direction,

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_range
-from ..transforms import safe_increment
+from ..transforms import compute_dtype, safe_increment, state_dtype
 
 __all__ = ['LookaheadState', 'lookahead']
 
@@ -24,7 +24,9 @@ class LookaheadState(NamedTuple):
     inner_state: Any
 
 
-def lookahead(base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int = 6) -> optax.GradientTransformationExtraArgs:
+def lookahead(
+        base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int = 6,
+) -> optax.GradientTransformationExtraArgs:
     r"""Wrap ``base_tx``: every ``k``-th update pulls the fast weights back to ``slow + alpha * (fast - slow)``.
 
     Mirrors a timm quirk: timm creates the slow buffer lazily *at the first
@@ -32,6 +34,10 @@ def lookahead(base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int 
     leaves the params where the base optimizer put them and only later syncs
     interpolate. The state's ``slow`` starts as the initial params and is
     replaced at the first sync.
+
+    The slow weights take the package's state dtype (the params' dtype;
+    float32 for float16 params) and the interpolation is computed in float32
+    for low-precision leaves; the update has the base update's dtype.
 
     Args:
         base_tx: any optax transformation (it receives the params and extra args).
@@ -51,7 +57,7 @@ def lookahead(base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int 
     def init_fn(params):
         return LookaheadState(
             count=jnp.zeros([], jnp.int32),
-            slow=jax.tree.map(jnp.array, params),
+            slow=jax.tree.map(lambda p: jnp.array(p, state_dtype(p.dtype)), params),
             inner_state=base_tx.init(params),
         )
 
@@ -63,11 +69,14 @@ def lookahead(base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int 
         sync = (count % k) == 0
         first_sync = count == k
 
-        def leaf(p, u, s):
-            fast = p + u
+        def leaf(p, u, s_in):
+            cdt = compute_dtype(p.dtype)  # float32 for low-precision leaves
+            # the fast weights as the base step leaves them: p + u rounded to the params' dtype
+            fast = (p + u.astype(p.dtype)).astype(cdt)
+            s = s_in.astype(cdt)
             new_slow = jnp.where(first_sync, fast, s + alpha * (fast - s))
-            slow = jnp.where(sync, new_slow, s)
-            return jnp.where(sync, slow - p, u), slow
+            slow = jnp.where(sync, new_slow, s).astype(s_in.dtype)
+            return jnp.where(sync, (slow.astype(cdt) - p.astype(cdt)).astype(u.dtype), u), slow
 
         pairs = jax.tree.map(leaf, params, updates, state.slow)
         outer = jax.tree.structure(params)

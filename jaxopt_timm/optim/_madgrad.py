@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_range, check_weight_decay, is_schedule
-from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_any_nonzero, tree_zeros_like
+from ..transforms import (
+    compute_dtype, leaf_lrs, leaf_values, safe_increment, state_dtype, tree_any_nonzero, tree_zeros_like,
+)
 from ._registry import OptimInfo
 
 __all__ = ['madgrad']
@@ -49,6 +51,10 @@ def scale_by_madgrad(
     the momentum average (so with momentum it is scaled by ``momentum``), and
     with ``momentum == 0`` the anchor ``x0`` is recomputed from the decayed
     iterate instead of being stored.
+
+    ``s``, ``grad_sum_sq`` and ``x0`` follow the package's state policy (the
+    params' dtype, float32 for float16 params); low-precision leaves are
+    computed in float32 and the update has the gradient's dtype.
     """
     # An array momentum (inject_hyperparams) takes the stored-x0 path in init and update alike.
     use_x0 = isinstance(momentum, jax.Array) or momentum != 0
@@ -59,7 +65,7 @@ def scale_by_madgrad(
             count=jnp.zeros([], jnp.int32),
             grad_sum_sq=tree_zeros_like(params),
             s=tree_zeros_like(params),
-            x0=jax.tree.map(jnp.array, params) if use_x0 else None,
+            x0=jax.tree.map(lambda p: jnp.array(p, state_dtype(p.dtype)), params) if use_x0 else None,
         )
 
     def update_fn(updates, state, params=None):
@@ -71,7 +77,10 @@ def scale_by_madgrad(
         wds = leaf_values(weight_decay, updates)
         x0s = state.x0 if use_x0 else jax.tree.map(lambda _: None, updates)
 
-        def leaf(g, p, gss, s, x0, lr, wd):
+        def leaf(g_in, p_in, gss_in, s_in, x0, lr, wd):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g, p, gss, s = (x.astype(cdt) for x in (g_in, p_in, gss_in, s_in))
+            x0 = None if x0 is None else x0.astype(cdt)
             lamb = (lr + eps) * sqrt_k
             p_dec = p
             if tree_any_nonzero(wd):  # timm's per-group `if weight_decay != 0` (wd is a concrete float here)
@@ -85,7 +94,7 @@ def scale_by_madgrad(
             s = s + lamb.astype(g.dtype) * g
             z = x0 - s / (gss ** (1.0 / 3) + eps)
             p_new = z if not use_x0 else p_dec * momentum + z * ck
-            return (p_new - p).astype(p.dtype), gss, s
+            return (p_new - p).astype(g_in.dtype), gss.astype(gss_in.dtype), s.astype(s_in.dtype)
 
         out = jax.tree.map(
             leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds)
@@ -144,7 +153,8 @@ def madgrad(
         The paper's :math:`\lambda_k = \eta\sqrt{k+1}` for 0-based :math:`k`
         equals timm's 1-based :math:`\sqrt{k}`. timm's ``lr + eps`` inside
         :math:`\lambda` is not in the paper; it is kept for parity. The state
-        holds a copy of the initial params when ``momentum != 0``.
+        holds a copy of the initial params when ``momentum != 0`` (in float32
+        for float16 params, like the other buffers).
     """
     if not is_schedule(learning_rate):
         check_range('learning_rate', learning_rate, 0.0, lo_open=True)

@@ -12,9 +12,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
+from .._validate import (
+    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
+)
 from ..transforms import (
-    caution_mask, leaf_values, safe_increment, scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
+    caution_mask, compute_dtype, leaf_values, safe_increment, scale_by_learning_rate, tree_any_nonzero,
+    tree_zeros_like,
 )
 from ._registry import OptimInfo
 
@@ -39,6 +42,9 @@ def scale_by_mars(
         betas_1d: Optional[Tuple[float, float]] = None,
         caution: bool = False,
         weight_decay: Any = 0.0,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """MARS's update before the lr: a variance-reduced, norm-clipped gradient fed to AdamW or Lion.
 
@@ -51,14 +57,21 @@ def scale_by_mars(
     Output ``d + wd * p`` (times the 1-d factor): timm adds the decay to the
     update before the lr, so it is never corrected. ``caution`` masks ``m``
     against ``g``. optax has no MARS.
+
+    ``m`` is kept in ``mu_dtype``, ``v`` in ``nu_dtype`` and the previous
+    gradient in the package's state dtype (each defaults to the params' dtype,
+    float32 for float16 params); low-precision leaves are computed in float32
+    and the output has the gradient's dtype.
     """
     b1_1d, b2_1d = betas_1d if betas_1d is not None else (b1, b2)
     mix = gamma * (b1 / (1.0 - b1))
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByMarsState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_avg_sq=tree_zeros_like(params),
-            last_grad=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype), last_grad=tree_zeros_like(params))
 
     def update_fn(updates, state, params=None):
         decay = tree_any_nonzero(weight_decay)
@@ -76,35 +89,37 @@ def scale_by_mars(
             denom = jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps
             return (m / bc1.astype(m.dtype)) / denom
 
-        def leaf(g, m, v, last, p, wd):
+        def leaf(g_in, m_in, v_in, last_in, p, wd):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g, m, v, last = (x.astype(cdt) for x in (g_in, m_in, v_in, last_in))
             if optimize_1d or g.ndim >= 2:
                 c = jnp.where(first, g, (g - last) * mix + g)
                 c = c / jnp.maximum(jnp.sqrt(jnp.sum(c * c)), jnp.asarray(1.0, c.dtype))
-                m = m * b1 + (1.0 - b1) * c
+                m = (m * b1 + (1.0 - b1) * c).astype(m_in.dtype).astype(cdt)
                 shown = m * caution_mask(m, g) if caution else m
                 if mars_type == 'adamw':
-                    v = v * b2 + (1.0 - b2) * c * c
+                    v = (v * b2 + (1.0 - b2) * c * c).astype(v_in.dtype).astype(cdt)
                     d = adam_dir(shown, v, b1, b2)
                 else:
                     d = jnp.sign(shown)
                 factor = None
             else:
-                m = m * b1_1d + (1.0 - b1_1d) * g
-                v = v * b2_1d + (1.0 - b2_1d) * g * g
+                m = (m * b1_1d + (1.0 - b1_1d) * g).astype(m_in.dtype).astype(cdt)
+                v = (v * b2_1d + (1.0 - b2_1d) * g * g).astype(v_in.dtype).astype(cdt)
                 shown = m * caution_mask(m, g) if caution else m
                 d = adam_dir(shown, v, b1_1d, b2_1d)
                 factor = lr_1d_factor
             if p is not None:
-                d = (wd * p).astype(d.dtype) + d
+                d = (wd * p.astype(cdt)).astype(d.dtype) + d
             if factor is not None:
                 d = d * factor
-            return d, m, v
+            return d.astype(g_in.dtype), m.astype(m_in.dtype), v.astype(v_in.dtype), g_in.astype(last_in.dtype)
 
         res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.last_grad, ps, wds)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(res)
         pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
-        return pick(0), ScaleByMarsState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2), last_grad=updates)
+        return pick(0), ScaleByMarsState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2), last_grad=pick(3))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -122,6 +137,8 @@ def mars(
         caution: bool = False,
         *,
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Mars``: variance-reduced gradients (MARS) in an AdamW or Lion step.
 
@@ -151,6 +168,9 @@ def mars(
         betas_1d: betas of the 1-d AdamW (default: ``betas``).
         caution: mask the momentum where its sign disagrees with the gradient.
         lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
+            params). The previous gradient (``last_grad``) always takes the default.
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -177,9 +197,11 @@ def mars(
     if betas_1d is not None:
         check_betas(betas_1d, name='betas_1d')
     check_bool('caution', caution)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
         scale_by_mars(betas[0], betas[1], eps, gamma, mars_type, optimize_1d, lr_1d_factor, betas_1d, caution,
-                      weight_decay),
+                      weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
     ))
 

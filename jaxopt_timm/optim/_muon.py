@@ -30,7 +30,7 @@ from .._validate import (
     check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
 )
 from ..transforms import (
-    add_decoupled_weight_decay, leaf_values, safe_increment, scale_by_adam, scale_by_learning_rate,
+    add_decoupled_weight_decay, compute_dtype, leaf_values, safe_increment, scale_by_adam, scale_by_learning_rate,
     tree_zeros_like,
 )
 from ..transforms._orthogonalize import orthogonalize_via_newton_schulz, resolve_ns_coefficients
@@ -143,6 +143,8 @@ def scale_by_muon(
         *,
         ns_dtype: Any = jnp.bfloat16,
         layout: str = 'torch',
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""Muon's direction (lr-free) for every leaf it is given; the leaves must be Muon-suitable matrices or kernels.
 
@@ -157,16 +159,22 @@ def scale_by_muon(
     caller multiplies by :math:`-\eta`. Newton–Schulz (see
     :func:`jaxopt_timm.transforms._orthogonalize.orthogonalize_via_newton_schulz`)
     runs once per distinct matrix shape, batched over the leaves sharing it.
+
+    :math:`B_t` is kept in ``mu_dtype`` and AdaMuon's :math:`v_t` in
+    ``nu_dtype`` (default: the params' dtype, float32 for float16 params);
+    their EMAs are computed in float32 for low-precision buffers.
     """
     ns_dtype = jnp.dtype(ns_dtype)
     coefficients = resolve_ns_coefficients(ns_coefficients)
     ada = algo == 'adamuon'
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByMuonState(
             count=jnp.zeros([], jnp.int32),
-            momentum_buffer=tree_zeros_like(params),
-            exp_avg_sq=tree_zeros_like(params) if ada else jax.tree.map(lambda _: None, params),
+            momentum_buffer=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype) if ada else jax.tree.map(lambda _: None, params),
         )
 
     def update_fn(updates, state, params=None):
@@ -176,9 +184,10 @@ def scale_by_muon(
         bufs = treedef.flatten_up_to(state.momentum_buffer)
         new_bufs, mats, infos = [], [], []
         for g, buf in zip(leaves, bufs):
-            buf = _torch_lerp(buf, g.astype(buf.dtype), 1.0 - momentum)
+            cdt = compute_dtype(buf.dtype)  # low-precision buffers: the EMA in float32, rounded once when stored
+            buf = _torch_lerp(buf.astype(cdt), g.astype(cdt), 1.0 - momentum).astype(buf.dtype)
             new_bufs.append(buf)
-            u = _torch_lerp(g.astype(buf.dtype), buf, momentum) if nesterov else buf
+            u = _torch_lerp(g.astype(cdt), buf.astype(cdt), momentum) if nesterov else buf
             axes = _torch_axes(u.ndim, layout)
             u = jnp.transpose(u, axes)
             mat = _as_matrices(u, conv_mode)
@@ -207,8 +216,9 @@ def scale_by_muon(
             o = _from_matrices(o, torch_shape, conv_mode).astype(jnp.float32)
             if ada:
                 sq_t = jnp.transpose(sq, axes).astype(jnp.float32)
-                sq_t = beta2 * sq_t + (1.0 - beta2) * o * o
-                new_sqs.append(jnp.transpose(sq_t, np.argsort(axes)).astype(sq.dtype))
+                sq_t = (beta2 * sq_t + (1.0 - beta2) * o * o).astype(sq.dtype)  # as stored
+                new_sqs.append(jnp.transpose(sq_t, np.argsort(axes)))
+                sq_t = sq_t.astype(jnp.float32)
                 if rms_norm:  # the norm rescaling below makes bias correction moot (timm skips it)
                     denom = jnp.sqrt(sq_t) + eps
                 else:
@@ -260,6 +270,8 @@ def muon(
         lr_scale: Any = None,
         ns_dtype: Any = 'bfloat16',
         layout: str = 'torch',
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Muon``: orthogonalised momentum for matrices, AdamW (NAdamW with ``nesterov``) for the rest.
 
@@ -307,6 +319,10 @@ def muon(
             Flax kernel, Dense ``(in, out)`` or conv ``(*k, I, O)``, and routed, reshaped, orthogonalised and
             scaled exactly as timm treats the transposed torch tensor. Non-kernel >=2-d leaves (embeddings)
             are read as kernels too: route them with ``use_fallback`` / ``fallback_list``.
+        mu_dtype: dtype of the first moments: Muon's momentum ``momentum_buffer`` and the fallback's
+            ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moments: the fallback's ``exp_avg_sq`` and AdaMuon's ``exp_avg_sq``
+            (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -341,6 +357,8 @@ def muon(
         check_bool(name, value)
     check_choice('layout', layout, ('torch', 'flax'))
     ns_dtype = resolve_dtype('ns_dtype', ns_dtype)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     if adamw_lr is not None:
         warnings.warn('adamw_lr is deprecated, use fallback_lr_scale=adamw_lr/learning_rate instead',
                       FutureWarning, stacklevel=2)
@@ -352,11 +370,12 @@ def muon(
 
     direction = scale_by_muon(
         momentum, nesterov, int(ns_steps), coefficients, eps, safety_factor, adjust_lr_fn, conv_mode,
-        normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout)
+        normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype)
     if nesterov:
-        fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=True)
+        fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=True, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     else:
-        fallback = scale_by_adam(betas[0], betas[1], eps)
+        fallback = scale_by_adam(betas[0], betas[1], eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def build(like):
         # Routing is static (shapes and concrete flags), so it is recomputed identically in init and update.

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_adam_args, check_bool, check_range
+from .._validate import check_adam_args, check_bool, check_range, resolve_dtype
 from ..transforms import (
     upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_learning_rate,
@@ -42,6 +42,7 @@ def scale_by_nadam(
         momentum_decay: float = 4e-3,
         *,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""NAdam's direction with torch's momentum schedule (to be multiplied by ``-lr``).
 
@@ -53,15 +54,19 @@ def scale_by_nadam(
     optax's ``scale_by_adam(nesterov=True)`` uses a constant :math:`\beta_1`
     in place of the warming :math:`\mu_t` schedule and its product, so it is
     a different optimizer. :math:`\Pi_t` is carried in the state in float32,
-    as torch keeps ``mu_product``.
+    as torch keeps ``mu_product``. ``mu_dtype`` / ``nu_dtype`` set the dtypes of
+    ``exp_avg`` / ``exp_avg_sq`` (default:
+    :func:`jaxopt_timm.transforms.state_dtype` of each leaf).
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByNAdamState(
             count=jnp.zeros([], jnp.int32),
             mu_product=jnp.ones([], jnp.float32),
             exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
         )
 
     def update_fn(updates, state, params=None):
@@ -103,6 +108,7 @@ def nadam(
         maximize: bool = False,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.NAdam``: Adam with Nesterov momentum and a warming momentum schedule.
 
@@ -125,7 +131,8 @@ def nadam(
         decoupled_weight_decay: AdamW-style decay instead of L2.
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -142,10 +149,12 @@ def nadam(
     check_range('momentum_decay', momentum_decay, 0.0)
     check_bool('decoupled_weight_decay', decoupled_weight_decay)
     check_bool('maximize', maximize)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
-        scale_by_nadam(betas[0], betas[1], eps, momentum_decay, mu_dtype=mu_dtype),
+        scale_by_nadam(betas[0], betas[1], eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
         else optax.identity(),
@@ -161,6 +170,7 @@ def nadam_legacy(
         *,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NAdamLegacy``: the pre-torch NAdam, L2 weight decay only.
 
@@ -176,7 +186,8 @@ def nadam_legacy(
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
         schedule_decay: :math:`\psi` of the momentum schedule, >= 0.
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -188,9 +199,11 @@ def nadam_legacy(
     """
     check_adam_args(learning_rate, betas, eps, weight_decay)
     check_range('schedule_decay', schedule_decay, 0.0)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         add_l2_weight_decay(weight_decay),
-        scale_by_nadam(betas[0], betas[1], eps, schedule_decay, mu_dtype=mu_dtype),
+        scale_by_nadam(betas[0], betas[1], eps, schedule_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 

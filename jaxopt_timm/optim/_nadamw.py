@@ -16,7 +16,7 @@ from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
     add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
 )
@@ -38,6 +38,7 @@ def nadamw(
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NAdamW``: AdamW whose numerator takes one more Nesterov look-ahead step.
 
@@ -63,7 +64,8 @@ def nadamw(
         clipping_threshold: RMS clipping threshold (> 0; 1.0 in the StableAdamW paper), None disables.
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or the schedule's ``base_lr``).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -88,8 +90,11 @@ def nadamw(
         check_bool(name, value)
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     direction = scale_by_adam(
-        betas[0], betas[1], eps, nesterov=True, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype)
+        betas[0], betas[1], eps, nesterov=True, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         cautious(direction) if caution else direction,

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
+    add_decoupled_weight_decay, compute_dtype, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
     tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
@@ -26,7 +26,7 @@ __all__ = ['novograd']
 class ScaleByNovogradState(NamedTuple):
     count: jax.Array
     exp_avg: Any
-    exp_avg_sq: Any  # one float32 scalar per leaf: EMA of the leaf's squared gradient norm
+    exp_avg_sq: Any  # one scalar per leaf (float32 unless nu_dtype): EMA of the leaf's squared gradient norm
     max_exp_avg_sq: Optional[Any]
 
 
@@ -37,6 +37,9 @@ def scale_by_novograd(
         grad_averaging: bool = False,
         amsgrad: bool = False,
         weight_decay: Any = 0.0,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """NovoGrad's direction: a momentum of the gradient normalised by its layer-wise norm EMA.
 
@@ -46,14 +49,22 @@ def scale_by_novograd(
     (L2 added *after* the normalisation, as the paper; pass 0 for decoupled
     decay); ``m <- b1*m + (1-b1 if grad_averaging else 1) * u``. optax has no
     layer-wise second moment.
+
+    ``m`` is kept in ``mu_dtype`` (default: the params' dtype, float32 for
+    float16 params) and the per-leaf norm EMAs in ``nu_dtype`` (default:
+    float32 whatever the params' dtype, as timm's scalars); low-precision
+    leaves are computed in float32 and the output has the gradient's dtype.
     """
     scale_u = (1.0 - b1) if grad_averaging else None
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+    norm_dtype = jnp.dtype(jnp.float32) if nu_dtype is None else nu_dtype
 
     def init_fn(params):
-        scalars = jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params)
+        scalars = jax.tree.map(lambda _: jnp.zeros([], norm_dtype), params)
         return ScaleByNovogradState(
             count=jnp.zeros([], jnp.int32),
-            exp_avg=tree_zeros_like(params),
+            exp_avg=tree_zeros_like(params, mu_dtype),
             exp_avg_sq=scalars,
             max_exp_avg_sq=scalars if amsgrad else None,
         )
@@ -66,28 +77,33 @@ def scale_by_novograd(
         ps = params if l2 else jax.tree.map(lambda _: None, updates)
         vmaxs = state.max_exp_avg_sq if amsgrad else jax.tree.map(lambda _: None, updates)
 
-        def leaf(g, p, m, v, vmax, wd):
-            norm = jnp.sum(jnp.square(g.astype(jnp.float32)))
-            v = jnp.where(v == 0, norm, b2 * v + (1.0 - b2) * norm)
+        def leaf(g_in, p, m_in, v_in, vmax_in, wd):
+            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
+            g, m = g_in.astype(cdt), m_in.astype(cdt)
+            norm = jnp.sum(jnp.square(g_in.astype(jnp.float32)))
+            v = v_in.astype(jnp.float32)
+            v = jnp.where(v == 0, norm, b2 * v + (1.0 - b2) * norm).astype(v_in.dtype)
+            vmax = None
             if amsgrad:
-                vmax = jnp.maximum(vmax, v)
-            denom = jnp.sqrt(vmax if amsgrad else v) + eps
-            u = g / denom.astype(g.dtype)
+                vmax = jnp.maximum(vmax_in, v)
+            denom = jnp.sqrt((vmax if amsgrad else v).astype(jnp.float32)) + eps
+            u = g / denom.astype(cdt)
             if tree_any_nonzero(wd):  # timm's per-group `if weight_decay != 0`
-                u = u + (wd * p).astype(u.dtype)
+                u = u + (wd * p.astype(cdt)).astype(cdt)
             if scale_u is not None:
                 u = u * scale_u
-            m = (b1 * m + u).astype(m.dtype)
-            return m, v, vmax
+            m = (b1 * m + u).astype(m_in.dtype)
+            return m.astype(g_in.dtype), m, v, vmax
 
         out = jax.tree.map(
             leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds)
         treedef = jax.tree.structure(updates)
         flat = treedef.flatten_up_to(out)
-        mu = treedef.unflatten([o[0] for o in flat])
-        nu = treedef.unflatten([o[1] for o in flat])
-        vmax = treedef.unflatten([o[2] for o in flat]) if amsgrad else None
-        return mu, ScaleByNovogradState(
+        direction = treedef.unflatten([o[0] for o in flat])
+        mu = treedef.unflatten([o[1] for o in flat])
+        nu = treedef.unflatten([o[2] for o in flat])
+        vmax = treedef.unflatten([o[3] for o in flat]) if amsgrad else None
+        return direction, ScaleByNovogradState(
             count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -105,6 +121,8 @@ def novograd(
         *,
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NvNovoGrad``: SGD momentum on gradients normalised by a layer-wise second moment.
 
@@ -134,6 +152,10 @@ def novograd(
         corrected_weight_decay: decoupled decay scaled by :math:`\eta_t^2/\eta_{max}` (needs ``decoupled_decay``).
         lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
+        mu_dtype: dtype of the momentum ``exp_avg`` (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the per-leaf norm EMA :math:`v^l` (``exp_avg_sq``, and ``max_exp_avg_sq`` with
+            ``amsgrad``) (default: float32 for every params' dtype, as timm's scalars: they cost one number
+            per leaf).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -158,9 +180,11 @@ def novograd(
                         ('decoupled_decay', decoupled_decay), ('corrected_weight_decay', corrected_weight_decay)):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
         scale_by_novograd(betas[0], betas[1], eps, grad_averaging, amsgrad,
-                          0.0 if decoupled_decay else weight_decay),
+                          0.0 if decoupled_decay else weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
     ))

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_adam_args, check_bool
+from .._validate import check_adam_args, check_bool, resolve_dtype
 from ..transforms import (
     upcast,
     add_decoupled_weight_decay, add_l2_weight_decay, rectified_step_size, safe_increment, scale_by_learning_rate,
@@ -37,6 +37,7 @@ def scale_by_radam(
         *,
         inclusive_threshold: bool = False,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""RAdam's direction: ``r_t sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v) + eps)`` past ``rho_t = 5``, else ``m/(1-b1^t)``.
 
@@ -44,14 +45,17 @@ def scale_by_radam(
     to the *bias-corrected* root (``sqrt(v / (1-b2^t)) + eps``); torch and timm
     add it to the raw root, which this primitive mirrors.
     ``inclusive_threshold`` picks timm's legacy ``rho_t >= 5`` over torch's
-    ``rho_t > 5``.
+    ``rho_t > 5``. ``mu_dtype`` / ``nu_dtype`` set the dtypes of ``exp_avg`` /
+    ``exp_avg_sq`` (default: :func:`jaxopt_timm.transforms.state_dtype` of each leaf).
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByRAdamState(
             count=jnp.zeros([], jnp.int32),
             exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
         )
 
     def update_fn(updates, state, params=None):
@@ -85,6 +89,7 @@ def radam(
         maximize: bool = False,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RAdam``: Adam with the variance of its adaptive lr rectified.
 
@@ -107,7 +112,8 @@ def radam(
         decoupled_weight_decay: AdamW-style decay instead of L2.
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -125,10 +131,12 @@ def radam(
     check_adam_args(learning_rate, betas, eps, weight_decay)
     check_bool('decoupled_weight_decay', decoupled_weight_decay)
     check_bool('maximize', maximize)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
         optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
-        scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype),
+        scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
         else optax.identity(),
@@ -143,6 +151,7 @@ def radam_legacy(
         *,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``RAdamLegacy``: :func:`radam` with decoupled decay and a ``rho_t >= 5`` threshold.
 
@@ -156,7 +165,8 @@ def radam_legacy(
         eps: added to the raw root second moment.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -172,8 +182,10 @@ def radam_legacy(
         and this one, use each group's own lr.
     """
     check_adam_args(learning_rate, betas, eps, weight_decay)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
-        scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=True, mu_dtype=mu_dtype),
+        scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=True, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
     )

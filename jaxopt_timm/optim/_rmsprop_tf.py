@@ -16,6 +16,7 @@ import optax
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
     add_decoupled_weight_decay, add_l2_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate,
+    with_state_dtype,
 )
 from ._registry import OptimInfo
 
@@ -82,7 +83,10 @@ def rmsprop_tf(
         starts at one, not zero, and ``eps`` sits inside the root, which is what
         TF-trained recipes (EfficientNet, MobileNet) were tuned with. As in
         timm, ``caution`` only acts when ``momentum > 0``; the masked buffer is
-        used for the step but the stored buffer stays unmasked.
+        used for the step but the stored buffer stays unmasked. The state
+        follows :func:`jaxopt_timm.transforms.state_dtype` (the params' dtype;
+        float32 for float16 params, whose range cannot hold the second moment
+        of small gradients).
     """
     check_lr(learning_rate)
     check_range('alpha', alpha, 0.0, 1.0)
@@ -96,7 +100,8 @@ def rmsprop_tf(
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
 
     # TF's `v += (1-alpha)*(g^2 - v)` is optax's `alpha*v + (1-alpha)*g^2` up to rounding; eps inside the
-    # root and v_0 = 1 are optax's `eps_in_sqrt=True, initial_scale=1`.
+    # root and v_0 = 1 are optax's `eps_in_sqrt=True, initial_scale=1`. The optax pieces keep state in their
+    # inputs' dtype, so with_state_dtype feeds them the policy's dtype (the identity but for float16 leaves).
     rms = optax.scale_by_stddev if centered else optax.scale_by_rms
     normalise = rms(decay=alpha, eps=eps, initial_scale=1.0, eps_in_sqrt=True)
     # timm's `momentum > 0`; an array momentum (inject_hyperparams) counts as on, so init and update agree.
@@ -105,12 +110,13 @@ def rmsprop_tf(
             # TF folds the (scheduled, per-group) lr into the buffer before the momentum sum.
             direction = optax.chain(
                 normalise, scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum))
+            direction = with_state_dtype(direction)
             step = [cautious(direction) if caution else direction, optax.scale(-1.0)]
         else:
-            direction = optax.chain(normalise, optax.trace(momentum))
+            direction = with_state_dtype(optax.chain(normalise, optax.trace(momentum)))
             step = [cautious(direction) if caution else direction, scale_by_learning_rate(learning_rate, lr_scale)]
     else:
-        step = [normalise, scale_by_learning_rate(learning_rate, lr_scale)]
+        step = [with_state_dtype(normalise), scale_by_learning_rate(learning_rate, lr_scale)]
     return optax.with_extra_args_support(optax.chain(
         add_l2_weight_decay(0.0 if decoupled_decay else weight_decay),
         *step,

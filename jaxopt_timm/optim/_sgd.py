@@ -6,12 +6,12 @@ of initialization and momentum in deep learning".
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import optax
 
-from .._validate import check_bool, check_lr, check_range, check_weight_decay
-from ..transforms import add_l2_weight_decay, scale_by_learning_rate, scale_by_torch_momentum
+from .._validate import check_bool, check_nesterov, check_lr, check_range, check_weight_decay
+from ..transforms import scale_by_learning_rate, scale_by_torch_momentum
 from ._registry import OptimInfo
 
 __all__ = ['sgd']
@@ -55,14 +55,10 @@ def sgd(
     check_range('dampening', dampening, 0.0, 1.0)
     check_weight_decay(weight_decay)
     check_bool('nesterov', nesterov)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(
-            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
-            'requires momentum in (0, inf) and dampening == 0')
+    check_nesterov(nesterov, momentum, dampening)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
-        add_l2_weight_decay(weight_decay),
-        scale_by_torch_momentum(momentum, dampening, nesterov),
+        scale_by_torch_momentum(momentum, dampening, nesterov, weight_decay=weight_decay),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 

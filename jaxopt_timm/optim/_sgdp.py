@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
-from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like
+from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like, upcast
 from ._registry import OptimInfo
 
 __all__ = ['sgdp']
@@ -43,6 +43,10 @@ def scale_by_sgdp(
     Unlike ``torch.optim.SGD`` (:func:`jaxopt_timm.transforms.scale_by_torch_momentum`)
     the buffer starts at zero and is never seeded with the first gradient, so
     ``dampening`` also damps step 1, as in timm's SGDP.
+
+    The buffer follows the package's state policy (the params' dtype, float32
+    for float16 params); low-precision leaves are computed in float32, the
+    projection included, and the update has the gradient's dtype.
     """
 
     def init_fn(params):
@@ -51,23 +55,26 @@ def scale_by_sgdp(
     def update_fn(grads, state, params=None):
         if params is None:
             raise ValueError('sgdp needs the params: call tx.update(grads, state, params)')
-        bufs = jax.tree.map(lambda g, b: momentum * b + (1.0 - dampening) * g, grads, state.momentum_buffer)
+        grads_c = jax.tree.map(upcast, grads)  # float32 for low-precision leaves
+        params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
+        bufs = jax.tree.map(lambda g, b: (momentum * b.astype(g.dtype) + (1.0 - dampening) * g).astype(b.dtype),
+                            grads_c, state.momentum_buffer)
         if nesterov:
-            d_p = jax.tree.map(lambda g, b: g + momentum * b, grads, bufs)
+            d_p = jax.tree.map(lambda g, b: g + momentum * b.astype(g.dtype), grads_c, bufs)
         else:
-            d_p = bufs
-        d_p, wd_factor = tree_project_tangent(params, grads, d_p, delta, wd_ratio, eps, caution)
+            d_p = jax.tree.map(lambda g, b: b.astype(g.dtype), grads_c, bufs)
+        d_p, wd_factor = tree_project_tangent(params_c, grads_c, d_p, delta, wd_ratio, eps, caution)
         lrs = leaf_lrs(learning_rate, state.count, lr_scale, grads)
         wds = leaf_values(weight_decay, grads)
 
-        def step(u, p, lr, wd, r):
+        def step(u, p, lr, wd, r, g):
             out = -lr.astype(u.dtype) * u
             if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if weight_decay != 0`, per group
                 # timm divides the decay by (1 - momentum), matching the momentum's steady-state gain
                 out = out - (lr * wd / (1.0 - momentum)).astype(p.dtype) * r * p
-            return out
+            return out.astype(g.dtype)
 
-        updates = jax.tree.map(step, d_p, params, lrs, wds, wd_factor)
+        updates = jax.tree.map(step, d_p, params_c, lrs, wds, wd_factor, grads)
         return updates, ScaleBySGDPState(count=safe_increment(state.count), momentum_buffer=bufs)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import jax
 import optax
 
-from .._validate import check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_bool, check_nesterov, check_lr, check_range, check_weight_decay
 from ..transforms import (
     add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate, scale_by_torch_momentum,
 )
@@ -79,10 +79,7 @@ def sgdw(
     for name, value in (('nesterov', nesterov), ('caution', caution),
                         ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
         check_bool(name, value)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(
-            f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
-            'requires momentum in (0, inf) and dampening == 0')
+    check_nesterov(nesterov, momentum, dampening)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_torch_momentum(momentum, dampening, nesterov)
     with_momentum = isinstance(momentum, jax.core.Tracer) or momentum != 0

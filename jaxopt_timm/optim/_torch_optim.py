@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay
+from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
     add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_adam,
-    scale_by_learning_rate, tree_zeros_like, upcast,
+    scale_by_learning_rate, state_dtype, tree_zeros_like, upcast, with_state_dtype,
 )
 from ._registry import OptimInfo
 
@@ -50,6 +50,7 @@ def adam(
         decoupled_weight_decay: bool = False,
         lr_scale: Any = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adam``: Adam with L2 weight decay (torch's default) and optional amsgrad.
 
@@ -74,7 +75,8 @@ def adam(
         maximize: ascend instead of descend.
         decoupled_weight_decay: AdamW-style decay (torch's Adam flag of the same name).
         lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -91,10 +93,12 @@ def adam(
     for name, value in (('amsgrad', amsgrad), ('maximize', maximize),
                         ('decoupled_weight_decay', decoupled_weight_decay)):
         check_bool(name, value)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         _maybe_negate(maximize),
         optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
-        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype),
+        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
         else optax.identity(),
@@ -107,17 +111,29 @@ class ScaleByAdamaxState(NamedTuple):
     exp_inf: Any
 
 
-def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def scale_by_adamax(
+        b1: float = 0.9,
+        b2: float = 0.999,
+        eps: float = 1e-8,
+        *,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
+) -> optax.GradientTransformation:
     r"""Adamax's direction ``(m / (1 - b1^t)) / u`` with ``u <- max(b2 * u, |g| + eps)``.
 
     The math of ``optax.scale_by_adamax`` and of torch, rewritten because
     optax raises ``b1 ** count`` with the int32 count, which fails under
     strict dtype promotion; the bias correction here is computed in float32.
+    ``mu_dtype`` / ``nu_dtype`` set the dtypes of ``exp_avg`` / ``exp_inf``
+    (default: :func:`jaxopt_timm.transforms.state_dtype` of each leaf).
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByAdamaxState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params), exp_inf=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_inf=tree_zeros_like(params, nu_dtype))
 
     def update_fn(updates, state, params=None):
         del params
@@ -142,6 +158,8 @@ def adamax(
         *,
         maximize: bool = False,
         lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adamax``: Adam with the infinity norm in place of the second moment.
 
@@ -160,6 +178,9 @@ def adamax(
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
         maximize: ascend instead of descend.
         lr_scale: per-leaf lr multipliers (layer decay).
+        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
+        nu_dtype: dtype of the second moment, the infinity norm :math:`u_t` (default: the params' dtype;
+            float32 for float16 params).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
@@ -174,10 +195,12 @@ def adamax(
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
     check_bool('maximize', maximize)
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         _maybe_negate(maximize),
         add_l2_weight_decay(weight_decay),
-        scale_by_adamax(betas[0], betas[1], eps),
+        scale_by_adamax(betas[0], betas[1], eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 
@@ -200,7 +223,9 @@ def adadelta(
             u_t = \rho u_{t-1} + (1-\rho)\Delta_t^2 \\
         \theta_t &= \theta_{t-1} - \eta\Delta_t
 
-    The direction is ``optax.scale_by_adadelta``, whose math is torch's.
+    The direction is ``optax.scale_by_adadelta``, whose math is torch's, run
+    by :func:`jaxopt_timm.transforms.with_state_dtype` so its state follows the
+    package's dtype policy (float32 for float16 params).
 
     Args:
         learning_rate: float or schedule ``step -> lr`` (torch's default 1.0, the paper's lr-free form).
@@ -226,7 +251,7 @@ def adadelta(
     return optax.chain(
         _maybe_negate(maximize),
         add_l2_weight_decay(weight_decay),
-        optax.scale_by_adadelta(rho, eps),
+        with_state_dtype(optax.scale_by_adadelta(rho, eps)),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 
@@ -253,7 +278,8 @@ def scale_by_torch_adagrad(
     def init_fn(params):
         return ScaleByTorchAdagradState(
             count=jnp.zeros([], jnp.int32),
-            sum=jax.tree.map(lambda p: jnp.full_like(p, initial_accumulator_value), params))
+            sum=jax.tree.map(
+                lambda p: jnp.full(p.shape, initial_accumulator_value, state_dtype(p.dtype)), params))
 
     def update_fn(updates, state, params=None):
         del params
@@ -335,7 +361,9 @@ def rmsprop(
     Unlike timm's ``RMSpropTF`` (``rmsproptf``), :math:`\epsilon` is outside
     the root, the average starts at zero and the lr stays out of the momentum
     buffer, so the direction is optax's ``scale_by_rms`` /
-    ``scale_by_stddev`` with ``eps_in_sqrt=False`` followed by ``trace``.
+    ``scale_by_stddev`` with ``eps_in_sqrt=False`` followed by ``trace``, run
+    by :func:`jaxopt_timm.transforms.with_state_dtype` (float32 state for
+    float16 params).
 
     Args:
         learning_rate: float or schedule ``step -> lr``.
@@ -366,11 +394,12 @@ def rmsprop(
         direction = optax.scale_by_stddev(decay=alpha, eps=eps, eps_in_sqrt=False)
     else:
         direction = optax.scale_by_rms(decay=alpha, eps=eps, eps_in_sqrt=False)
+    if not _is_off(momentum):
+        direction = optax.chain(direction, optax.trace(decay=momentum))
     return optax.chain(
         _maybe_negate(maximize),
         add_l2_weight_decay(weight_decay),
-        direction,
-        optax.identity() if _is_off(momentum) else optax.trace(decay=momentum),
+        with_state_dtype(direction),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 

@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_bool, check_range
+from .._validate import check_bool, check_choice, check_range
 
 __all__ = [
     'INT32_MAX', 'Schedule', 'as_step', 'per_epoch', 'int_power', 'remaining_power', 'CyclePosition', 'cycles',
-    'cycle_length', 'linear_warmup', 'noise_fn', 'with_noise', 'NoiseRange', 'validate_cycles', 'validate_noise',
-    'validate_warmup',
+    'cycle_length', 'linear_warmup', 'noise_fn', 'with_noise', 'NoiseRange', 'NOISE_TYPES', 'validate_cycles',
+    'validate_noise', 'validate_noise_range', 'validate_warmup',
 ]
 
 INT32_MAX = 2 ** 31 - 1
@@ -57,6 +57,14 @@ class Schedule:
             cycle_length: Optional[Callable[..., int]] = None,
             updates_per_epoch: int = 0,
     ) -> None:
+        if not callable(fn):
+            raise ValueError(f'Invalid fn: {fn!r}, expected a callable step -> lr')
+        check_range('base_lr', base_lr, 0.0)
+        if not isinstance(name, str):
+            raise ValueError(f'Invalid name: {name!r}, expected a string')
+        if cycle_length is not None and not callable(cycle_length):
+            raise ValueError(f'Invalid cycle_length: {cycle_length!r}, expected None or a callable cycles -> length')
+        check_range('updates_per_epoch', updates_per_epoch, 0, INT32_MAX, integer=True)
         self._fn = fn
         self.base_lr = float(base_lr)
         self.name = name
@@ -107,6 +115,10 @@ def per_epoch(schedule: Schedule, updates_per_epoch: int) -> Schedule:
     ``t // updates_per_epoch``, so epoch-stepped recipes run inside the jitted
     update.
     """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(
+            f'Invalid schedule: {schedule!r}, expected a Schedule (from cosine, step, ..., create_scheduler_v2); '
+            'a plateau schedule is stepped per epoch by its own step()')
     check_range('updates_per_epoch', updates_per_epoch, 1, INT32_MAX, integer=True)
     upe = int(updates_per_epoch)
     fn = schedule._fn
@@ -239,7 +251,7 @@ def _cycle_tables(t_initial: int, cycle_mul: float, cycle_limit: int):
         if i > _MAX_TABLE:
             raise ValueError(
                 f'Invalid cycle_limit: {cycle_limit!r}, with cycle_mul={cycle_mul!r} more than {_MAX_TABLE} cycles '
-                f'start below 2**31 steps; expected a cycle_limit in [0, {_MAX_TABLE}]')
+                f'start below 2**31 steps; expected a cycle_limit in [1, {_MAX_TABLE}]')
         s = t_initial * (1 - cycle_mul ** i) / (1 - cycle_mul)
         if s > INT32_MAX + 1 or not math.isfinite(s):
             c = INT32_MAX + 1
@@ -348,7 +360,8 @@ def validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_de
     check_range('lr_min', lr_min, 0.0)
     check_range('cycle_mul', cycle_mul, 0.0, lo_open=True)
     check_range('cycle_decay', cycle_decay, 0.0)
-    check_range('cycle_limit', cycle_limit, 0, INT32_MAX, integer=True)
+    # timm's cycle_limit=0 holds lr_min from the first step (older timm read it as no limit): rejected as ambiguous
+    check_range('cycle_limit', cycle_limit, 1, INT32_MAX, integer=True)
     check_range('k_decay', k_decay, 0.0, lo_open=True)
 
 
@@ -356,20 +369,28 @@ def validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_de
 # noise
 
 NoiseRange = Union[None, float, int, Sequence[float]]
+NOISE_TYPES = ('normal', 'uniform')
+
+
+def validate_noise_range(name: str, noise_range: Any, lengths: Sequence[int] = (2,)) -> None:
+    """``None``, a finite start, or a ``(start, end)`` pair with ``start <= end`` (sequences of ``lengths``)."""
+    if noise_range is None:
+        return
+    if isinstance(noise_range, (list, tuple)):
+        if len(noise_range) not in lengths:
+            raise ValueError(f'Invalid {name}: {noise_range!r}, expected None, a start step, or a (start, end) pair')
+        for j, v in enumerate(noise_range):
+            check_range(f'{name}[{j}]', v)
+        if len(noise_range) == 2 and noise_range[1] < noise_range[0]:
+            raise ValueError(f'Invalid {name}: {noise_range!r}, expected a (start, end) pair with start <= end')
+    else:
+        check_range(name, noise_range)
 
 
 def validate_noise(noise_range_t: NoiseRange, noise_type: str, noise_pct: float, noise_std: float, noise_seed) -> None:
-    if noise_range_t is not None:
-        if isinstance(noise_range_t, (list, tuple)):
-            if len(noise_range_t) != 2:
-                raise ValueError(
-                    f'Invalid noise_range_t: {noise_range_t!r}, expected None, a start step, or a (start, end) pair')
-            for j, v in enumerate(noise_range_t):
-                check_range(f'noise_range_t[{j}]', v)
-        else:
-            check_range('noise_range_t', noise_range_t)
-    if not isinstance(noise_type, str):
-        raise ValueError(f"Invalid noise_type: {noise_type!r}, expected 'normal' or 'uniform'")
+    validate_noise_range('noise_range_t', noise_range_t)
+    # timm treats any noise_type but 'normal' as uniform; a misspelt 'normal' is rejected here
+    check_choice('noise_type', noise_type, NOISE_TYPES)
     check_range('noise_std', noise_std, 0.0)
     if noise_type == 'normal' and noise_range_t is not None and noise_std > 0:
         # timm redraws until |n| < noise_pct: a non-positive limit would never return
@@ -402,10 +423,12 @@ def noise_fn(
     pure function of ``(seed, t)``. Its law is timm's: for ``'normal'`` a
     ``N(0, noise_std**2)`` sample redrawn until ``|n| < noise_pct``, which is
     exactly a normal truncated to ``(-noise_pct, noise_pct)`` (drawn here
-    directly, without a loop); any other ``noise_type`` is uniform on
-    ``(-noise_pct, noise_pct)``. torch's generator is not reproduced bit for
-    bit, only the distribution.
+    directly, without a loop); ``'uniform'`` is uniform on
+    ``(-noise_pct, noise_pct)`` (timm takes any other string for uniform;
+    here it raises ``ValueError``). torch's generator is not reproduced bit
+    for bit, only the distribution.
     """
+    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     if noise_range_t is None:
         return None
     if isinstance(noise_range_t, (list, tuple)):

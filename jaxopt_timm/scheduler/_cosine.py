@@ -67,7 +67,8 @@ def cosine(
         lr_min: floor of the annealing, >= 0.
         cycle_mul: cycle length multiplier.
         cycle_decay: peak lr multiplier per cycle.
-        cycle_limit: number of cycles before holding ``lr_min``.
+        cycle_limit: number of cycles before holding ``lr_min``, >= 1 (timm's 0, ``lr_min`` throughout, is
+            rejected as ambiguous: older timm read it as no limit).
         warmup_t: linear warmup length.
         warmup_lr_init: lr at ``t = 0`` of the warmup.
         warmup_prefix: start the cosine after the warmup instead of under it.

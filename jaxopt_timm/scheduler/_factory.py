@@ -14,16 +14,17 @@ return value. The schedule's argument follows API.md:
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Optional, Sequence, Tuple, Union
 
 import jax.numpy as jnp
 
-from .._validate import check_bool, check_range
-from ._common import INT32_MAX, Schedule, per_epoch
+from .._validate import check_bool, check_choice, check_range
+from ._common import INT32_MAX, Schedule, per_epoch, validate_noise_range
 from ._cosine import cosine
-from ._multistep import multistep
+from ._multistep import multistep, validate_milestones
 from ._onecycle import onecycle
-from ._plateau import PlateauSchedule, plateau
+from ._plateau import PLATEAU_MODES, PlateauSchedule, plateau
 from ._poly import poly
 from ._step import step
 from ._tanh import tanh
@@ -41,6 +42,8 @@ def scheduler_kwargs(cfg: Any, decreasing_metric: Optional[bool] = None) -> dict
         plateau_mode = 'min' if decreasing_metric else 'max'
     else:
         plateau_mode = 'min' if 'loss' in eval_metric else 'max'
+    sched_on_updates = getattr(cfg, 'sched_on_updates', False)
+    check_bool('sched_on_updates', sched_on_updates)
     return dict(
         sched=cfg.sched,
         num_epochs=getattr(cfg, 'epochs', 100),
@@ -64,16 +67,36 @@ def scheduler_kwargs(cfg: Any, decreasing_metric: Optional[bool] = None) -> dict
         decay_fn=getattr(cfg, 'lr_decay_fn', None),
         stable_timescale=getattr(cfg, 'lr_stable_timescale', None),
         plateau_mode=plateau_mode,
-        step_on_epochs=not getattr(cfg, 'sched_on_updates', False),
+        step_on_epochs=not sched_on_updates,
     )
+
+
+# create_scheduler_v2's argument -> the attribute scheduler_kwargs reads it from, where they differ
+_ARG_ATTRS = {
+    'num_epochs': 'epochs', 'noise': 'lr_noise', 'noise_pct': 'lr_noise_pct', 'noise_std': 'lr_noise_std',
+    'noise_seed': 'seed', 'cycle_mul': 'lr_cycle_mul', 'cycle_decay': 'lr_cycle_decay',
+    'cycle_limit': 'lr_cycle_limit', 'k_decay': 'lr_k_decay', 'decay_fn': 'lr_decay_fn',
+    'stable_timescale': 'lr_stable_timescale',
+}
 
 
 def create_scheduler(args: Any, lr: float, updates_per_epoch: int = 0):
     """timm's ``create_scheduler(args, optimizer, updates_per_epoch)`` with the optimizer replaced by its ``lr``.
 
-    Returns ``(schedule, num_epochs)`` as :func:`create_scheduler_v2`.
+    Returns ``(schedule, num_epochs)`` as :func:`create_scheduler_v2`. A
+    bad value raises ``ValueError`` naming the ``args`` attribute it came
+    from where that is not the keyword's name (``args.epochs`` for
+    ``num_epochs``, ``args.lr_cycle_mul`` for ``cycle_mul``, ...).
     """
-    return create_scheduler_v2(lr, **scheduler_kwargs(args), updates_per_epoch=updates_per_epoch)
+    kwargs = scheduler_kwargs(args)
+    try:
+        return create_scheduler_v2(lr, **kwargs, updates_per_epoch=updates_per_epoch)
+    except ValueError as e:
+        match = re.match(r'Invalid (\w+)', str(e))
+        attr = _ARG_ATTRS.get(match.group(1)) if match else None
+        if attr is None:
+            raise
+        raise ValueError(f'{e} (from args.{attr})') from None
 
 
 def _unknown_sched(sched: Any) -> ValueError:
@@ -182,10 +205,31 @@ def create_scheduler_v2(
                 f'dataloader batches; expected an integer in [1, {INT32_MAX}]')
     check_range('warmup_epochs', warmup_epochs, 0, INT32_MAX, integer=True)
     check_range('cooldown_epochs', cooldown_epochs, 0, INT32_MAX, integer=True)
+    # the arguments the schedules receive renamed (min_lr -> lr_min, ...) or scaled by updates_per_epoch are checked
+    # here, so that a message names what the caller wrote
+    check_range('min_lr', min_lr, 0.0)
+    check_range('warmup_lr', warmup_lr, 0.0)
+    validate_noise_range('noise', noise, lengths=(1, 2))
+    if stable_timescale is not None:
+        check_range('stable_timescale', stable_timescale, 0.0, lo_open=True)
 
     if decay_epochs is None:
         # wsd / rsqrt decay over the last 20% of the stable + decay length, step every 90 epochs
         decay_epochs = 0.2 if sched in ('wsd', 'rsqrt') else 90
+    if sched in ('step', 'wsd', 'rsqrt'):
+        check_range('decay_epochs', decay_epochs, 0.0, lo_open=True)
+    if sched == 'multistep':
+        validate_milestones('decay_milestones', decay_milestones)
+    if sched in ('step', 'multistep', 'poly'):
+        # a multiplier per interval / milestone; the polynomial power for poly
+        check_range('decay_rate', decay_rate, 0.0)
+    elif sched == 'plateau':
+        check_range('decay_rate', decay_rate, 0.0, 1.0, hi_open=True)
+        check_range('patience_epochs', patience_epochs, 0, INT32_MAX, integer=True)
+        check_choice('plateau_mode', plateau_mode, PLATEAU_MODES)
+    elif sched == 'onecycle' and pct_start is None and warmup_epochs:
+        # the warmup is the ramp: pct_start = warmup_epochs / num_epochs
+        check_range('warmup_epochs', warmup_epochs, 0, num_epochs, integer=True)
 
     t_initial = num_epochs
     warmup_t = warmup_epochs

@@ -2,15 +2,29 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
 from .._validate import check_bool, check_range
-from ._common import INT32_MAX, NoiseRange, Schedule, linear_warmup, noise_fn, validate_noise, validate_warmup, with_noise
+from ._common import (
+    INT32_MAX, NoiseRange, Schedule, linear_warmup, noise_fn, validate_noise, validate_warmup, with_noise,
+)
 
-__all__ = ['multistep']
+__all__ = ['multistep', 'validate_milestones']
+
+
+def validate_milestones(name: str, milestones: Any) -> None:
+    """A non-empty sequence of finite, non-negative, non-decreasing milestones."""
+    if not isinstance(milestones, (list, tuple, np.ndarray)) or len(milestones) == 0:
+        raise ValueError(
+            f'Invalid {name}: {milestones!r}, expected a non-empty sequence of non-decreasing milestones '
+            '(a schedule without milestones is step or constant)')
+    for j, m in enumerate(milestones):
+        check_range(f'{name}[{j}]', m, 0.0)
+    if any(b < a for a, b in zip(milestones, milestones[1:])):
+        raise ValueError(f'Invalid {name}: {list(milestones)!r}, expected non-decreasing milestones')
 
 
 def multistep(
@@ -39,8 +53,8 @@ def multistep(
 
     Args:
         base_lr: initial lr.
-        decay_t: milestones, non-decreasing.
-        decay_rate: multiplier per milestone passed.
+        decay_t: milestones, non-empty, non-negative, non-decreasing.
+        decay_rate: multiplier per milestone passed, >= 0.
         warmup_t, warmup_lr_init, warmup_prefix: linear warmup.
         t_in_epochs: recorded only.
         noise_range_t, noise_pct, noise_std, noise_seed, noise_type: lr noise.
@@ -55,16 +69,11 @@ def multistep(
         timm quirk mirrored: the count is ``bisect_right(decay_t, t + 1)``, so
         milestone ``m`` takes effect at ``t = m - 1`` (one step earlier than
         ``torch.optim.lr_scheduler.MultiStepLR``). timm assumes sorted
-        milestones without checking; here unsorted ones raise ``ValueError``.
+        milestones without checking; here unsorted (or no) milestones raise ``ValueError``.
     """
     check_range('base_lr', base_lr, 0.0)
-    if not isinstance(decay_t, (list, tuple, np.ndarray)):
-        raise ValueError(f'Invalid decay_t: {decay_t!r}, expected a sequence of non-decreasing milestones')
-    for j, m in enumerate(decay_t):
-        check_range(f'decay_t[{j}]', m)
-    if any(b < a for a, b in zip(decay_t, decay_t[1:])):
-        raise ValueError(f'Invalid decay_t: {list(decay_t)!r}, expected non-decreasing milestones')
-    check_range('decay_rate', decay_rate)
+    validate_milestones('decay_t', decay_t)
+    check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign at every milestone
     validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
     check_bool('t_in_epochs', t_in_epochs)
     validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)

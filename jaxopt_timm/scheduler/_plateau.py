@@ -37,14 +37,33 @@ class PlateauState(NamedTuple):
     last_epoch: jax.Array
 
 
+PLATEAU_MODES = ('min', 'max')
+
+
+def _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode):
+    check_range('base_lr', base_lr, 0.0)
+    check_range('decay_rate', decay_rate, 0.0, 1.0, hi_open=True)
+    check_range('patience_t', patience_t, 0, INT32_MAX, integer=True)
+    check_range('threshold', threshold, 0.0)
+    check_range('cooldown_t', cooldown_t, 0, INT32_MAX, integer=True)
+    check_range('warmup_t', warmup_t, 0, INT32_MAX, integer=True)
+    check_range('warmup_lr_init', warmup_lr_init, 0.0)
+    check_range('lr_min', lr_min, 0.0)
+    check_choice('mode', mode, PLATEAU_MODES)
+
+
 class PlateauSchedule:
-    """A reduce-on-plateau lr state machine; build it with :func:`plateau`."""
+    """A reduce-on-plateau lr state machine; build it with :func:`plateau` (the arguments are checked here too)."""
 
     __slots__ = ('base_lr', 'decay_rate', 'patience_t', 'threshold', 'cooldown_t', 'warmup_t', 'warmup_lr_init',
                  'lr_min', 'mode', '_noise', '_warmup_step', 'name', '__weakref__')
 
     def __init__(self, base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode,
                  noise):
+        _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min,
+                          mode)
+        if noise is not None and not callable(noise):
+            raise ValueError(f'Invalid noise: {noise!r}, expected None or a function from noise_fn')
         self.base_lr = float(base_lr)
         self.decay_rate = float(decay_rate)
         self.patience_t = int(patience_t)
@@ -140,7 +159,8 @@ def plateau(
 
     Each ``step(state, epoch, metric)``:
 
-    * ``epoch <= warmup_t``: ``lr = warmup_lr_init + epoch (base_lr - warmup_lr_init) / warmup_t``; the metric is ignored.
+    * ``epoch <= warmup_t``: ``lr = warmup_lr_init + epoch (base_lr - warmup_lr_init) / warmup_t``; the metric
+      is ignored.
     * otherwise the metric improves when ``metric < best (1 - threshold)``
       ('min') or ``metric > best (1 + threshold)`` ('max'); after more than
       ``patience_t`` epochs without improvement (not counting ``cooldown_t``
@@ -175,15 +195,7 @@ def plateau(
         ``warmup_lr_init`` (timm's ``epoch <= warmup_t`` branch with a unit
         warmup slope); timm's training loop never steps epoch 0.
     """
-    check_range('base_lr', base_lr, 0.0)
-    check_range('decay_rate', decay_rate, 0.0, 1.0, hi_open=True)
-    check_range('patience_t', patience_t, 0, INT32_MAX, integer=True)
-    check_range('threshold', threshold, 0.0)
-    check_range('cooldown_t', cooldown_t, 0, INT32_MAX, integer=True)
-    check_range('warmup_t', warmup_t, 0, INT32_MAX, integer=True)
-    check_range('warmup_lr_init', warmup_lr_init, 0.0)
-    check_range('lr_min', lr_min, 0.0)
-    check_choice('mode', mode, ('min', 'max'))
+    _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode)
     validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     return PlateauSchedule(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min,

@@ -89,7 +89,7 @@ def step(
     Args:
         base_lr: initial lr.
         decay_t: decay interval, > 0.
-        decay_rate: multiplier per interval.
+        decay_rate: multiplier per interval, >= 0.
         warmup_t, warmup_lr_init, warmup_prefix: linear warmup.
         t_in_epochs: recorded only.
         noise_range_t, noise_pct, noise_std, noise_seed, noise_type: lr noise.
@@ -106,7 +106,7 @@ def step(
     """
     check_range('base_lr', base_lr, 0.0)
     check_range('decay_t', decay_t, 0.0, lo_open=True)
-    check_range('decay_rate', decay_rate)
+    check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign every interval
     validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
     check_bool('t_in_epochs', t_in_epochs)
     validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)

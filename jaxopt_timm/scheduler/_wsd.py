@@ -118,6 +118,10 @@ def wsd(
     validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     if stable_fn != 'constant':
         if stable_timescale is None:
+            if not warmup_t:
+                raise ValueError(
+                    f'Invalid stable_timescale: None, stable_fn={stable_fn!r} defaults it to warmup_t={warmup_t!r}; '
+                    'expected a value in (0, inf) (or a warmup)')
             stable_timescale = warmup_t
         check_range('stable_timescale', stable_timescale, 0.0, lo_open=True)
     base_lr, lr_min = float(base_lr), float(lr_min)

@@ -25,16 +25,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validate import resolve_dtype
 from ._rectify import one_minus_pow, rectified_step_size
-from ._tree import compute_dtype, upcast, safe_increment
+from ._tree import compute_dtype, safe_increment, state_dtype, upcast
 
 __all__ = ['ScaleByBeliefState', 'scale_by_belief']
 
 
 def _state_zeros(params: Any, dtype: Optional[Any] = None) -> Any:
-    """Zeros for the moments: ``dtype`` if given, else at least float32 (timm keeps fp32 state for bf16/fp16)."""
-    return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype or compute_dtype(p.dtype)), params)
+    """Zeros for the moments: ``dtype`` if given, else at least float32 (timm keeps fp32 state for bf16/fp16).
 
+    The package's :func:`jaxopt_timm.transforms.state_dtype` policy applied to
+    the leaf's compute dtype: a requested dtype wins, and only the default
+    differs from the other primitives (float32 rather than bfloat16 for
+    bfloat16 leaves, as timm's AdaBelief allocates its state).
+    """
+    return jax.tree.map(lambda p: jnp.zeros(p.shape, state_dtype(compute_dtype(p.dtype), dtype)), params)
 
 
 class ScaleByBeliefState(NamedTuple):
@@ -53,6 +59,7 @@ def scale_by_belief(
         rectify: bool = False,
         degenerated_to_sgd: bool = True,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""timm's AdaBelief direction (to be multiplied by ``-lr``).
 
@@ -73,14 +80,17 @@ def scale_by_belief(
         rectify: RAdam's rectified step.
         degenerated_to_sgd: below the rectification threshold, take an SGD-with-momentum step.
         mu_dtype: dtype of the first moment (default: the params' dtype, at least float32, as timm).
+        nu_dtype: dtype of the second moment ``exp_avg_var`` and its ``amsgrad`` maximum (default: as ``mu_dtype``).
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByBeliefState(
             count=jnp.zeros([], jnp.int32),
             exp_avg=_state_zeros(params, mu_dtype),
-            exp_avg_var=_state_zeros(params),
-            max_exp_avg_var=_state_zeros(params) if amsgrad else None,
+            exp_avg_var=_state_zeros(params, nu_dtype),
+            max_exp_avg_var=_state_zeros(params, nu_dtype) if amsgrad else None,
         )
 
     def update_fn(updates, state, params=None):

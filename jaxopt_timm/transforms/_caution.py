@@ -10,12 +10,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ._tree import compute_dtype
+
 __all__ = ['caution_mask', 'apply_caution', 'cautious']
 
 
 def caution_mask(update: jax.Array, grad: jax.Array) -> jax.Array:
-    """timm's per-tensor mask ``m / max(mean(m), 1e-3)`` with ``m = (update * grad > 0)``."""
-    mask = (update * grad > 0).astype(update.dtype)
+    """timm's per-tensor mask ``m / max(mean(m), 1e-3)`` with ``m = (update * grad > 0)``, in ``update``'s dtype.
+
+    When the two dtypes differ (a float32 state buffer against a bf16
+    gradient) the sign test runs in the wider one, as strict promotion needs.
+    """
+    if update.dtype != grad.dtype:
+        wide = max(compute_dtype(update.dtype), compute_dtype(grad.dtype), key=lambda d: d.itemsize)
+        mask = (update.astype(wide) * grad.astype(wide) > 0).astype(update.dtype)
+    else:
+        mask = (update * grad > 0).astype(update.dtype)
     if mask.size == 0:
         return mask
     return mask / jnp.maximum(jnp.mean(mask), jnp.asarray(1e-3, mask.dtype))

@@ -10,10 +10,12 @@ is JAX's, not torch's, which only matters when the Hessian is not diagonal.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+
+from ._tree import compute_dtype
 
 __all__ = ['rademacher_like', 'hutchinson_diagonal', 'hvp_from_loss']
 
@@ -31,20 +33,26 @@ def hutchinson_diagonal(
         key: jax.Array,
         like: Any,
         n_samples: int = 1,
+        *,
+        out_like: Optional[Any] = None,
 ) -> Tuple[Any, jax.Array]:
     """Estimate ``diag(H)`` as ``sum_k z_k * (H z_k) / n_samples``; returns ``(estimate, next key)``.
 
-    ``hvp_fn(v)`` returns ``H v`` as a tree shaped like ``like``. The estimate
-    is accumulated one probe at a time, ``h += (H z) * z / n``, the order timm
-    uses. Exact for any probe when ``H`` is diagonal.
+    ``hvp_fn(v)`` returns ``H v`` as a tree shaped like ``like`` (the probes
+    ``z`` take ``like``'s dtypes). The estimate is accumulated one probe at a
+    time, ``h += (H z) * z / n``, the order timm uses, in float32 for bf16/fp16
+    leaves, and returned in the dtypes of ``out_like``'s leaves (default:
+    ``like``'s). Exact for any probe when ``H`` is diagonal.
     """
-    estimate = jax.tree.map(jnp.zeros_like, like)
+    out_like = like if out_like is None else out_like
+    estimate = jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), compute_dtype(x.dtype)), like)
     for _ in range(n_samples):
         key, sub = jax.random.split(key)
         z = rademacher_like(sub, like)
         hz = hvp_fn(z)
-        estimate = jax.tree.map(lambda h, hv, zi: h + hv * zi / n_samples, estimate, hz, z)
-    return estimate, key
+        estimate = jax.tree.map(
+            lambda h, hv, zi: h + hv.astype(h.dtype) * zi.astype(h.dtype) / n_samples, estimate, hz, z)
+    return jax.tree.map(lambda h, o: h.astype(o.dtype), estimate, out_like), key
 
 
 def hvp_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any) -> Callable[[Any], Any]:

@@ -14,18 +14,46 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validate import resolve_dtype
 from ._rectify import one_minus_pow
-from ._tree import safe_increment, state_zeros, upcast
+from ._tree import cpu_fence, leaf_values, safe_increment, state_dtype, state_zeros, tree_any_nonzero, upcast
 
 __all__ = [
     'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
-    'rms_clip_factor',
+    'rms_clip_factor', 'with_state_dtype',
 ]
 
 
 def tree_zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
     """Zero state buffers: ``dtype`` if given, else :func:`state_dtype` of each leaf (its own; fp32 for fp16)."""
     return state_zeros(tree, dtype)
+
+
+def _to_state_dtype(tree: Any) -> Any:
+    return jax.tree.map(lambda x: x.astype(state_dtype(x.dtype)), tree)
+
+
+def with_state_dtype(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """Run a transform whose state takes its inputs' dtypes (optax's ``scale_by_rms``, ``trace``, ...) in the
+    :func:`jaxopt_timm.transforms.state_dtype` of each leaf.
+
+    ``init`` sees the params, and ``update`` the updates (and params), cast to
+    that dtype, so the state follows the package's policy (float32 for float16
+    leaves, the leaf's own dtype otherwise); the output is cast back to each
+    update's dtype. For float32 and bfloat16 leaves every cast is the identity
+    and the wrapped transform's math is unchanged.
+    """
+    inner = optax.with_extra_args_support(inner)
+
+    def init_fn(params):
+        return inner.init(_to_state_dtype(params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        out, new_state = inner.update(
+            _to_state_dtype(updates), state, None if params is None else _to_state_dtype(params), **extra_args)
+        return jax.tree.map(lambda o, g: o.astype(g.dtype), out, updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 class TorchMomentumState(NamedTuple):
@@ -37,28 +65,48 @@ def scale_by_torch_momentum(
         momentum: float = 0.9,
         dampening: float = 0.0,
         nesterov: bool = False,
+        weight_decay: Any = 0.0,
 ) -> optax.GradientTransformation:
-    """torch.optim.SGD's momentum: ``b <- m*b + (1-d)*g`` (``b <- g`` on the first step); nesterov ``g + m*b``."""
+    """torch.optim.SGD's momentum: ``b <- m*b + (1-d)*g`` (``b <- g`` on the first step); nesterov ``g + m*b``.
+
+    ``weight_decay`` (a float or per-leaf tree) folds torch's L2 term in: ``g <- g + wd*p`` first, the same
+    numbers as :func:`add_l2_weight_decay` in front. Folded, the Nesterov step reads ``g`` and ``p`` again
+    after the buffer is written instead of sharing ``g + wd*p`` between the two: XLA:CPU (no multi-output
+    fusion) would otherwise materialise that sum as a fresh full-size temporary every step.
+    """
 
     def init_fn(params):
         return TorchMomentumState(count=jnp.zeros([], jnp.int32), momentum_buffer=tree_zeros_like(params))
 
+    def decayed(updates, params):
+        if not tree_any_nonzero(weight_decay):
+            return updates
+        if params is None:
+            raise ValueError(
+                'scale_by_torch_momentum with weight_decay needs params: call update(grads, state, params)')
+        return jax.tree.map(
+            lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
+            updates, params, leaf_values(weight_decay, updates), is_leaf=lambda x: x is None)
+
     def update_fn(updates, state, params=None):
-        del params
         if not isinstance(momentum, jax.core.Tracer) and momentum == 0:
             # torch skips the buffer; a traced momentum (inject_hyperparams) takes the general path, equal at 0
-            return updates, state._replace(count=safe_increment(state.count))
+            return decayed(updates, params), state._replace(count=safe_increment(state.count))
         first = state.count == 0
 
         def buf_fn(g, b):
             g32 = upcast(g)
             return jnp.where(first, g32, momentum * upcast(b) + (1.0 - dampening) * g32).astype(b.dtype)
 
-        bufs = jax.tree.map(buf_fn, updates, state.momentum_buffer)
+        bufs = jax.tree.map(buf_fn, decayed(updates, params), state.momentum_buffer)
         if nesterov:
-            out = jax.tree.map(lambda g, b: (upcast(g) + momentum * upcast(b)).astype(g.dtype), updates, bufs)
-        else:
-            out = bufs
+            if tree_any_nonzero(weight_decay):
+                # the buffer is final before g + wd*p is recomputed for the direction (no shared temporary)
+                bufs, updates, params = cpu_fence((bufs, updates, params))
+            out = jax.tree.map(
+                lambda g, b: (upcast(g) + momentum * upcast(b)).astype(g.dtype), decayed(updates, params), bufs)
+        else:  # the buffer itself, in the update's dtype (a float16 leaf keeps a float32 buffer)
+            out = jax.tree.map(lambda g, b: b.astype(g.dtype), updates, bufs)
         return out, TorchMomentumState(count=safe_increment(state.count), momentum_buffer=bufs)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -91,6 +139,7 @@ def scale_by_adam(
         nesterov: bool = False,
         clipping_threshold: Optional[float] = None,
         mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adam's direction as torch computes it (Kingma & Ba, 2014, arXiv:1412.6980).
 
@@ -102,14 +151,21 @@ def scale_by_adam(
     ``nesterov`` uses timm NAdamW's look-ahead numerator ``m + (1-b1)(g - m)``;
     ``clipping_threshold`` divides each tensor's direction by
     :func:`rms_clip_factor` (StableAdamW, timm's ``clipping_threshold``).
+
+    ``mu_dtype`` is the dtype of ``exp_avg``, ``nu_dtype`` that of
+    ``exp_avg_sq`` and ``max_exp_avg_sq`` (default for both:
+    :func:`jaxopt_timm.transforms.state_dtype` of each leaf, its own dtype or
+    float32 for float16); the arithmetic is float32 or wider whatever they are.
     """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32),
             exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params),
-            max_exp_avg_sq=tree_zeros_like(params) if amsgrad else None,
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
+            max_exp_avg_sq=tree_zeros_like(params, nu_dtype) if amsgrad else None,
         )
 
     def update_fn(updates, state, params=None):

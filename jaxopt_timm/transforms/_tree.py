@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     'is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast', 'state_dtype',
-    'state_zeros',
+    'state_zeros', 'cpu_fence',
 ]
 
 
@@ -78,3 +78,23 @@ def state_dtype(param_dtype: Any, requested: Any = None) -> Any:
 def state_zeros(tree: Any, requested: Any = None) -> Any:
     """Zeros shaped like ``tree`` in :func:`state_dtype` of each leaf (``None`` leaves stay ``None``)."""
     return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), state_dtype(p.dtype, requested)), tree)
+
+
+def cpu_fence(tree: Any) -> Any:
+    """``tree`` unchanged, as an ordering point for XLA:CPU (``jax.lax.optimization_barrier``); identity elsewhere.
+
+    XLA:CPU has no multi-output fusion: each output of a step is its own loop, and an intermediate shared by
+    two loops is either recomputed in both or written to a fresh temporary. Two patterns cost a full extra
+    pass (plus page faults on the temporary) per step:
+
+    * the direction loop recomputing the new moments from the *old* state, which donation is about to
+      overwrite, so XLA copies the old state first: fencing the new state makes the direction read it;
+    * a multi-input intermediate (``g + wd*p``, ``sign(u) == sign(g)``) feeding the state loop and the
+      direction loop: fencing the raw inputs lets the second loop recompute it instead.
+
+    On GPU/TPU multi-output fusion already makes the step one pass, and a barrier would only split it, so
+    this is the identity on any other default backend.
+    """
+    if jax.default_backend() != 'cpu':
+        return tree
+    return jax.lax.optimization_barrier(tree)

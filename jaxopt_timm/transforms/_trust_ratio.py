@@ -37,7 +37,7 @@ from ._lr import LearningRate, leaf_lrs
 from ._tree import leaf_values, safe_increment
 from ._weight_decay import decoupled_decay_factor
 
-__all__ = ['trust_ratio', 'ScaleByTrustRatioState', 'scale_by_trust_ratio']
+__all__ = ['trust_ratio', 'ScaleByTrustRatioState', 'scale_by_trust_ratio', 'lamb_leaf_ratio', 'apply_leaf_ratio']
 
 
 def _norm(x: jax.Array) -> jax.Array:
@@ -67,6 +67,29 @@ def _adapts(wd: Any, always_adapt: bool) -> Any:
     if isinstance(wd, jax.core.Tracer):
         return wd != 0
     return bool(wd != 0)
+
+
+def lamb_leaf_ratio(u: jax.Array, p: jax.Array, wd: Any, lr: Any, *, trust_coeff: Any = 1.0, eps: Any = 0.0,
+                    trust_clip: bool = False, always_adapt: bool = False, decoupled_decay: bool = False,
+                    max_lr: Optional[float] = None) -> Optional[jax.Array]:
+    """One leaf's LAMB ratio ``||w|| / ||u||`` (see :func:`scale_by_trust_ratio`); None where the leaf never adapts."""
+    if _adapts(wd, always_adapt) is False:
+        return None
+    w = p
+    if decoupled_decay:
+        k = (decoupled_decay_factor(lr, max_lr) * wd).astype(p.dtype)
+        w = p + p * (-k)
+    ratio = trust_ratio(_norm(w), _norm(u), trust_coeff=trust_coeff, eps=eps)
+    return jnp.minimum(ratio, 1.0) if trust_clip else ratio
+
+
+def apply_leaf_ratio(u: jax.Array, ratio: Optional[jax.Array], wd: Any, always_adapt: bool) -> jax.Array:
+    """``u * ratio`` where the leaf adapts (a traced weight decay gates it at run time), else ``u``."""
+    if ratio is None:
+        return u
+    adapt = _adapts(wd, always_adapt)
+    out = u * ratio.astype(u.dtype)
+    return out if adapt is True else jnp.where(adapt, out, u)
 
 
 class ScaleByTrustRatioState(NamedTuple):
@@ -140,18 +163,9 @@ def scale_by_trust_ratio(
             lrs = jax.tree.map(lambda _: None, updates)
 
         def lamb_leaf(u, p, wd, lr):
-            adapt = _adapts(wd, always_adapt)
-            if adapt is False:
-                return u
-            w = p
-            if decoupled_decay:
-                k = (decoupled_decay_factor(lr, max_lr) * wd).astype(p.dtype)
-                w = p + p * (-k)
-            ratio = trust_ratio(_norm(w), _norm(u), trust_coeff=trust_coeff, eps=eps)
-            if trust_clip:
-                ratio = jnp.minimum(ratio, 1.0)
-            out = u * ratio.astype(u.dtype)
-            return out if adapt is True else jnp.where(adapt, out, u)
+            ratio = lamb_leaf_ratio(u, p, wd, lr, trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
+                                    always_adapt=always_adapt, decoupled_decay=decoupled_decay, max_lr=max_lr)
+            return apply_leaf_ratio(u, ratio, wd, always_adapt)
 
         def lars_leaf(g, p, wd, lr):
             adapt = _adapts(wd, always_adapt)

@@ -1,0 +1,484 @@
+"""The optimizer-step benchmark: ours against timm (torch) and optax, in one process and one run.
+
+Run from the repository root::
+
+    python -m benchmarks.step                       # every registered name, ResNet-50 and ViT-B/16 trees
+    python -m benchmarks.step --names adamw,lamb --trees resnet50 --reps 20
+    python -m benchmarks.step --extras growth,small,layer_decay --out benchmarks/results/cpu
+
+For each (tree, name) it measures, with fixed random grads:
+
+* ours: ``jt.create_optimizer_v2(params, name, lr=1e-3, weight_decay=0.05)``; the step
+  ``update + apply_updates`` jitted with params and state donated; median of ``--reps``
+  timed calls after a warm-up (``block_until_ready`` on every call); compile time = first
+  call minus the steady median; peak extra memory = XLA's ``temp_size_in_bytes`` of the
+  compiled step; state bytes per param from ``jax.eval_shape(init)``;
+* timm: ``timm.optim.create_optimizer_v2`` of the same name on ``torch.nn.Parameter``s of the
+  same shapes, ``opt.step()`` timed per call, with ``foreach=False`` (torch's CPU default),
+  ``foreach=True`` and, where torch has it (adam, adamw, sgd family), ``fused=True``;
+* optax: the closest optax alias (``OPTAX`` below), jitted and donated like ours;
+* the machine's streaming bandwidth on the same tree: a donated jitted ``x * a + b`` over every
+  leaf (reads and writes each float once, as an in-place optimizer pass does);
+* achieved bandwidth of each step under a compulsory-traffic model: params read + written,
+  grads read, every state byte read + written (AdamW: 4+4+4+2*8 = 28 bytes per float32 param).
+
+``--extras``: ``growth`` (AdamW/SGD/Lion/LAMB from 1M to 64M params in 16 equal leaves),
+``small`` (2,000 leaves of 1,000 floats: compile time and step; packing the leaves into one flat
+buffer is measured by ``benchmarks.packing``), ``layer_decay`` (26-group AdamW, see
+``benchmarks.layer_decay``). Writes ``results.md`` and ``results.json`` under ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxopt_timm as jt
+from benchmarks.trees import TREES, equal_leaves_shapes, make_tree, num_params
+from jaxopt_timm.cli._timm_loader import kron_eager, torch_module
+
+LR, WD = 1e-3, 0.05
+# ours and optax are timed with jt.compiler_options() (the CPU copy-insertion option; {} elsewhere) and with
+# XLA's defaults ("default" columns): the options change no number, only copies around donated state.
+XLA_OPTS = jt.compiler_options()
+
+# The closest optax alias of a registry name (None: optax has no counterpart). Same lr/weight decay.
+OPTAX: Dict[str, Callable[[], optax.GradientTransformation]] = {
+    'sgd': lambda: optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR, momentum=0.9, nesterov=True)),
+    'nesterov': lambda: optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR, momentum=0.9, nesterov=True)),
+    'momentum': lambda: optax.chain(optax.add_decayed_weights(WD), optax.sgd(LR, momentum=0.9)),
+    'sgdw': lambda: optax.chain(optax.sgd(LR, momentum=0.9, nesterov=True), optax.add_decayed_weights(-LR * WD)),
+    'adam': lambda: optax.chain(optax.add_decayed_weights(WD), optax.adam(LR)),
+    'adamw': lambda: optax.adamw(LR, weight_decay=WD),
+    'adamax': lambda: optax.chain(optax.add_decayed_weights(WD), optax.adamax(LR)),
+    'adagrad': lambda: optax.chain(optax.add_decayed_weights(WD), optax.adagrad(LR)),
+    'adadelta': lambda: optax.adadelta(LR, weight_decay=WD),
+    'rmsprop': lambda: optax.chain(optax.add_decayed_weights(WD), optax.rmsprop(LR, decay=0.9, momentum=0.9)),
+    'rmsproptf': lambda: optax.chain(optax.add_decayed_weights(WD),
+                                     optax.rmsprop(LR, decay=0.9, eps=1e-3, initial_scale=1.0, momentum=0.9)),
+    'lamb': lambda: optax.lamb(LR, weight_decay=WD),
+    'lars': lambda: optax.lars(LR, weight_decay=WD, momentum=0.9),
+    'lion': lambda: optax.lion(LR, weight_decay=WD),
+    'adabelief': lambda: optax.chain(optax.add_decayed_weights(WD), optax.adabelief(LR)),
+    'radam': lambda: optax.chain(optax.add_decayed_weights(WD), optax.radam(LR)),
+    'nadam': lambda: optax.chain(optax.add_decayed_weights(WD), optax.nadam(LR)),
+    'nadamw': lambda: optax.nadamw(LR, weight_decay=WD),
+    'novograd': lambda: optax.novograd(LR, weight_decay=WD),
+    'adafactor': lambda: optax.adafactor(LR, weight_decay_rate=WD),
+    'adopt': lambda: optax.contrib.adopt(LR),
+    'madgrad': lambda: optax.contrib.madgrad(LR, weight_decay=WD),
+    'muon': lambda: optax.contrib.muon(LR, weight_decay=WD),
+}
+
+# Names whose torch optimizer takes ``fused=True`` on CPU (torch's fused Adam/AdamW/SGD kernels).
+TORCH_FUSED = {'adam', 'adamw', 'sgd', 'nesterov', 'momentum'}
+
+# Elementwise optimizers (the issue's target list: <= torch's fastest, <= optax, >= 70% of streaming).
+ELEMENTWISE = [
+    'sgd', 'nesterov', 'momentum', 'sgdw', 'adam', 'adamw', 'lion', 'lamb', 'lars', 'adabelief', 'radam', 'nadam',
+    'nadamw', 'rmsproptf', 'adan', 'laprop', 'adopt', 'madgrad', 'novograd', 'mars',
+]
+SHAPE_AWARE = ['adafactor', 'adafactorbv', 'muon', 'kron', 'adahessian']
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# timing
+
+
+def _median_ms(times: List[float]) -> float:
+    return statistics.median(times) * 1e3
+
+
+def _time_calls(call: Callable[[], Any], reps: int, budget_s: float) -> Dict[str, Any]:
+    """First call (compile + run) then ``reps`` timed calls (fewer if one call exceeds the budget share)."""
+    t0 = time.perf_counter()
+    call()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    call()  # second warm-up: allocator and caches settle
+    second = time.perf_counter() - t0
+    n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    med = _median_ms(times)
+    return {'ms': round(med, 3), 'first_ms': round(first * 1e3, 1),
+            'compile_s': round(max(first * 1e3 - med, 0) / 1e3, 3), 'reps': n}
+
+
+class JaxStep:
+    """A jitted, donated ``params, state <- step(params, state, grads)`` of an optax transformation."""
+
+    def __init__(self, tx, params, grads, extra: Optional[Callable] = None, compiler_options=None):
+        self.grads = grads
+
+        def step(p, s, g):
+            kwargs = extra(p) if extra is not None else {}
+            updates, s = tx.update(g, s, p, **kwargs)
+            return optax.apply_updates(p, updates), s
+
+        self.jitted = jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options or None)
+        self.params = jax.tree.map(jnp.copy, params)
+        self.state = tx.init(self.params)
+        self.traces = 0
+        self._tx = tx
+
+    def memory(self) -> Optional[int]:
+        try:
+            compiled = self.jitted.lower(self.params, self.state, self.grads).compile()
+            return int(compiled.memory_analysis().temp_size_in_bytes)
+        except Exception:  # noqa: BLE001 - backends without memory analysis
+            return None
+
+    def __call__(self):
+        self.params, self.state = self.jitted(self.params, self.state, self.grads)
+        jax.block_until_ready(self.params)
+
+
+def stream_bandwidth(params, reps: int) -> Dict[str, Any]:
+    """GB/s of a donated jitted ``x * a + b`` over every leaf (8 bytes per float32: one read, one write)."""
+    fn = jax.jit(lambda t: jax.tree.map(lambda x: x * jnp.asarray(0.999, x.dtype) + jnp.asarray(1e-6, x.dtype), t),
+                 donate_argnums=0)
+    box = [jax.tree.map(jnp.copy, params)]
+
+    def call():
+        box[0] = fn(box[0])
+        jax.block_until_ready(box[0])
+
+    r = _time_calls(call, max(reps, 20), 30.0)
+    nbytes = sum(2 * x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+    r['gbps'] = round(nbytes / (r['ms'] * 1e-3) / 1e9, 2)
+    return r
+
+
+def state_bytes(tx, params) -> int:
+    state = jax.eval_shape(tx.init, params)
+    return sum(int(np.prod(x.shape)) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(state)
+               if hasattr(x, 'shape') and x.ndim > 0)
+
+
+def traffic_bytes(params, n_state_bytes: int) -> int:
+    """Compulsory traffic of an in-place step: params read + written, grads read, state read + written."""
+    p = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
+    return 3 * p + 2 * n_state_bytes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ours / optax / timm
+
+
+def _ours_kwargs(name: str) -> Dict[str, Any]:
+    return {}
+
+
+def _hvp_extra(name: str):
+    """AdaHessian needs ``hvp_fn``: H v of a cheap separable loss (0.5 * sum p^2) on both sides."""
+    if not jt.get_optimizer_info(name).second_order:
+        return None
+    return lambda p: {'hvp_fn': jt.optim.hvp_fn_from_loss(
+        lambda q: sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(q)), p)}
+
+
+def bench_jax(tx, params, grads, reps, budget_s, extra=None, compiler_options=None) -> Dict[str, Any]:
+    step = JaxStep(tx, params, grads, extra, compiler_options)
+    r = _time_calls(step, reps, budget_s)
+    r['temp_bytes'] = step.memory()
+    r['state_bytes'] = state_bytes(tx, params)
+    del step
+    gc.collect()
+    return r
+
+
+def _torch_params(shapes: Dict[str, tuple], seed: int):
+    rng = np.random.default_rng(seed)
+    return torch_module({name: rng.standard_normal(shape, dtype=np.float32) * 0.02 for name, shape in shapes.items()})
+
+
+def _timm_mode(name: str):
+    """timm's Kron wraps helpers in torch.compile when dynamo imports; benchmark its eager path (no C++ toolchain)."""
+    return kron_eager() if fnmatch.fnmatch(name, 'kron*') else contextlib.nullcontext()
+
+
+def bench_timm(name: str, shapes, variant: str, reps: int, budget_s: float) -> Optional[Dict[str, Any]]:
+    import torch
+    from jaxopt_timm.cli._timm_loader import load_timm
+    timm_optim = load_timm()[0]
+    root = _torch_params(shapes, seed=0)
+    rng = np.random.default_rng(1)
+    params = list(root.parameters())
+    second_order = jt.get_optimizer_info(name).second_order
+    kwargs = {'foreach': False} if variant == 'loop' else {'foreach': True} if variant == 'foreach' else {'fused': True}
+    try:
+        with _timm_mode(name):
+            try:
+                opt = timm_optim.create_optimizer_v2(root, name, lr=LR, weight_decay=WD, **kwargs)
+            except TypeError as e:
+                if variant != 'loop' or 'foreach' not in str(e):
+                    raise
+                # timm's own classes (Kron, Muon, Adahessian, ...) have one implementation: time it as 'loop'
+                opt = timm_optim.create_optimizer_v2(root, name, lr=LR, weight_decay=WD)
+    except (TypeError, ValueError, RuntimeError) as e:
+        return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:80]}'}
+    grads = [torch.from_numpy(rng.standard_normal(p.shape, dtype=np.float32) * 0.02) for p in params]
+
+    if second_order:
+        def call():
+            opt.zero_grad(set_to_none=True)
+            loss = sum(0.5 * (p * p).sum() for p in params)
+            loss.backward(create_graph=True)
+            t0 = time.perf_counter()
+            opt.step()
+            return time.perf_counter() - t0
+    else:
+        for p, g in zip(params, grads):
+            p.grad = g
+
+        def call():
+            t0 = time.perf_counter()
+            opt.step()
+            return time.perf_counter() - t0
+
+    with _timm_mode(name), torch.no_grad() if not second_order else contextlib.nullcontext():
+        try:
+            first = call()
+        except (TypeError, RuntimeError) as e:
+            return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:80]}'}
+        second = call()
+        n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
+        times = [call() for _ in range(n)]
+    med = _median_ms(times)
+    state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
+                if torch.is_tensor(t) and t.dim() > 0)
+    return {'ms': round(med, 3), 'first_ms': round(first * 1e3, 1), 'reps': n, 'state_bytes': int(state)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# suite
+
+
+def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
+    shapes = TREES[tree_name]()
+    n = num_params(shapes)
+    params = make_tree(shapes, seed=0)
+    grads = make_tree(shapes, seed=1)
+    stream = stream_bandwidth(params, args.reps)
+    print(f'# {tree_name}: {n / 1e6:.1f}M params, {len(shapes)} leaves; stream {stream["gbps"]} GB/s '
+          f'({stream["ms"]} ms for 8 B/param)', flush=True)
+    rows = []
+    for name in names:
+        row: Dict[str, Any] = {'name': name}
+        tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name))
+        row['ours'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)
+        if XLA_OPTS and name in ELEMENTWISE:  # the options only remove copies of donated elementwise state
+            row['ours_default'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name))
+        sb = row['ours']['state_bytes']
+        row['state_bytes_per_param'] = round(sb / n, 3)
+        row['traffic_bytes_per_param'] = round(traffic_bytes(params, sb) / n, 3)
+        row['ours']['gbps'] = round(traffic_bytes(params, sb) / (row['ours']['ms'] * 1e-3) / 1e9, 2)
+        row['ours']['pct_stream'] = round(100 * row['ours']['gbps'] / stream['gbps'], 1)
+        base = name
+        if base in OPTAX and not args.no_optax:
+            row['optax'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget, None, XLA_OPTS)
+            if XLA_OPTS and name in ELEMENTWISE:
+                row['optax_default'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget)
+        if not args.no_torch:
+            variants = ['loop', 'foreach'] + (['fused'] if base in TORCH_FUSED else [])
+            for v in variants:
+                row[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
+                gc.collect()
+        torch_ms = [row[k]['ms'] for k in row if k.startswith('timm_') and row[k] and 'ms' in row[k]]
+        row['torch_best_ms'] = min(torch_ms) if torch_ms else None
+        row['vs_torch'] = round(row['ours']['ms'] / row['torch_best_ms'], 3) if torch_ms else None
+        row['vs_optax'] = round(row['ours']['ms'] / row['optax']['ms'], 3) if 'optax' in row else None
+        row['compile_vs_optax'] = (round(row['ours']['compile_s'] / max(row['optax']['compile_s'], 1e-3), 3)
+                                   if 'optax' in row else None)
+        rows.append(row)
+        print(_row_md(row), flush=True)
+    return {'tree': tree_name, 'params': n, 'leaves': len(shapes), 'stream': stream, 'rows': rows}
+
+
+def _fmt(x, digits=1):
+    return '-' if x is None else f'{x:.{digits}f}'
+
+
+def _ms(row, key):
+    r = row.get(key)
+    return _fmt(r['ms']) if r and 'ms' in r else '-'
+
+
+ROW_HEADER = ('| name | ours ms | ours default ms | timm loop | timm foreach | torch fused | optax | optax default | '
+              'ours/torch best | ours/optax | GB/s (% stream) | state B/param | compile s (optax) | temp MB |\n'
+              '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+
+
+def _row_md(row) -> str:
+    o = row['ours']
+    temp = '-' if o.get('temp_bytes') is None else f'{o["temp_bytes"] / 2**20:.1f}'
+    comp = _fmt(o['compile_s'], 2) + (f' ({row["optax"]["compile_s"]:.2f})' if 'optax' in row else '')
+    return (f'| {row["name"]} | {o["ms"]:.1f} | {_ms(row, "ours_default")} | {_ms(row, "timm_loop")} | '
+            f'{_ms(row, "timm_foreach")} | {_ms(row, "timm_fused")} | {_ms(row, "optax")} | '
+            f'{_ms(row, "optax_default")} | '
+            f'{_fmt(row["vs_torch"], 2)} | '
+            f'{_fmt(row["vs_optax"], 2)} | {o["gbps"]:.1f} ({o["pct_stream"]:.0f}%) | '
+            f'{row["state_bytes_per_param"]:.2f} | {comp} | {temp} |')
+
+
+def run_growth(args) -> List[Dict[str, Any]]:
+    out = []
+    for name in ('adamw', 'sgd', 'lion', 'lamb'):
+        for total in (1 << 20, 1 << 22, 1 << 24, 1 << 26):
+            shapes = equal_leaves_shapes(total)
+            params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
+            tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
+            r = {'name': name, 'params': total, 'ours': bench_jax(tx, params, grads, args.reps, args.budget)}
+            if name in OPTAX and not args.no_optax:
+                r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget)
+            if not args.no_torch:
+                for v in ['foreach'] + (['fused'] if name in TORCH_FUSED else []):
+                    r[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
+            sb = r['ours']['state_bytes']
+            r['ours']['gbps'] = round(traffic_bytes(params, sb) / (r['ours']['ms'] * 1e-3) / 1e9, 2)
+            r['ns_per_param'] = round(r['ours']['ms'] * 1e6 / total, 3)
+            out.append(r)
+            print(f'growth {name} {total / 2**20:.0f}Mi: ours {r["ours"]["ms"]:.2f} ms '
+                  f'({r["ns_per_param"]} ns/param, {r["ours"]["gbps"]} GB/s), optax {_ms(r, "optax")}, '
+                  f'torch foreach {_ms(r, "timm_foreach")}, fused {_ms(r, "timm_fused")}', flush=True)
+            del params, grads
+            gc.collect()
+    return out
+
+
+def run_small(names: List[str], args) -> List[Dict[str, Any]]:
+    shapes = TREES['small2000']()
+    params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
+    out = []
+    for name in names:
+        tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
+        r = {'name': name, 'ours': bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)}
+        if name in OPTAX and not args.no_optax and not args.skip_slow_optax:
+            r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget, None, XLA_OPTS)
+        if not args.no_torch:
+            for v in ['loop', 'foreach'] + (['fused'] if name in TORCH_FUSED else []):
+                r[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
+        torch_ms = [r[k]['ms'] for k in r if k.startswith('timm_') and r[k] and 'ms' in r[k]]
+        r['torch_best_ms'] = min(torch_ms) if torch_ms else None
+        out.append(r)
+        print(f'small2000 {name}: ours {r["ours"]["ms"]:.2f} ms (compile {r["ours"]["compile_s"]:.2f} s)'
+              + f', optax {_ms(r, "optax")}, torch best {_fmt(r["torch_best_ms"], 2)}', flush=True)
+    return out
+
+
+def to_markdown(result: Dict[str, Any]) -> str:
+    lines = [f'Machine: {result["machine"]}', '']
+    for tree in result['trees']:
+        lines += [f'### {tree["tree"]}: {tree["params"] / 1e6:.1f}M params, {tree["leaves"]} leaves; streaming '
+                  f'{tree["stream"]["gbps"]} GB/s', '', ROW_HEADER]
+        lines += [_row_md(r) for r in tree['rows']]
+        lines.append('')
+    if result.get('growth'):
+        lines += ['### Growth (16 equal leaves)', '', '| name | params | ours ms | ns/param | GB/s | optax ms | '
+                  'torch foreach ms | torch fused ms |', '|---|---|---|---|---|---|---|---|']
+        for r in result['growth']:
+            lines.append(f'| {r["name"]} | {r["params"] / 2**20:.0f}Mi | {r["ours"]["ms"]:.2f} | {r["ns_per_param"]} | '
+                         f'{r["ours"]["gbps"]} | {_ms(r, "optax")} | {_ms(r, "timm_foreach")} | '
+                         f'{_ms(r, "timm_fused")} |')
+        lines.append('')
+    if result.get('small'):
+        lines += ['### 2,000 leaves of 1,000 floats', '', '| name | ours ms | compile s | optax ms | optax compile s '
+                  '| torch best ms | ours/torch best |', '|---|---|---|---|---|---|---|']
+        for r in result['small']:
+            o = r.get('optax')
+            vs = r['ours']['ms'] / r['torch_best_ms'] if r['torch_best_ms'] else None
+            lines.append(f'| {r["name"]} | {r["ours"]["ms"]:.2f} | {r["ours"]["compile_s"]:.2f} | '
+                         f'{_fmt(o and o["ms"], 2)} | {_fmt(o and o["compile_s"], 2)} | '
+                         f'{_fmt(r["torch_best_ms"], 2)} | '
+                         f'{_fmt(vs, 2)} |')
+        lines.append('')
+    if result.get('layer_decay'):
+        ld = result['layer_decay']
+        lines += ['### Layer decay (ViT-B/16, AdamW)', '', f'{ld["groups"]} groups: {ld["layer_decay_ms"]} ms vs '
+                  f'{ld["single_group_ms"]} ms single group, ratio {ld["ratio"]}', '']
+    return '\n'.join(lines)
+
+
+def _select(spec: str) -> List[str]:
+    all_names = list(jt.list_optimizers())
+    if spec == 'all':
+        return all_names
+    if spec == 'targets':
+        return [n for n in ELEMENTWISE + SHAPE_AWARE if n in all_names]
+    out = []
+    for pat in spec.split(','):
+        hits = fnmatch.filter(all_names, pat)
+        if not hits:
+            raise SystemExit(f'--names: {pat!r} matches no registered optimizer')
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name')), cpu)
+    except OSError:
+        pass
+    return (f'{cpu}, {os.cpu_count()} cores; jax {jax.__version__} ({jax.default_backend()}: {jax.devices()[0]}), '
+            f'optax {optax.__version__}, python {sys.version.split()[0]}')
+
+
+def main(argv=None) -> Dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--trees', default='resnet50,vitb16', help=f'comma list of {sorted(TREES)}')
+    ap.add_argument('--names', default='targets', help="'all', 'targets' (the issue's list) or comma globs")
+    ap.add_argument('--reps', type=int, default=20)
+    ap.add_argument('--budget', type=float, default=60.0, help='seconds per measurement before reps are cut (>= 5)')
+    ap.add_argument('--extras', default='', help='comma list of growth, small, layer_decay')
+    ap.add_argument('--small-names', default='adamw,sgd,lion,lamb,adafactor,muon')
+    ap.add_argument('--skip-slow-optax', action='store_true', help='skip optax on the 2,000-leaf tree (LAMB: minutes)')
+    ap.add_argument('--no-torch', action='store_true')
+    ap.add_argument('--no-optax', action='store_true')
+    ap.add_argument('--out', default=None, help='directory for results.md and results.json')
+    args = ap.parse_args(argv)
+
+    names = _select(args.names)
+    result: Dict[str, Any] = {'machine': machine(), 'lr': LR, 'weight_decay': WD, 'trees': []}
+    print(result['machine'], flush=True)
+    for tree in [t for t in args.trees.split(',') if t]:
+        result['trees'].append(run_tree(tree, names, args))
+    extras = set(filter(None, args.extras.split(',')))
+    if 'growth' in extras:
+        result['growth'] = run_growth(args)
+    if 'small' in extras:
+        result['small'] = run_small(_select(args.small_names), args)
+    if 'layer_decay' in extras:
+        from benchmarks import layer_decay
+        result['layer_decay'] = layer_decay.main(['--reps', str(args.reps)])
+    md = to_markdown(result)
+    print(md)
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, 'results.md'), 'w') as f:
+            f.write(md + '\n')
+        with open(os.path.join(args.out, 'results.json'), 'w') as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == '__main__':
+    main()
