@@ -5,9 +5,9 @@ Run: ``python -m benchmarks.packing [--leaves 2000] [--size 1000] [--reps 20]``.
 Three AdamW steps on ``--leaves`` leaves of ``--size`` floats, each jitted with params and state donated:
 
 * ``per_leaf``: ``jt.optim.adamw`` as registered (one fused loop per output per leaf);
-* ``packed``: the state kept as one flat buffer; each step concatenates the grads and params
-  (``optimization_barrier`` keeps the concatenation from being fused into every consumer), runs the
-  same ``adamw`` on the flat arrays, and slices the flat update back into leaves;
+* ``packed``: ``jt.transforms.packed(adamw)``: the state kept as one flat buffer; each step
+  concatenates the grads and params (``optimization_barrier`` keeps the concatenation from being fused
+  into every consumer), runs the same ``adamw`` on the flat arrays, and slices the update back;
 * ``optax.flatten``: optax's own ravel/unravel wrapper around the same ``adamw``.
 
 Reported: trace (lower) and XLA compile seconds, steady step ms (median), and the largest deviation
@@ -26,28 +26,6 @@ import jax.numpy as jnp
 import optax
 
 import jaxopt_timm as jt
-
-
-def packed(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Run ``inner`` (elementwise, scalar hyperparameters) on all leaves concatenated into one vector."""
-
-    def flat(tree):
-        return jax.lax.optimization_barrier(jnp.concatenate([x.reshape(-1) for x in jax.tree.leaves(tree)]))
-
-    def init_fn(params):
-        return inner.init(jnp.zeros((sum(x.size for x in jax.tree.leaves(params)),), jnp.float32))
-
-    def update_fn(updates, state, params=None):
-        flat_updates, state = inner.update(flat(updates), state, None if params is None else flat(params))
-        flat_updates = jax.lax.optimization_barrier(flat_updates)
-        leaves, treedef = jax.tree.flatten(updates)
-        out, offset = [], 0
-        for x in leaves:
-            out.append(flat_updates[offset:offset + x.size].reshape(x.shape))
-            offset += x.size
-        return jax.tree.unflatten(treedef, out), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def _time(tx, params, grads, reps):
@@ -89,7 +67,7 @@ def main(argv=None):
     grads = {f'p{i:05d}': jnp.full((args.size,), 0.01 * (1 + i % 7)) for i in range(args.leaves)}
     result, finals = {}, {}
     for key, tx in (('per_leaf', jt.optim.adamw(1e-3, weight_decay=0.05)),
-                    ('packed', packed(jt.optim.adamw(1e-3, weight_decay=0.05))),
+                    ('packed', jt.transforms.packed(jt.optim.adamw(1e-3, weight_decay=0.05))),
                     ('optax_flatten', optax.flatten(jt.optim.adamw(1e-3, weight_decay=0.05)))):
         result[key], finals[key] = _time(tx, params, grads, args.reps)
         result[key]['max_dev'] = float(max(jnp.max(jnp.abs(a - b)) for a, b in zip(

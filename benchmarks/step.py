@@ -134,7 +134,9 @@ class JaxStep:
 
         self.jitted = jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options or None)
         self.params = jax.tree.map(jnp.copy, params)
-        self.state = tx.init(self.params)
+        # a fresh buffer per state leaf: some inits (optax.contrib.madgrad's x0) return the params themselves,
+        # and donating params and state together would then donate one buffer twice
+        self.state = jax.tree.map(lambda x: jnp.copy(x) if isinstance(x, jax.Array) else x, tx.init(self.params))
         self.traces = 0
         self._tx = tx
 
@@ -195,8 +197,12 @@ def _hvp_extra(name: str):
 
 
 def bench_jax(tx, params, grads, reps, budget_s, extra=None, compiler_options=None) -> Dict[str, Any]:
-    step = JaxStep(tx, params, grads, extra, compiler_options)
-    r = _time_calls(step, reps, budget_s)
+    try:
+        step = JaxStep(tx, params, grads, extra, compiler_options)
+        r = _time_calls(step, reps, budget_s)
+    except Exception as e:  # noqa: BLE001 - one failing measurement is reported, the suite goes on
+        return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:120]}', 'ms': float('nan'),
+                'compile_s': float('nan'), 'state_bytes': state_bytes(tx, params), 'temp_bytes': None}
     r['temp_bytes'] = step.memory()
     r['state_bytes'] = state_bytes(tx, params)
     del step
@@ -284,7 +290,7 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
         row: Dict[str, Any] = {'name': name}
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name))
         row['ours'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)
-        if XLA_OPTS and name in ELEMENTWISE:  # the options only remove copies of donated elementwise state
+        if XLA_OPTS and name in ELEMENTWISE and args.default_variants:  # the options remove state copies
             row['ours_default'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name))
         sb = row['ours']['state_bytes']
         row['state_bytes_per_param'] = round(sb / n, 3)
@@ -294,7 +300,7 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
         base = name
         if base in OPTAX and not args.no_optax:
             row['optax'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget, None, XLA_OPTS)
-            if XLA_OPTS and name in ELEMENTWISE:
+            if XLA_OPTS and name in ELEMENTWISE and args.default_variants:
                 row['optax_default'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget)
         if not args.no_torch:
             variants = ['loop', 'foreach'] + (['fused'] if base in TORCH_FUSED else [])
@@ -340,14 +346,15 @@ def _row_md(row) -> str:
 
 def run_growth(args) -> List[Dict[str, Any]]:
     out = []
-    for name in ('adamw', 'sgd', 'lion', 'lamb'):
+    for name in args.growth_names.split(','):
         for total in (1 << 20, 1 << 22, 1 << 24, 1 << 26):
             shapes = equal_leaves_shapes(total)
             params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
             tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
-            r = {'name': name, 'params': total, 'ours': bench_jax(tx, params, grads, args.reps, args.budget)}
+            r = {'name': name, 'params': total, 'ours': bench_jax(tx, params, grads, args.reps, args.budget, None,
+                                                                 XLA_OPTS)}
             if name in OPTAX and not args.no_optax:
-                r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget)
+                r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget, None, XLA_OPTS)
             if not args.no_torch:
                 for v in ['foreach'] + (['fused'] if name in TORCH_FUSED else []):
                     r[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
@@ -450,7 +457,10 @@ def main(argv=None) -> Dict[str, Any]:
     ap.add_argument('--budget', type=float, default=60.0, help='seconds per measurement before reps are cut (>= 5)')
     ap.add_argument('--extras', default='', help='comma list of growth, small, layer_decay')
     ap.add_argument('--small-names', default='adamw,sgd,lion,lamb,adafactor,muon')
+    ap.add_argument('--growth-names', default='adamw,sgd,lion,lamb')
     ap.add_argument('--skip-slow-optax', action='store_true', help='skip optax on the 2,000-leaf tree (LAMB: minutes)')
+    ap.add_argument('--no-default-variants', dest='default_variants', action='store_false',
+                    help='skip the XLA-default-options runs of ours and optax')
     ap.add_argument('--no-torch', action='store_true')
     ap.add_argument('--no-optax', action='store_true')
     ap.add_argument('--out', default=None, help='directory for results.md and results.json')
