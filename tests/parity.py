@@ -28,6 +28,7 @@ import optax
 import torch
 
 import jaxopt_timm as jt
+from jaxopt_timm.cli._parity import drift, to_tree  # the CLI's parity run uses the same problem
 from timm_ref import load_timm, torch_module
 
 TOL = 2e-4  # the issue's parity bound: relative to the largest displacement
@@ -59,24 +60,8 @@ def make_arrays(seed: int = 0, shapes: Optional[Dict[str, tuple]] = None):
     return init, a, b, d
 
 
-def to_tree(flat: Dict[str, Any]) -> Dict[str, Any]:
-    """{'conv.weight': x} -> {'conv': {'weight': x}} (names round-trip through jt's leaf naming)."""
-    tree: Dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split('.')
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
 def from_tree(tree: Any) -> Dict[str, np.ndarray]:
     return {name: np.asarray(leaf) for name, leaf in jt.optim.named_leaves(tree)}
-
-
-def drift(t):
-    return np.float32(np.sin(0.7 * t))
 
 
 def jax_loss(params, a, b, d, s):

@@ -80,7 +80,8 @@ def _arrays(seed: int):
     return init, a, b, d
 
 
-def _tree(flat: Dict[str, Any]) -> Dict[str, Any]:
+def to_tree(flat: Dict[str, Any]) -> Dict[str, Any]:
+    """{'conv.weight': x} -> {'conv': {'weight': x}} (names round-trip through jt's leaf naming)."""
     tree: Dict[str, Any] = {}
     for name, value in flat.items():
         node = tree
@@ -91,7 +92,8 @@ def _tree(flat: Dict[str, Any]) -> Dict[str, Any]:
     return tree
 
 
-def _drift(t: int) -> np.float32:
+def drift(t: int) -> np.float32:
+    """The time-varying factor of the parity loss's linear term (shared with the test harness)."""
     return np.float32(np.sin(0.7 * t))
 
 
@@ -137,7 +139,7 @@ def _timm_run(torch, timm_optim, name, init, a, b, d, steps, seed, second_order,
     opt = timm_optim.create_optimizer_v2(root, name, **kwargs)
     for t in range(steps):
         opt.zero_grad(set_to_none=True)
-        s = float(_drift(t))
+        s = float(drift(t))
         loss = sum((0.5 * ta[k] * p * p + (tb[k] + td[k] * s) * p + 0.025 * p ** 4).sum() for k, p in named.items())
         loss.backward(create_graph=second_order)
         opt.step()
@@ -161,8 +163,8 @@ def optimizer_parity(name: str, steps: int = 30, seed: int = 0, as_is: bool = Fa
         warnings.filterwarnings('ignore', message='Using backward', category=UserWarning)
         theirs = _timm_run(torch, timm_optim, name, init, a, b, d, steps, seed, info.second_order, kwargs)
 
-    params = _tree({k: jnp.asarray(v) for k, v in init.items()})
-    ja, jb, jd = (_tree({k: jnp.asarray(v) for k, v in c.items()}) for c in (a, b, d))
+    params = to_tree({k: jnp.asarray(v) for k, v in init.items()})
+    ja, jb, jd = (to_tree({k: jnp.asarray(v) for k, v in c.items()}) for c in (a, b, d))
     tx = jt.create_optimizer_v2(params, name, **kwargs, **ours_only)
     state = tx.init(params)
 
@@ -180,7 +182,7 @@ def optimizer_parity(name: str, steps: int = 30, seed: int = 0, as_is: bool = Fa
         return optax.apply_updates(params, updates), state
 
     for t in range(steps):
-        params, state = step(params, state, jnp.asarray(_drift(t)))
+        params, state = step(params, state, jnp.asarray(drift(t)))
     ours = {n: np.asarray(v) for n, v in jt.optim.named_leaves(params)}
     max_abs = max(float(np.max(np.abs(ours[k] - theirs[k]))) for k in theirs)
     disp = max(float(np.max(np.abs(theirs[k] - init[k]))) for k in theirs)
