@@ -6,7 +6,10 @@ Run from the repository root::
     python -m benchmarks.step --names adamw,lamb --trees resnet50 --reps 20
     python -m benchmarks.step --extras growth,small,layer_decay --out benchmarks/results/cpu
 
-For each (tree, name) it measures, with fixed random grads:
+For each (tree, name) it measures, with fixed random grads. The JAX side (ours, optax, streaming)
+holds the tree's kernels in Flax's layout by default (conv ``(kH, kW, I, O)``, Dense ``(in, out)``:
+what a Flax model holds; shape-aware names get ``layout='flax'``), timm holds the same tensors in
+torch's layout; ``--jax-layout torch`` gives the JAX side torch's shapes as they are.
 
 * ours: ``jt.create_optimizer_v2(params, name, lr=1e-3, weight_decay=0.05)``; the step
   ``update + apply_updates`` jitted with params and state donated; median of ``--reps``
@@ -47,7 +50,7 @@ import numpy as np
 import optax
 
 import jaxopt_timm as jt
-from benchmarks.trees import TREES, equal_leaves_shapes, make_tree, num_params
+from benchmarks.trees import TREES, equal_leaves_shapes, flax_shapes, make_tree, num_params
 from jaxopt_timm.cli._timm_loader import kron_eager, torch_module
 
 LR, WD = 1e-3, 0.05
@@ -184,8 +187,14 @@ def traffic_bytes(params, n_state_bytes: int) -> int:
 # ours / optax / timm
 
 
-def _ours_kwargs(name: str) -> Dict[str, Any]:
-    return {}
+# Names whose shape rules read the layout (factoring, Newton-Schulz matrices, conv averaging, Kron's factors).
+LAYOUT_AWARE = {'adafactor', 'adafactorbv', 'adafactorbvc', 'adahessian', 'adamuon', 'cadafactor', 'cadafactorbv',
+                'cadafactorbvc', 'kron', 'kronc', 'kronw', 'muon', 'nadamuon', 'nmuon'}
+
+
+def _ours_kwargs(name: str, layout: str = 'torch') -> Dict[str, Any]:
+    """Ours on a Flax-layout tree is told so where the layout changes the math (the same tensors as timm's)."""
+    return {'layout': layout} if layout != 'torch' and name in LAYOUT_AWARE else {}
 
 
 def _hvp_extra(name: str):
@@ -278,17 +287,18 @@ def bench_timm(name: str, shapes, variant: str, reps: int, budget_s: float) -> O
 
 
 def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
-    shapes = TREES[tree_name]()
+    shapes = TREES[tree_name]()  # torch layout: timm's side
+    jax_shapes = flax_shapes(shapes) if args.jax_layout == 'flax' else shapes
     n = num_params(shapes)
-    params = make_tree(shapes, seed=0)
-    grads = make_tree(shapes, seed=1)
+    params = make_tree(jax_shapes, seed=0)
+    grads = make_tree(jax_shapes, seed=1)
     stream = stream_bandwidth(params, args.reps)
-    print(f'# {tree_name}: {n / 1e6:.1f}M params, {len(shapes)} leaves; stream {stream["gbps"]} GB/s '
-          f'({stream["ms"]} ms for 8 B/param)', flush=True)
+    print(f'# {tree_name}: {n / 1e6:.1f}M params, {len(shapes)} leaves, JAX side in {args.jax_layout} layout; '
+          f'stream {stream["gbps"]} GB/s ({stream["ms"]} ms for 8 B/param)', flush=True)
     rows = []
     for name in names:
         row: Dict[str, Any] = {'name': name}
-        tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name))
+        tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name, args.jax_layout))
         row['ours'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)
         if XLA_OPTS and name in ELEMENTWISE and args.default_variants:  # the options remove state copies
             row['ours_default'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name))
@@ -315,7 +325,8 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
                                    if 'optax' in row else None)
         rows.append(row)
         print(_row_md(row), flush=True)
-    return {'tree': tree_name, 'params': n, 'leaves': len(shapes), 'stream': stream, 'rows': rows}
+    return {'tree': tree_name, 'params': n, 'leaves': len(shapes), 'jax_layout': args.jax_layout,
+            'stream': stream, 'rows': rows}
 
 
 def _fmt(x, digits=1):
@@ -393,8 +404,8 @@ def run_small(names: List[str], args) -> List[Dict[str, Any]]:
 def to_markdown(result: Dict[str, Any]) -> str:
     lines = [f'Machine: {result["machine"]}', '']
     for tree in result['trees']:
-        lines += [f'### {tree["tree"]}: {tree["params"] / 1e6:.1f}M params, {tree["leaves"]} leaves; streaming '
-                  f'{tree["stream"]["gbps"]} GB/s', '', ROW_HEADER]
+        lines += [f'### {tree["tree"]}: {tree["params"] / 1e6:.1f}M params, {tree["leaves"]} leaves; JAX side in '
+                  f'{tree.get("jax_layout", "torch")} layout; streaming {tree["stream"]["gbps"]} GB/s', '', ROW_HEADER]
         lines += [_row_md(r) for r in tree['rows']]
         lines.append('')
     if result.get('growth'):
@@ -452,6 +463,9 @@ def machine() -> str:
 def main(argv=None) -> Dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--trees', default='resnet50,vitb16', help=f'comma list of {sorted(TREES)}')
+    ap.add_argument('--jax-layout', default='flax', choices=('flax', 'torch'),
+                    help="layout of the JAX side's kernels: 'flax' (conv (kH, kW, I, O), Dense (in, out): what a Flax "
+                         "model holds) or 'torch' (timm's shapes as they are); timm always gets torch's layout")
     ap.add_argument('--names', default='targets', help="'all', 'targets' (the issue's list) or comma globs")
     ap.add_argument('--reps', type=int, default=20)
     ap.add_argument('--budget', type=float, default=60.0, help='seconds per measurement before reps are cut (>= 5)')

@@ -1,4 +1,11 @@
-"""Realistic parameter trees (PyTorch layouts, timm names) for the benchmarks."""
+"""Realistic parameter trees (timm names) for the benchmarks.
+
+Shapes are written in PyTorch's layouts (what timm's torch optimizers see). The JAX side of the
+benchmark runs on the same tensors in Flax's layouts (``flax_shapes``): a Flax model stores a conv
+kernel as ``(kH, kW, I, O)`` and a Dense kernel as ``(in, out)``. The layout matters on XLA:CPU,
+whose elementwise loops vectorize the trailing dimension: the ``(O, I, 3, 3)`` torch layout leaves
+it 3 wide (AdamW on ResNet-50's tree: 33.6 ms in torch layout, 16.2 ms in Flax layout, 2-core CPU).
+"""
 from __future__ import annotations
 
 from typing import Dict, Tuple
@@ -35,6 +42,23 @@ VIT_GROUP_MATCHER = {
     'stem': r'^cls_token|pos_embed|patch_embed',
     'blocks': [(r'^blocks\.(\d+)', None), (r'^norm', (99999,))],
 }
+
+
+def flax_shape(name: str, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The Flax layout of a torch-layout weight: conv ``(O, I, *k) -> (*k, I, O)``, Linear ``(out, in) -> (in, out)``.
+
+    Only ``*.weight`` leaves are kernels; tokens and position embeddings keep their shape.
+    """
+    if not name.endswith('weight') or len(shape) < 2:
+        return tuple(shape)
+    if len(shape) == 2:
+        return (shape[1], shape[0])
+    return tuple(shape[2:]) + (shape[1], shape[0])
+
+
+def flax_shapes(shapes: Dict[str, Tuple[int, ...]]) -> Dict[str, Tuple[int, ...]]:
+    """Every leaf of a torch-layout shape table in Flax's layout (same names, same sizes)."""
+    return {name: flax_shape(name, shape) for name, shape in shapes.items()}
 
 
 def make_tree(shapes: Dict[str, Tuple[int, ...]], seed: int = 0, dtype=jnp.float32):

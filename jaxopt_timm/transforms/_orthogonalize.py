@@ -18,6 +18,8 @@ from typing import Any, Mapping, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
+from jaxopt_timm.transforms._tree import cpu_fence
+
 __all__ = ['NS_COEFFICIENTS', 'resolve_ns_coefficients', 'ns_coefficient_sequence', 'orthogonalize_via_newton_schulz']
 
 Coefficients = Tuple[Tuple[float, float, float], ...]
@@ -143,6 +145,9 @@ def orthogonalize_via_newton_schulz(
     else:
         denom = jnp.maximum(norm.astype(jnp.float32), jnp.float32(eps)).astype(dtype)
     x = (x32 / denom.astype(jnp.float32)).astype(dtype)
+    # materialized before the products: XLA:CPU would otherwise fold an incoming transpose into the first
+    # product as a (0, 0)-contracting bfloat16 dot, which its runtime rejects (UNIMPLEMENTED in DotThunk)
+    x = cpu_fence(x)
     for a, b, c in coeffs:
         xt = jnp.swapaxes(x, -1, -2)
         gram = _fused_mm(1.0, x, xt, 0.0, None, dtype)

@@ -1,0 +1,68 @@
+"""The benchmark's trees and its layout switch: the JAX side gets the same tensors as timm, in Flax's layout.
+
+``python -m benchmarks.step`` times timm on torch-layout tensors and ours on the same
+tensors in Flax's layout (what a Flax model holds). These tests keep that comparison
+fair: same leaf names and sizes, kernels permuted as Flax stores them, and every name
+whose math reads the layout told so (the set is probed from the registry, so a new
+layout-aware optimizer cannot be benchmarked with the wrong shape rule).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxopt_timm as jt
+from benchmarks import step
+from benchmarks.trees import TREES, flax_shape, flax_shapes, num_params
+
+
+@pytest.mark.parametrize('tree', ['resnet50', 'vitb16', 'vitl16', 'small2000'])
+def test_flax_shapes_same_tensors(tree):
+    shapes = TREES[tree]()
+    fl = flax_shapes(shapes)
+    assert list(fl) == list(shapes)
+    assert num_params(fl) == num_params(shapes)
+    for name, shape in shapes.items():
+        assert sorted(fl[name]) == sorted(shape), name
+
+
+@pytest.mark.parametrize('name, shape, expected', [
+    ('layer1.0.conv2.weight', (64, 32, 3, 3), (3, 3, 32, 64)),   # conv (O, I, kH, kW) -> (kH, kW, I, O)
+    ('layer1.0.conv1.weight', (64, 256, 1, 1), (1, 1, 256, 64)),
+    ('fc.weight', (1000, 2048), (2048, 1000)),                  # Linear (out, in) -> Dense (in, out)
+    ('fc.bias', (1000,), (1000,)),
+    ('bn1.weight', (64,), (64,)),
+    ('cls_token', (1, 1, 768), (1, 1, 768)),                    # not kernels: unchanged
+    ('pos_embed', (1, 197, 768), (1, 197, 768)),
+])
+def test_flax_shape(name, shape, expected):
+    assert flax_shape(name, shape) == expected
+
+
+def test_layout_aware_names_are_the_ones_that_take_layout():
+    params = {'w': jnp.ones((3, 3, 4, 8)), 'b': jnp.ones((8,))}
+    takes = set()
+    for name in jt.list_optimizers():
+        try:
+            jt.create_optimizer_v2(params, name, lr=1e-3, layout='flax')
+        except ValueError as e:  # the factory names the arguments an optimizer does not take
+            assert "['layout']" in str(e), str(e)
+            continue
+        takes.add(name)
+    assert takes == step.LAYOUT_AWARE
+
+
+def test_ours_kwargs():
+    assert step._ours_kwargs('adafactor', 'flax') == {'layout': 'flax'}
+    assert step._ours_kwargs('adafactor', 'torch') == {}
+    assert step._ours_kwargs('adamw', 'flax') == {}
+
+
+def test_flax_tree_factors_like_timm():
+    """Adafactor on a Flax-layout conv kernel keeps the factored state timm keeps on the torch tensor."""
+    torch_shape = (64, 32, 3, 3)
+    fl = flax_shape('conv.weight', torch_shape)
+    ours = jt.create_optimizer_v2({'conv': {'weight': jnp.ones(fl)}}, 'adafactor', lr=1e-3, layout='flax')
+    ref = jt.create_optimizer_v2({'conv': {'weight': jnp.ones(torch_shape)}}, 'adafactor', lr=1e-3)
+    sizes = lambda tx, p: sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(tx.init(p)))
+    assert sizes(ours, {'conv': {'weight': jnp.ones(fl)}}) == sizes(ref, {'conv': {'weight': jnp.ones(torch_shape)}})
