@@ -33,13 +33,9 @@ TEMP_BOUND = {
     'adafactor': (0.67, 'factored second moment: the row/col statistics and the normalised update'),
     'adafactorbv': (0.33, 'factored second moment (big_vision)'),
     'adafactorbvc': (0.33, 'factored second moment (big_vision)'),
-    'adagrad': (1.0, 'L2-decayed gradient shared by the accumulator and the step'),
     'adahessian': (2.0, 'Hutchinson probes and the Hessian-vector product'),
     'adamp': (1.0, 'projection: cosine similarities need the direction before the projected step'),
     'adamuon': (0.67, 'Newton-Schulz iterates'),
-    'adopt': (1.0, 'clipped normalised gradient shared by the momentum and the step'),
-    'adoptc': (1.0, 'clipped normalised gradient shared by the momentum and the step'),
-    'adoptw': (1.0, 'clipped normalised gradient shared by the momentum and the step'),
     'kron': (4.5, 'Kronecker-factored preconditioner products'),
     'kronc': (4.5, 'Kronecker-factored preconditioner products'),
     'kronw': (4.5, 'Kronecker-factored preconditioner products'),
@@ -53,12 +49,11 @@ TEMP_BOUND = {
     'nadamuon': (0.67, 'Newton-Schulz iterates'),
     'nmuon': (0.67, 'Newton-Schulz iterates'),
     'rmsprop': (1.0, 'L2-decayed gradient shared by the square average and the step'),
-    'rmsproptf': (1.0, 'L2-decayed gradient shared by the square average and the step'),
     'sgdp': (1.0, 'projection: cosine similarities need the direction before the projected step'),
 }
 TEMP_BOUND.update({name: (bound, _CAUTION) for name, bound in {
     'cadafactor': 1.0, 'cadafactorbv': 0.67, 'cadafactorbvc': 0.67, 'cadamc': 2.0, 'cadamp': 3.0, 'cadamw': 2.0,
-    'cadan': 1.0, 'cadanw': 1.0, 'cadopt': 2.0, 'cadoptc': 2.0, 'cadoptw': 2.0, 'clamb': 3.0, 'clambw': 3.0,
+    'cadan': 1.0, 'cadanw': 1.0, 'cadopt': 2.0, 'cadoptc': 1.0, 'cadoptw': 1.0, 'clamb': 3.0, 'clambw': 3.0,
     'claprop': 1.0, 'clion': 1.0, 'clionc': 1.0, 'cmars': 1.0, 'cnadamc': 2.0, 'cnadamw': 2.0, 'crmsproptf': 2.0,
     'csgdc': 2.0, 'csgdp': 3.0, 'csgdw': 2.0,
 }.items()})

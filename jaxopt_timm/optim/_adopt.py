@@ -14,8 +14,8 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, lr_at, resolve_max_lr, safe_increment,
-    scale_by_learning_rate, tree_zeros_like,
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, cpu_fence, leaf_values, lr_at,
+    resolve_max_lr, safe_increment, scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
 
@@ -41,6 +41,7 @@ def scale_by_adopt(
         eps: float = 1e-6,
         clip_exp: Optional[float] = 0.333,
         *,
+        weight_decay: Any = 0.0,
         mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
@@ -51,6 +52,10 @@ def scale_by_adopt(
     stabilising clip; none when ``clip_exp`` is None), ``m <- lerp(m, n, 1-b1)``,
     output ``m``, then ``v <- b2*v + (1-b2)*g^2``. optax has no ADOPT.
 
+    ``weight_decay`` (float or per-leaf tree) folds timm's L2 term in
+    (``g <- g + wd*p`` before both moments): the second moment recomputes it
+    after the first moment is stored instead of sharing the sum, which
+    XLA:CPU (no multi-output fusion) would write to a full-size temporary.
     ``m`` is kept in ``mu_dtype`` and ``v`` in ``nu_dtype`` (default: the
     params' dtype, float32 for float16 params); low-precision leaves are
     computed in float32 and the output has the gradient's dtype.
@@ -64,29 +69,45 @@ def scale_by_adopt(
             exp_avg_sq=tree_zeros_like(params, nu_dtype))
 
     def update_fn(updates, state, params=None):
-        del params
+        l2 = tree_any_nonzero(weight_decay)
+        if l2 and params is None:
+            raise ValueError('scale_by_adopt with weight_decay needs params: call update(grads, state, params)')
         first = state.count == 0
         count = safe_increment(state.count)
         clip = None if clip_exp is None else (count.astype(jnp.float32) - 1.0) ** jnp.float32(clip_exp)
+        wds = leaf_values(weight_decay, updates)
+        ps = params if l2 else jax.tree.map(lambda _: None, updates)
 
-        def leaf(g_in, m_in, v_in):
-            cdt = compute_dtype(g_in.dtype)  # float32 for low-precision leaves
-            g, m, v = g_in.astype(cdt), m_in.astype(cdt), v_in.astype(cdt)
-            normed = g / jnp.maximum(jnp.sqrt(v), jnp.asarray(eps, cdt))
+        def grad(g_in, p, wd):
+            g = g_in.astype(compute_dtype(g_in.dtype))  # float32 for low-precision leaves
+            return g + (wd * p).astype(g.dtype) if l2 else g
+
+        def first_moment(g_in, m_in, v_in, p, wd):
+            if g_in is None:
+                return None
+            g = grad(g_in, p, wd)
+            cdt = g.dtype
+            normed = g / jnp.maximum(jnp.sqrt(v_in.astype(cdt)), jnp.asarray(eps, cdt))
             if clip is not None:
                 c = clip.astype(cdt)
                 normed = jnp.clip(normed, -c, c)
-            m_new = torch_lerp(m, normed, 1.0 - b1).astype(m_in.dtype)
-            out = jnp.where(first, jnp.zeros_like(g_in), m_new.astype(g_in.dtype))
-            m = jnp.where(first, m_in, m_new)
-            v = jnp.where(first, v + g * g, v * b2 + (1.0 - b2) * g * g).astype(v_in.dtype)
-            return out, m, v
+            m_new = torch_lerp(m_in.astype(cdt), normed, 1.0 - b1).astype(m_in.dtype)
+            return jnp.where(first, m_in, m_new)
 
-        res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(res)
-        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
-        return pick(0), ScaleByAdoptState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2))
+        def second_moment(g_in, v_in, p, wd):
+            if g_in is None:
+                return None
+            g = grad(g_in, p, wd)
+            v = v_in.astype(g.dtype)
+            return jnp.where(first, v + g * g, v * b2 + (1.0 - b2) * g * g).astype(v_in.dtype)
+
+        none_leaf = lambda x: x is None  # noqa: E731
+        mu = jax.tree.map(first_moment, updates, state.exp_avg, state.exp_avg_sq, ps, wds, is_leaf=none_leaf)
+        # m is stored before v overwrites the v it was normalised by, and the step reads the stored m
+        mu, g_again, v_again, p_again = cpu_fence((mu, updates, state.exp_avg_sq, ps))
+        nu = jax.tree.map(second_moment, g_again, v_again, p_again, wds, is_leaf=none_leaf)
+        out = jax.tree.map(lambda g, m: jnp.where(first, jnp.zeros_like(g), m.astype(g.dtype)), updates, mu)
+        return out, ScaleByAdoptState(count=count, exp_avg=mu, exp_avg_sq=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -167,10 +188,13 @@ def adopt(
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled)
     mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    l2 = 0.0 if decoupled else weight_decay
+    # the L2 term is folded into the direction, except under caution, whose mask reads the decayed gradient
+    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp, weight_decay=0.0 if caution else l2,
+                               mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return optax.chain(
         optax.scale(-1.0) if maximize else optax.identity(),
-        add_l2_weight_decay(0.0 if decoupled else weight_decay),
+        add_l2_weight_decay(l2 if caution else 0.0),
         cautious(direction) if caution else direction,
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(

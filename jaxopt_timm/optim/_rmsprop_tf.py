@@ -11,16 +11,62 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate,
-    with_state_dtype,
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, leaf_values, resolve_max_lr,
+    scale_by_learning_rate, tree_any_nonzero, with_state_dtype,
 )
 from ._registry import OptimInfo
 
 __all__ = ['rmsprop_tf']
+
+
+def _rms_with_l2(normalise: optax.GradientTransformation, rest: list, weight_decay: Any, centered: bool,
+                 eps: float) -> optax.GradientTransformation:
+    """``chain(add_l2_weight_decay(weight_decay), normalise, *rest)`` with the L2 sum computed twice.
+
+    Same state (``normalise``'s, then each of ``rest``'s; ``normalise``'s alone when ``rest`` is empty)
+    and the same numbers as the chain; the
+    difference is where XLA:CPU puts ``g + wd*p``. Chained, the sum feeds both the second-moment loop and
+    the direction loop and is written to a full-size temporary (no multi-output fusion). Here
+    ``normalise`` (optax's ``scale_by_rms``/``scale_by_stddev`` with ``eps_in_sqrt``) updates its
+    moments from one copy of the sum, and after :func:`cpu_fence` the direction recomputes the sum and
+    scales it by the *stored* moments with optax's formula, ``g * rsqrt(nu - mu**2 + eps)``.
+    """
+    inner = optax.chain(normalise, *rest) if rest else normalise
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError('RMSpropTF with weight_decay needs params: call update(grads, state, params)')
+        wds = leaf_values(weight_decay, updates)
+
+        def l2(g_tree, p_tree):
+            return jax.tree.map(lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
+                                g_tree, p_tree, wds, is_leaf=lambda x: x is None)
+
+        if not rest:
+            state = (state,)
+        _, moments = normalise.update(l2(updates, params), state[0])
+        moments, updates, params = cpu_fence((moments, updates, params))  # stored before the sum is recomputed
+        mus = moments.mu if centered else jax.tree.map(lambda _: None, updates)
+
+        def scaled(g, nu, mu):
+            if g is None:
+                return None
+            var = nu if mu is None else nu - jnp.real(jnp.conj(mu) * mu)
+            return jax.lax.rsqrt(var + eps) * g
+
+        out = jax.tree.map(scaled, l2(updates, params), moments.nu, mus, is_leaf=lambda x: x is None)
+        new_state = [moments]
+        for tx, s in zip(rest, state[1:]):
+            out, s = tx.update(out, s, params)
+            new_state.append(s)
+        return out, tuple(new_state) if rest else moments
+
+    return optax.GradientTransformation(inner.init, update_fn)
 
 
 def rmsprop_tf(
@@ -104,21 +150,30 @@ def rmsprop_tf(
     # inputs' dtype, so with_state_dtype feeds them the policy's dtype (the identity but for float16 leaves).
     rms = optax.scale_by_stddev if centered else optax.scale_by_rms
     normalise = rms(decay=alpha, eps=eps, initial_scale=1.0, eps_in_sqrt=True)
+    l2 = 0.0 if decoupled_decay else weight_decay
+    # caution's mask compares with the decayed gradient, so there the L2 term stays in front of the direction;
+    # elsewhere it is folded in (_rms_with_l2: no full-size temporary for the sum on XLA:CPU)
+    fold = not caution and tree_any_nonzero(l2)
+
+    def direction_of(*rest):
+        return with_state_dtype(
+            _rms_with_l2(normalise, list(rest), l2, centered, eps) if fold
+            else optax.chain(normalise, *rest) if rest else normalise)
+
     # timm's `momentum > 0`; an array momentum (inject_hyperparams) counts as on, so init and update agree.
     if isinstance(momentum, jax.Array) or momentum > 0:
         if lr_in_momentum:
             # TF folds the (scheduled, per-group) lr into the buffer before the momentum sum.
-            direction = optax.chain(
-                normalise, scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum))
-            direction = with_state_dtype(direction)
+            direction = direction_of(
+                scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum))
             step = [cautious(direction) if caution else direction, optax.scale(-1.0)]
         else:
-            direction = with_state_dtype(optax.chain(normalise, optax.trace(momentum)))
+            direction = direction_of(optax.trace(momentum))
             step = [cautious(direction) if caution else direction, scale_by_learning_rate(learning_rate, lr_scale)]
     else:
-        step = [with_state_dtype(normalise), scale_by_learning_rate(learning_rate, lr_scale)]
+        step = [direction_of(), scale_by_learning_rate(learning_rate, lr_scale)]
     return optax.with_extra_args_support(optax.chain(
-        add_l2_weight_decay(0.0 if decoupled_decay else weight_decay),
+        add_l2_weight_decay(0.0 if fold else l2),
         *step,
         add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
     ))

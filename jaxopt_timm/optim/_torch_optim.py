@@ -22,8 +22,8 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_adam,
-    scale_by_learning_rate, state_dtype, tree_zeros_like, upcast, with_state_dtype,
+    add_decoupled_weight_decay, add_l2_weight_decay, cpu_fence, leaf_values, one_minus_pow, safe_increment,
+    scale_by_adam, scale_by_learning_rate, state_dtype, tree_any_nonzero, tree_zeros_like, upcast, with_state_dtype,
 )
 from ._registry import OptimInfo
 
@@ -265,6 +265,8 @@ def scale_by_torch_adagrad(
         lr_decay: float = 0.0,
         initial_accumulator_value: float = 0.0,
         eps: float = 1e-10,
+        *,
+        weight_decay: Any = 0.0,
 ) -> optax.GradientTransformation:
     r"""torch's Adagrad direction: ``g / (sqrt(s) + eps) / (1 + (t-1) * lr_decay)`` with ``s += g^2``.
 
@@ -272,7 +274,10 @@ def scale_by_torch_adagrad(
     has no ``lr_decay``, so it differs from torch; this primitive follows
     torch (``s`` starts at ``initial_accumulator_value``, :math:`t` counts
     from 1). The lr decay divides the step, so folding it into the direction
-    leaves the later ``-lr`` multiply unchanged.
+    leaves the later ``-lr`` multiply unchanged. ``weight_decay`` (float or
+    per-leaf tree) folds torch's L2 term in (``g <- g + wd*p``): the direction
+    recomputes it after the sum is stored rather than sharing it, which
+    XLA:CPU (no multi-output fusion) would write to a full-size temporary.
     """
 
     def init_fn(params):
@@ -282,11 +287,26 @@ def scale_by_torch_adagrad(
                 lambda p: jnp.full(p.shape, initial_accumulator_value, state_dtype(p.dtype)), params))
 
     def update_fn(updates, state, params=None):
-        del params
+        l2 = tree_any_nonzero(weight_decay)
+        if l2 and params is None:
+            raise ValueError('scale_by_torch_adagrad with weight_decay needs params: call update(grads, state, params)')
+        wds = leaf_values(weight_decay, updates)
+        ps = params if l2 else jax.tree.map(lambda _: None, updates)
+
+        def grad(g, p, wd):  # add_l2_weight_decay's sum, in the gradient's dtype
+            return upcast(g + (wd * p).astype(g.dtype) if l2 else g)
+
         decay = 1.0 + state.count.astype(jnp.float32) * jnp.asarray(lr_decay, jnp.float32)
-        sums = jax.tree.map(lambda g, s: (upcast(s) + upcast(g) * upcast(g)).astype(s.dtype), updates, state.sum)
+        none_leaf = lambda x: x is None  # noqa: E731
+        sums = jax.tree.map(
+            lambda g, s, p, wd: None if g is None else (upcast(s) + grad(g, p, wd) ** 2).astype(s.dtype),
+            updates, state.sum, ps, wds, is_leaf=none_leaf)
+        if l2:
+            sums, updates, ps = cpu_fence((sums, updates, ps))  # the sum is stored before g + wd*p is recomputed
         out = jax.tree.map(
-            lambda g, s: (upcast(g) / (jnp.sqrt(upcast(s)) + eps) / decay).astype(g.dtype), updates, sums)
+            lambda g, s, p, wd: None if g is None else (grad(g, p, wd) / (jnp.sqrt(upcast(s)) + eps) / decay).astype(
+                g.dtype),
+            updates, sums, ps, wds, is_leaf=none_leaf)
         return out, ScaleByTorchAdagradState(count=safe_increment(state.count), sum=sums)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -333,8 +353,7 @@ def adagrad(
     check_bool('maximize', maximize)
     return optax.chain(
         _maybe_negate(maximize),
-        add_l2_weight_decay(weight_decay),
-        scale_by_torch_adagrad(lr_decay, initial_accumulator_value, eps),
+        scale_by_torch_adagrad(lr_decay, initial_accumulator_value, eps, weight_decay=weight_decay),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
 
