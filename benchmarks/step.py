@@ -42,7 +42,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +81,7 @@ OPTAX: Dict[str, Callable[[], optax.GradientTransformation]] = {
     'nadamw': lambda: optax.nadamw(LR, weight_decay=WD),
     'novograd': lambda: optax.novograd(LR, weight_decay=WD),
     'adafactor': lambda: optax.adafactor(LR, weight_decay_rate=WD),
-    'adopt': lambda: optax.contrib.adopt(LR),
+    'adopt': lambda: optax.chain(optax.add_decayed_weights(WD), optax.contrib.adopt(LR)),  # timm's adopt: L2
     'madgrad': lambda: optax.contrib.madgrad(LR, weight_decay=WD),
     'muon': lambda: optax.contrib.muon(LR, weight_decay=WD),
 }
@@ -107,21 +107,61 @@ def _median_ms(times: List[float]) -> float:
 
 def _time_calls(call: Callable[[], Any], reps: int, budget_s: float) -> Dict[str, Any]:
     """First call (compile + run) then ``reps`` timed calls (fewer if one call exceeds the budget share)."""
-    t0 = time.perf_counter()
-    call()
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    call()  # second warm-up: allocator and caches settle
-    second = time.perf_counter() - t0
-    n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
-    times = []
-    for _ in range(n):
+    def timed():
         t0 = time.perf_counter()
         call()
-        times.append(time.perf_counter() - t0)
-    med = _median_ms(times)
-    return {'ms': round(med, 3), 'first_ms': round(first * 1e3, 1),
-            'compile_s': round(max(first * 1e3 - med, 0) / 1e3, 3), 'reps': n}
+        return time.perf_counter() - t0
+    return time_interleaved({'x': (timed, None)}, reps, budget_s)['x']
+
+
+# A variant under measurement: a call that runs one step and returns its seconds, and a finisher that adds
+# the variant's own figures (memory, state bytes) to its result after timing.
+Variant = Tuple[Callable[[], float], Optional[Callable[[Dict[str, Any]], None]]]
+
+
+def _error(e: BaseException, width: int = 120) -> Dict[str, Any]:
+    return {'error': f'{type(e).__name__}: {(str(e).splitlines() or [""])[0][:width]}'}
+
+
+def time_interleaved(variants: Dict[str, Any], reps: int, budget_s: float) -> Dict[str, Dict[str, Any]]:
+    """Time every variant in rounds, one call of each per round, so drift on a shared machine hits all alike.
+
+    Each variant gets a first call (compile + run) and a second warm-up, then ``reps`` timed calls (fewer,
+    at least 5, if its calls would exceed ``budget_s``), interleaved round by round with the others.
+    ``variants`` values are :data:`Variant` pairs, or result dicts (a preparation error) passed through.
+    """
+    results: Dict[str, Dict[str, Any]] = {}
+    live: Dict[str, Dict[str, Any]] = {}
+    for key, v in variants.items():
+        if isinstance(v, dict):
+            results[key] = v
+            continue
+        call, finish = v
+        try:
+            first = call()
+            second = call()  # second warm-up: allocator and caches settle
+        except Exception as e:  # noqa: BLE001 - one failing measurement is reported, the suite goes on
+            results[key] = _error(e)
+            continue
+        n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
+        live[key] = {'call': call, 'finish': finish, 'first': first, 'n': n, 'times': []}
+    for rnd in range(max((m['n'] for m in live.values()), default=0)):
+        for key, m in list(live.items()):
+            if rnd >= m['n']:
+                continue
+            try:
+                m['times'].append(m['call']())
+            except Exception as e:  # noqa: BLE001
+                results[key] = _error(e)
+                del live[key]
+    for key, m in live.items():
+        med = _median_ms(m['times'])
+        r = {'ms': round(med, 3), 'min_ms': round(min(m['times']) * 1e3, 3), 'first_ms': round(m['first'] * 1e3, 1),
+             'compile_s': round(max(m['first'] * 1e3 - med, 0) / 1e3, 3), 'reps': m['n']}
+        if m['finish'] is not None:
+            m['finish'](r)
+        results[key] = r
+    return results
 
 
 class JaxStep:
@@ -205,18 +245,34 @@ def _hvp_extra(name: str):
         lambda q: sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(q)), p)}
 
 
-def bench_jax(tx, params, grads, reps, budget_s, extra=None, compiler_options=None) -> Dict[str, Any]:
+def jax_variant(tx, params, grads, extra=None, compiler_options=None) -> Any:
+    """Ours or optax as a :data:`Variant` (a jitted donated step), or an error result."""
     try:
         step = JaxStep(tx, params, grads, extra, compiler_options)
-        r = _time_calls(step, reps, budget_s)
-    except Exception as e:  # noqa: BLE001 - one failing measurement is reported, the suite goes on
-        return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:120]}', 'ms': float('nan'),
-                'compile_s': float('nan'), 'state_bytes': state_bytes(tx, params), 'temp_bytes': None}
-    r['temp_bytes'] = step.memory()
-    r['state_bytes'] = state_bytes(tx, params)
-    del step
-    gc.collect()
-    return r
+    except Exception as e:  # noqa: BLE001
+        return _jax_error(e, tx, params)
+
+    def call():
+        t0 = time.perf_counter()
+        step()
+        return time.perf_counter() - t0
+
+    def finish(r):
+        r['temp_bytes'] = step.memory()
+        r['state_bytes'] = state_bytes(tx, params)
+    return call, finish
+
+
+def _jax_error(e: BaseException, tx, params) -> Dict[str, Any]:
+    return _jax_failed(_error(e), tx, params)
+
+
+def _jax_failed(r: Dict[str, Any], tx, params) -> Dict[str, Any]:
+    """A JAX result that failed (no 'ms'), with the fields the tables read."""
+    if 'ms' in r:
+        return r
+    return {**r, 'ms': float('nan'), 'compile_s': float('nan'), 'state_bytes': state_bytes(tx, params),
+            'temp_bytes': None}
 
 
 def _torch_params(shapes: Dict[str, tuple], seed: int):
@@ -229,7 +285,8 @@ def _timm_mode(name: str):
     return kron_eager() if fnmatch.fnmatch(name, 'kron*') else contextlib.nullcontext()
 
 
-def bench_timm(name: str, shapes, variant: str, reps: int, budget_s: float) -> Optional[Dict[str, Any]]:
+def timm_variant(name: str, shapes, variant: str) -> Any:
+    """timm's optimizer of ``name`` (``variant``: 'loop', 'foreach' or 'fused') as a :data:`Variant`."""
     import torch
     from jaxopt_timm.cli._timm_loader import load_timm
     timm_optim = load_timm()[0]
@@ -248,11 +305,11 @@ def bench_timm(name: str, shapes, variant: str, reps: int, budget_s: float) -> O
                 # timm's own classes (Kron, Muon, Adahessian, ...) have one implementation: time it as 'loop'
                 opt = timm_optim.create_optimizer_v2(root, name, lr=LR, weight_decay=WD)
     except (TypeError, ValueError, RuntimeError) as e:
-        return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:80]}'}
+        return _error(e, 80)
     grads = [torch.from_numpy(rng.standard_normal(p.shape, dtype=np.float32) * 0.02) for p in params]
 
     if second_order:
-        def call():
+        def step():
             opt.zero_grad(set_to_none=True)
             loss = sum(0.5 * (p * p).sum() for p in params)
             loss.backward(create_graph=True)
@@ -263,27 +320,32 @@ def bench_timm(name: str, shapes, variant: str, reps: int, budget_s: float) -> O
         for p, g in zip(params, grads):
             p.grad = g
 
-        def call():
+        def step():
             t0 = time.perf_counter()
             opt.step()
             return time.perf_counter() - t0
 
-    with _timm_mode(name), torch.no_grad() if not second_order else contextlib.nullcontext():
-        try:
-            first = call()
-        except (TypeError, RuntimeError) as e:
-            return {'error': f'{type(e).__name__}: {str(e).splitlines()[0][:80]}'}
-        second = call()
-        n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
-        times = [call() for _ in range(n)]
-    med = _median_ms(times)
-    state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
-                if torch.is_tensor(t) and t.dim() > 0)
-    return {'ms': round(med, 3), 'first_ms': round(first * 1e3, 1), 'reps': n, 'state_bytes': int(state)}
+    def call():
+        with _timm_mode(name), torch.no_grad() if not second_order else contextlib.nullcontext():
+            return step()
+
+    def finish(r):
+        r['state_bytes'] = int(sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values()
+                                   if torch.is_tensor(t) and t.dim() > 0))
+        r.pop('compile_s', None)  # torch compiles nothing
+    return call, finish
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # suite
+
+
+def _measure(variants: Dict[str, Any], args) -> Dict[str, Dict[str, Any]]:
+    """Time one row's variants interleaved, then free them (every variant holds its own tree and state)."""
+    res = time_interleaved(variants, args.reps, args.budget)
+    variants.clear()
+    gc.collect()
+    return res
 
 
 def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
@@ -299,24 +361,29 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
     for name in names:
         row: Dict[str, Any] = {'name': name}
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name, args.jax_layout))
-        row['ours'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)
+        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, _hvp_extra(name), XLA_OPTS)}
         if XLA_OPTS and name in ELEMENTWISE and args.default_variants:  # the options remove state copies
-            row['ours_default'] = bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name))
+            variants['ours_default'] = jax_variant(tx, params, grads, _hvp_extra(name))
+        if name in OPTAX and not args.no_optax:
+            optax_tx = OPTAX[name]()
+            variants['optax'] = jax_variant(optax_tx, params, grads, None, XLA_OPTS)
+            if XLA_OPTS and name in ELEMENTWISE and args.default_variants:
+                variants['optax_default'] = jax_variant(optax_tx, params, grads)
+        if not args.no_torch:
+            for v in ['loop', 'foreach'] + (['fused'] if name in TORCH_FUSED else []):
+                variants[f'timm_{v}'] = timm_variant(name, shapes, v)
+        row.update(_measure(variants, args))
+        for key in ('ours', 'ours_default'):
+            if key in row:
+                row[key] = _jax_failed(row[key], tx, params)
+        for key in ('optax', 'optax_default'):
+            if key in row:
+                row[key] = _jax_failed(row[key], optax_tx, params)
         sb = row['ours']['state_bytes']
         row['state_bytes_per_param'] = round(sb / n, 3)
         row['traffic_bytes_per_param'] = round(traffic_bytes(params, sb) / n, 3)
         row['ours']['gbps'] = round(traffic_bytes(params, sb) / (row['ours']['ms'] * 1e-3) / 1e9, 2)
         row['ours']['pct_stream'] = round(100 * row['ours']['gbps'] / stream['gbps'], 1)
-        base = name
-        if base in OPTAX and not args.no_optax:
-            row['optax'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget, None, XLA_OPTS)
-            if XLA_OPTS and name in ELEMENTWISE and args.default_variants:
-                row['optax_default'] = bench_jax(OPTAX[base](), params, grads, args.reps, args.budget)
-        if not args.no_torch:
-            variants = ['loop', 'foreach'] + (['fused'] if base in TORCH_FUSED else [])
-            for v in variants:
-                row[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
-                gc.collect()
         torch_ms = [row[k]['ms'] for k in row if k.startswith('timm_') and row[k] and 'ms' in row[k]]
         row['torch_best_ms'] = min(torch_ms) if torch_ms else None
         row['vs_torch'] = round(row['ours']['ms'] / row['torch_best_ms'], 3) if torch_ms else None
@@ -362,13 +429,14 @@ def run_growth(args) -> List[Dict[str, Any]]:
             shapes = equal_leaves_shapes(total)
             params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
             tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
-            r = {'name': name, 'params': total, 'ours': bench_jax(tx, params, grads, args.reps, args.budget, None,
-                                                                 XLA_OPTS)}
+            variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, None, XLA_OPTS)}
             if name in OPTAX and not args.no_optax:
-                r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget, None, XLA_OPTS)
+                variants['optax'] = jax_variant(OPTAX[name](), params, grads, None, XLA_OPTS)
             if not args.no_torch:
                 for v in ['foreach'] + (['fused'] if name in TORCH_FUSED else []):
-                    r[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
+                    variants[f'timm_{v}'] = timm_variant(name, shapes, v)
+            r = {'name': name, 'params': total, **_measure(variants, args)}
+            r['ours'] = _jax_failed(r['ours'], tx, params)
             sb = r['ours']['state_bytes']
             r['ours']['gbps'] = round(traffic_bytes(params, sb) / (r['ours']['ms'] * 1e-3) / 1e9, 2)
             r['ns_per_param'] = round(r['ours']['ms'] * 1e6 / total, 3)
@@ -387,12 +455,14 @@ def run_small(names: List[str], args) -> List[Dict[str, Any]]:
     out = []
     for name in names:
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
-        r = {'name': name, 'ours': bench_jax(tx, params, grads, args.reps, args.budget, _hvp_extra(name), XLA_OPTS)}
+        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, _hvp_extra(name), XLA_OPTS)}
         if name in OPTAX and not args.no_optax and not args.skip_slow_optax:
-            r['optax'] = bench_jax(OPTAX[name](), params, grads, args.reps, args.budget, None, XLA_OPTS)
+            variants['optax'] = jax_variant(OPTAX[name](), params, grads, None, XLA_OPTS)
         if not args.no_torch:
             for v in ['loop', 'foreach'] + (['fused'] if name in TORCH_FUSED else []):
-                r[f'timm_{v}'] = bench_timm(name, shapes, v, args.reps, args.budget)
+                variants[f'timm_{v}'] = timm_variant(name, shapes, v)
+        r = {'name': name, **_measure(variants, args)}
+        r['ours'] = _jax_failed(r['ours'], tx, params)
         torch_ms = [r[k]['ms'] for k in r if k.startswith('timm_') and r[k] and 'ms' in r[k]]
         r['torch_best_ms'] = min(torch_ms) if torch_ms else None
         out.append(r)

@@ -66,3 +66,45 @@ def test_flax_tree_factors_like_timm():
     ref = jt.create_optimizer_v2({'conv': {'weight': jnp.ones(torch_shape)}}, 'adafactor', lr=1e-3)
     sizes = lambda tx, p: sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(tx.init(p)))
     assert sizes(ours, {'conv': {'weight': jnp.ones(fl)}}) == sizes(ref, {'conv': {'weight': jnp.ones(torch_shape)}})
+
+
+# --- the interleaved timer: every ratio in the tables comes from variants timed round by round
+
+def _fake(log, key, seconds, fail_at=None):
+    calls = []
+
+    def call():
+        calls.append(1)
+        if fail_at is not None and len(calls) == fail_at:
+            raise RuntimeError(f'{key} broke')
+        log.append(key)
+        return seconds
+
+    return call, None
+
+
+def test_time_interleaved_rounds():
+    log = []
+    res = step.time_interleaved({'a': _fake(log, 'a', 0.001), 'b': _fake(log, 'b', 0.002)}, reps=4, budget_s=10)
+    assert log[:4] == ['a', 'a', 'b', 'b']          # first call and warm-up of each, before any timing
+    assert log[4:] == ['a', 'b'] * 4                # then one call of each per round
+    assert res['a']['ms'] == 1.0 and res['b']['ms'] == 2.0 and res['a']['reps'] == res['b']['reps'] == 4
+
+
+def test_time_interleaved_budget_and_errors():
+    log = []
+    res = step.time_interleaved({
+        'slow': _fake(log, 'slow', 1.0),             # 20 reps would take 20 s > 6 s budget: cut to 6
+        'fast': _fake(log, 'fast', 0.001),
+        'broken': _fake(log, 'broken', 0.001, fail_at=4),  # fails in its second timed round
+        'unprepared': {'error': 'TypeError: no such option'},
+    }, reps=20, budget_s=6.0)
+    assert res['slow']['reps'] == 6 and res['fast']['reps'] == 20
+    assert res['broken'] == {'error': 'RuntimeError: broken broke'}
+    assert res['unprepared'] == {'error': 'TypeError: no such option'}
+    assert log.count('fast') == 22 and log.count('slow') == 8
+
+
+def test_time_interleaved_minimum_reps():
+    res = step.time_interleaved({'x': _fake([], 'x', 100.0)}, reps=20, budget_s=5.0)
+    assert res['x']['reps'] == 5
