@@ -21,7 +21,7 @@ import optax
 
 from .._validate import check_bool, check_range, check_weight_decay, is_schedule
 from ..transforms import (
-    compute_dtype, leaf_lrs, leaf_values, safe_increment, state_dtype, tree_any_nonzero, tree_zeros_like,
+    compute_dtype, cube_root, leaf_lrs, leaf_values, safe_increment, state_dtype, tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
 
@@ -89,10 +89,10 @@ def scale_by_madgrad(
                 else:
                     g = g + (wd * p).astype(g.dtype)
             if not use_x0:
-                x0 = p_dec + s / (gss ** (1.0 / 3) + eps)
+                x0 = p_dec + s / (cube_root(gss) + eps)
             gss = gss + lamb.astype(g.dtype) * (g * g)
             s = s + lamb.astype(g.dtype) * g
-            z = x0 - s / (gss ** (1.0 / 3) + eps)
+            z = x0 - s / (cube_root(gss) + eps)
             p_new = z if not use_x0 else p_dec * momentum + z * ck
             return (p_new - p).astype(g_in.dtype), gss.astype(gss_in.dtype), s.astype(s_in.dtype)
 
