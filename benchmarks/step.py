@@ -481,7 +481,7 @@ def to_markdown(result: Dict[str, Any]) -> str:
                   f'{tree.get("jax_layout", "torch")} layout; streaming {tree["stream"]["gbps"]} GB/s', '', ROW_HEADER]
         lines += [_row_md(r) for r in tree['rows']]
         retraced = [r['name'] for r in tree['rows'] if r['ours'].get('traces', 1) != 1]
-        lines += ['', f'Retracing: every step traced once over its timed calls' if not retraced else
+        lines += ['', 'Retracing: every step traced once over its timed calls' if not retraced else
                   f'Retracing: {", ".join(retraced)} traced more than once']
         lines.append('')
     if result.get('growth'):
