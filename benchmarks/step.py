@@ -128,7 +128,9 @@ def time_interleaved(variants: Dict[str, Any], reps: int, budget_s: float) -> Di
     """Time every variant in rounds, one call of each per round, so drift on a shared machine hits all alike.
 
     Each variant gets a first call (compile + run) and a second warm-up, then ``reps`` timed calls (fewer,
-    at least 5, if its calls would exceed ``budget_s``), interleaved round by round with the others.
+    at least 5, if its calls would exceed ``budget_s``), interleaved round by round with the others; the
+    order rotates by one each round (the variant timed right after another's steps measured up to 10%
+    slower on the 2-core CPU, whichever it was).
     ``variants`` values are :data:`Variant` pairs, or result dicts (a preparation error) passed through.
     """
     results: Dict[str, Dict[str, Any]] = {}
@@ -147,8 +149,11 @@ def time_interleaved(variants: Dict[str, Any], reps: int, budget_s: float) -> Di
         n = reps if second * reps <= budget_s else max(5, int(budget_s / max(second, 1e-9)))
         live[key] = {'call': call, 'finish': finish, 'first': first, 'n': n, 'times': []}
     for rnd in range(max((m['n'] for m in live.values()), default=0)):
-        for key, m in list(live.items()):
-            if rnd >= m['n']:
+        keys = list(live)
+        # each round starts one variant later: no variant always runs first after the others' memory traffic
+        for key in keys[rnd % len(keys):] + keys[:rnd % len(keys)] if keys else []:
+            m = live.get(key)
+            if m is None or rnd >= m['n']:
                 continue
             try:
                 m['times'].append(m['call']())

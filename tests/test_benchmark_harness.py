@@ -87,7 +87,7 @@ def test_time_interleaved_rounds():
     log = []
     res = step.time_interleaved({'a': _fake(log, 'a', 0.001), 'b': _fake(log, 'b', 0.002)}, reps=4, budget_s=10)
     assert log[:4] == ['a', 'a', 'b', 'b']          # first call and warm-up of each, before any timing
-    assert log[4:] == ['a', 'b'] * 4                # then one call of each per round
+    assert log[4:] == ['a', 'b', 'b', 'a'] * 2      # then one call of each per round, the order rotating
     assert res['a']['ms'] == 1.0 and res['b']['ms'] == 2.0 and res['a']['reps'] == res['b']['reps'] == 4
 
 
@@ -103,6 +103,7 @@ def test_time_interleaved_budget_and_errors():
     assert res['broken'] == {'error': 'RuntimeError: broken broke'}
     assert res['unprepared'] == {'error': 'TypeError: no such option'}
     assert log.count('fast') == 22 and log.count('slow') == 8
+    assert log[6:11] == ['slow', 'fast', 'broken', 'fast', 'slow']  # round 1 starts one later; 'broken' fails
 
 
 def test_time_interleaved_minimum_reps():
