@@ -27,6 +27,8 @@ N_BYTES = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(PARAMS))
 # name -> (bound in units of the params' bytes, why). 'c' names: timm's caution mask needs the direction
 # twice around a per-tensor mean, and XLA:CPU's reduction kernel stores it; shape-aware optimizers keep
 # factored/preconditioned intermediates by design.
+_NS = ('Newton-Schulz iterates, and its bfloat16 input materialized first (XLA:CPU rejects a bfloat16 dot '
+       'that folds a transpose: the Flax-layout bug test_muon.py::test_flax_layout_bf16_jitted guards)')
 _CAUTION = 'caution mask: the direction is stored for the per-tensor mean of the mask and the masked step'
 TEMP_BOUND = {
     'adadelta': (3.0, "optax's adadelta composition (rms of updates and of deltas, L2 shared by both)"),
@@ -35,7 +37,7 @@ TEMP_BOUND = {
     'adafactorbvc': (0.33, 'factored second moment (big_vision)'),
     'adahessian': (2.0, 'Hutchinson probes and the Hessian-vector product'),
     'adamp': (1.0, 'projection: cosine similarities need the direction before the projected step'),
-    'adamuon': (0.67, 'Newton-Schulz iterates'),
+    'adamuon': (0.75, _NS),
     'kron': (4.5, 'Kronecker-factored preconditioner products'),
     'kronc': (4.5, 'Kronecker-factored preconditioner products'),
     'kronw': (4.5, 'Kronecker-factored preconditioner products'),
@@ -45,9 +47,9 @@ TEMP_BOUND = {
     'lambcw': (0.33, "decayed direction of an adapting leaf, stored for its norm and the trust-ratio step"),
     'lambw': (0.33, "decayed direction of an adapting leaf, stored for its norm and the trust-ratio step"),
     'mars': (0.33, "per-tensor norm of MARS' corrected gradient"),
-    'muon': (0.67, 'Newton-Schulz iterates'),
-    'nadamuon': (0.67, 'Newton-Schulz iterates'),
-    'nmuon': (0.67, 'Newton-Schulz iterates'),
+    'muon': (0.75, _NS),
+    'nadamuon': (0.75, _NS),
+    'nmuon': (0.75, _NS),
     'rmsprop': (1.0, 'L2-decayed gradient shared by the square average and the step'),
     'sgdp': (1.0, 'projection: cosine similarities need the direction before the projected step'),
 }
