@@ -1,24 +1,26 @@
-"""Packing many small leaves into one flat buffer: does it beat per-leaf fusions on XLA:CPU?
+"""Packing many small leaves into flat buffers: does it beat per-leaf fusions on XLA:CPU?
 
-Run: ``python -m benchmarks.packing [--leaves 2000] [--size 1000] [--reps 20]``.
+Run: ``python -m benchmarks.packing [--leaves 2000] [--size 1000] [--reps 20] [--json out.json]``.
 
-Three AdamW steps on ``--leaves`` leaves of ``--size`` floats, each jitted with params and state donated:
+AdamW (lr 1e-3, weight decay 0.05) on ``--leaves`` leaves of ``--size`` floats, every variant jitted
+with params and state donated and timed interleaved in one process (``benchmarks.step.time_interleaved``:
+shuffled rounds, a pause before each call), so the machine's drift hits all alike:
 
 * ``per_leaf``: ``jt.optim.adamw`` as registered (one fused loop per output per leaf);
-* ``packed``: ``jt.transforms.packed(adamw)``: the state kept as one flat buffer; each step
-  concatenates the grads and params (``optimization_barrier`` keeps the concatenation from being fused
-  into every consumer), runs the same ``adamw`` on the flat arrays, and slices the update back;
-* ``optax.flatten``: optax's own ravel/unravel wrapper around the same ``adamw``.
+* ``packed_32``: ``jt.transforms.packed(adamw)`` (the default: buffers of 32 leaves);
+* ``packed_all``: ``packed(adamw, leaves_per_buffer=--leaves)``: one flat buffer for the whole tree;
+* ``optax_flatten``: optax's own ravel/unravel wrapper (one buffer) around the same ``adamw``;
+* ``timm_fused``: timm's AdamW with torch's fused CPU kernel on the same shapes (the fastest torch).
 
-Reported: trace (lower) and XLA compile seconds, steady step ms (median), and the largest deviation
-from ``per_leaf`` after the timed steps (all three compute the same elementwise math). Also times
-the two halves of packing alone (one 2,000-operand concatenate; 2,000 slices of a flat buffer).
+Reported: first-call seconds (trace + compile), steady step ms (median), and the largest deviation of
+each JAX variant's params from ``per_leaf`` after the same number of steps run afresh (all compute the same
+elementwise math). Then XLA:CPU's compile time of the unpacking alone: ``--leaves`` slices taken out of
+one buffer vs out of buffers of 32 leaves (the cost grows with the square of the slices per buffer).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
 import jax
@@ -26,34 +28,38 @@ import jax.numpy as jnp
 import optax
 
 import jaxopt_timm as jt
+from benchmarks.step import XLA_OPTS, jax_variant, time_interleaved, timm_variant
 
 
-def _time(tx, params, grads, reps):
-    def step(p, s, g):
-        updates, s = tx.update(g, s, p)
-        return optax.apply_updates(p, updates), s
-
-    state = tx.init(params)
-    t0 = time.perf_counter()
-    lowered = jax.jit(step, donate_argnums=(0, 1)).lower(params, state, grads)
-    t1 = time.perf_counter()
-    compiled = lowered.compile()
-    t2 = time.perf_counter()
-    p, s = jax.tree.map(jnp.copy, params), state
-    times = []
-    for _ in range(reps + 2):
-        t3 = time.perf_counter()
-        p, s = compiled(p, s, grads)
-        jax.block_until_ready(p)
-        times.append(time.perf_counter() - t3)
-    return {'lower_s': round(t1 - t0, 2), 'compile_s': round(t2 - t1, 2),
-            'step_ms': round(statistics.median(times[2:]) * 1e3, 2)}, p
+def _transforms(leaves: int):
+    def adamw():
+        return jt.optim.adamw(1e-3, weight_decay=0.05)
+    return {'per_leaf': adamw(), 'packed_32': jt.transforms.packed(adamw()),
+            'packed_all': jt.transforms.packed(adamw(), leaves_per_buffer=leaves),
+            'optax_flatten': optax.flatten(adamw())}
 
 
-def _compile_only(fn, *args):
+def _final_params(tx, params, grads, steps: int = 3):
+    def step(p, s):
+        u, s = tx.update(grads, s, p)
+        return optax.apply_updates(p, u), s
+    f, p, s = jax.jit(step), params, tx.init(params)
+    for _ in range(steps):
+        p, s = f(p, s)
+    return p
+
+
+def _compile_s(fn, *args) -> float:
     t0 = time.perf_counter()
     jax.jit(fn).lower(*args).compile()
     return round(time.perf_counter() - t0, 2)
+
+
+def unpack_compile(leaves: int, size: int, per_buffer: int) -> float:
+    """Compile seconds of taking ``leaves`` slices of ``size`` out of buffers of ``per_buffer`` leaves each."""
+    n_buf = -(-leaves // per_buffer)
+    bufs = [jnp.zeros((min(per_buffer, leaves - b * per_buffer) * size,)) for b in range(n_buf)]
+    return _compile_s(lambda bs: [b[i * size:(i + 1) * size] for b in bs for i in range(b.shape[0] // size)], bufs)
 
 
 def main(argv=None):
@@ -61,29 +67,36 @@ def main(argv=None):
     ap.add_argument('--leaves', type=int, default=2000)
     ap.add_argument('--size', type=int, default=1000)
     ap.add_argument('--reps', type=int, default=20)
+    ap.add_argument('--budget', type=float, default=120.0)
+    ap.add_argument('--no-torch', action='store_true')
     ap.add_argument('--json', default=None)
     args = ap.parse_args(argv)
-    params = {f'p{i:05d}': jnp.full((args.size,), 0.1) for i in range(args.leaves)}
-    grads = {f'p{i:05d}': jnp.full((args.size,), 0.01 * (1 + i % 7)) for i in range(args.leaves)}
-    result, finals = {}, {}
-    for key, tx in (('per_leaf', jt.optim.adamw(1e-3, weight_decay=0.05)),
-                    ('packed', jt.transforms.packed(jt.optim.adamw(1e-3, weight_decay=0.05))),
-                    ('optax_flatten', optax.flatten(jt.optim.adamw(1e-3, weight_decay=0.05)))):
-        result[key], finals[key] = _time(tx, params, grads, args.reps)
-        result[key]['max_dev'] = float(max(jnp.max(jnp.abs(a - b)) for a, b in zip(
-            jax.tree.leaves(finals[key]), jax.tree.leaves(finals['per_leaf']))))
-        print(key, result[key], flush=True)
-    leaves = list(params.values())
-    flat = jnp.zeros((args.leaves * args.size,))
-    result['concatenate_only_compile_s'] = _compile_only(jnp.concatenate, leaves)
-    result['slices_only_compile_s'] = _compile_only(
-        lambda u: [u[i * args.size:(i + 1) * args.size] for i in range(args.leaves)], flat)
-    print('| variant | trace s | compile s | step ms | max deviation |\n|---|---|---|---|---|')
-    for key in ('per_leaf', 'packed', 'optax_flatten'):
+    shapes = {f'p{i:05d}': (args.size,) for i in range(args.leaves)}
+    params = {k: jnp.full(s, 0.1) for k, s in shapes.items()}
+    grads = {k: jnp.full(s, 0.01 * (1 + i % 7)) for i, (k, s) in enumerate(shapes.items())}
+    txs = _transforms(args.leaves)
+    variants = {k: jax_variant(tx, params, grads, None, XLA_OPTS) for k, tx in txs.items()}
+    if not args.no_torch:
+        variants['timm_fused'] = timm_variant('adamw', shapes, 'fused')
+    result = time_interleaved(variants, args.reps, args.budget)
+    ref = _final_params(txs['per_leaf'], params, grads)
+    for k, tx in txs.items():
+        result[k]['max_dev'] = float(max(jnp.max(jnp.abs(a - b)) for a, b in zip(
+            jax.tree.leaves(_final_params(tx, params, grads)), jax.tree.leaves(ref))))
+    result['unpack_compile_s'] = {'one_buffer': unpack_compile(args.leaves, args.size, args.leaves),
+                                  'buffers_of_32': unpack_compile(args.leaves, args.size, 32)}
+    print(f'AdamW on {args.leaves} leaves of {args.size} floats, interleaved:\n')
+    print('| variant | first call s (trace + compile) | step ms | max deviation from per_leaf |\n|---|---|---|---|')
+    for key in list(txs) + (['timm_fused'] if 'timm_fused' in result else []):
         r = result[key]
-        print(f'| {key} | {r["lower_s"]} | {r["compile_s"]} | {r["step_ms"]} | {r["max_dev"]:.1e} |')
-    print(f'concatenate of {args.leaves} leaves alone: {result["concatenate_only_compile_s"]} s compile; '
-          f'{args.leaves} slices of one buffer alone: {result["slices_only_compile_s"]} s compile')
+        if 'ms' not in r:
+            print(f'| {key} | failed: {r.get("error")} | | |')
+            continue
+        dev = f'{r["max_dev"]:.1e}' if 'max_dev' in r else '-'
+        print(f'| {key} | {r.get("compile_s", "-")} | {r["ms"]} | {dev} |')
+    u = result['unpack_compile_s']
+    print(f'\n{args.leaves} slices out of one buffer compile in {u["one_buffer"]} s; out of buffers of 32 leaves in '
+          f'{u["buffers_of_32"]} s')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=1)

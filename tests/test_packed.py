@@ -6,10 +6,10 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from benchmarks.step import PACKABLE
 
 # elementwise aliases with scalar hyperparameters (what packing is exact for), built with their registry defaults
-ELEMENTWISE = ['sgd', 'momentum', 'sgdw', 'adam', 'adamw', 'nadam', 'nadamw', 'radam', 'lion', 'adabelief', 'laprop',
-               'adamax', 'rmsproptf']
+ELEMENTWISE = PACKABLE  # the benchmark's list of names it times packed
 TREE = {'blocks': [{'w': jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), 'b': jnp.full((4,), 0.3, jnp.float32)}],
         'head': jnp.linspace(0.5, -0.5, 7), 'scalar': jnp.asarray(0.25, jnp.float32)}
 
@@ -22,7 +22,7 @@ def _alias(name):
 
 @pytest.mark.parametrize('name', ELEMENTWISE)
 def test_packed_equals_per_leaf(name):
-    per_leaf, flat = _alias(name), jt.transforms.packed(_alias(name))
+    per_leaf, flat = _alias(name), jt.transforms.packed(_alias(name), leaves_per_buffer=2)  # 4 leaves: 2 buffers
     traces = [0]
 
     def step(tx):
@@ -53,9 +53,65 @@ def test_packed_state_is_flat():
     assert {x.shape for x in jax.tree.leaves(state) if x.ndim} == {(n,)}
 
 
-def test_packed_rejects_mixed_dtypes():
-    with pytest.raises(ValueError, match='one dtype'):
-        jt.transforms.packed(jt.optim.adamw(1e-3)).init({'a': jnp.ones(3), 'b': jnp.ones(2, jnp.bfloat16)})
+def _run(tx, tree, steps=4):
+    @jax.jit
+    def f(p, s, g):
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
+
+    p, s = tree, tx.init(tree)
+    for t in range(steps):
+        g = jax.tree.map(lambda x: (jnp.sin(3.0 * x.astype(jnp.float32) + t) + 0.1).astype(x.dtype), p)
+        p, s = f(p, s, g)
+    return p, s
+
+
+def _assert_same(a_tree, b_tree):
+    assert jax.tree.structure(a_tree) == jax.tree.structure(b_tree)
+    for a, b in zip(jax.tree.leaves(a_tree), jax.tree.leaves(b_tree)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=1e-6, atol=1e-7)
+
+
+def test_packed_mixed_dtypes_get_one_buffer_each():
+    tree = {'a': jnp.linspace(-1, 1, 5), 'b': jnp.linspace(0.2, 0.9, 6).astype(jnp.bfloat16),
+            'c': jnp.full((2, 2), 0.7), 'd': jnp.full((3,), -0.4, jnp.bfloat16)}
+    tx = jt.transforms.packed(jt.optim.adamw(1e-2, weight_decay=0.05))
+    flat_p, flat_s = _run(tx, tree)
+    _assert_same(flat_p, _run(jt.optim.adamw(1e-2, weight_decay=0.05), tree)[0])
+    mu = [x for x in jax.tree.leaves(flat_s) if x.ndim][:2]  # the first moment's buffers: float32 a+c, bf16 b+d
+    assert [(x.shape, x.dtype) for x in mu] == [((9,), jnp.float32), ((9,), jnp.bfloat16)]
+
+
+def test_packed_leaves_per_buffer_and_max_leaf_size():
+    tree = {f'p{i:03d}': jnp.linspace(-1.0, 1.0, 3 + i % 4) * (1 + i) for i in range(70)}
+    tree['big'] = jnp.linspace(0.5, -0.5, 40)
+    per_leaf = _run(jt.optim.lion(1e-2, weight_decay=0.1), tree)[0]
+    tx = jt.transforms.packed(jt.optim.lion(1e-2, weight_decay=0.1), leaves_per_buffer=32, max_leaf_size=10)
+    p, s = _run(tx, tree)
+    _assert_same(p, per_leaf)
+    sizes = [x.shape[0] for x in jax.tree.leaves(s) if x.ndim]
+    leaves = jax.tree.leaves(tree)
+    groups = jt.transforms.pack_groups(leaves, 32, 10)
+    assert sorted(i for g in groups for i in g) == list(range(71))
+    assert [len(g) for g in groups if len(g) > 1] == [32, 32, 6] and [leaves[g[0]].size for g in groups
+                                                                      if len(g) == 1] == [40]
+    assert sorted(sizes) == sorted(sum(leaves[i].size for i in g) for g in groups)
+
+
+@pytest.mark.parametrize('kwargs, match', [({'leaves_per_buffer': 0}, 'leaves_per_buffer: 0'),
+                                           ({'leaves_per_buffer': 2.5}, 'leaves_per_buffer: 2.5'),
+                                           ({'max_leaf_size': -1}, 'max_leaf_size: -1')])
+def test_packed_rejects_bad_args(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jt.transforms.packed(jt.optim.adamw(1e-3), **kwargs)
+
+
+def test_packed_rejects_params_unlike_updates():
+    tx = jt.transforms.packed(jt.optim.adamw(1e-3))
+    tree = {'a': jnp.ones(3), 'b': jnp.ones(2)}
+    with pytest.raises(ValueError, match='same leaf sizes and dtypes'):
+        tx.update(tree, tx.init(tree), {'a': jnp.ones(3), 'b': jnp.ones(4)})
 
 
 def test_packed_empty_tree():
