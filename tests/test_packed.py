@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
-from benchmarks.step import PACKABLE
+from benchmarks.step import PACKABLE, STACKABLE, packed_small_tx
 
 # elementwise aliases with scalar hyperparameters (what packing is exact for), built with their registry defaults
 ELEMENTWISE = PACKABLE  # the benchmark's list of names it times packed
@@ -118,3 +118,64 @@ def test_packed_empty_tree():
     tx = jt.transforms.packed(jt.optim.adamw(1e-3))
     updates, _ = tx.update({}, tx.init({}), {})
     assert updates == {}
+
+
+# 1-d and 2-d leaves of a few shapes, so per-tensor statistics (norms, factoring, Newton-Schulz) differ per leaf
+MIXED = {**{f'w{i}': jnp.linspace(-1.0, 1.0, 12).reshape(3, 4) * (i + 1) for i in range(5)},
+         **{f'b{i}': jnp.linspace(0.3, -0.2, 4) * (i + 1) for i in range(3)},
+         'c': jnp.linspace(-2.0, 2.0, 30).reshape(5, 6)}
+
+
+@pytest.mark.parametrize('name', [n for n in STACKABLE if n != 'lamb'])
+def test_stacked_equals_per_leaf(name):
+    per_leaf = _run(_alias(name), MIXED, steps=5)[0]
+    p, s = _run(jt.transforms.stacked(_alias(name), leaves_per_buffer=2), MIXED, steps=5)
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(per_leaf)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        # float32 reassociation only: vmapped reductions may sum in another order than the per-leaf ones
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
+    # leaves in key order b0..b2, c, w0..w4: stacks [b0, b1], [b2], [c], [w0, w1], [w2, w3], [w4]
+    assert jt.transforms.stack_groups(jax.tree.leaves(MIXED), 2) == [[0, 1], [2], [3], [4, 5], [6, 7], [8]]
+
+
+def test_stacked_is_not_packed_for_per_tensor_statistics():
+    """The test above can fail: packing LARS's leaves (one trust ratio per buffer) changes the numbers."""
+    per_leaf = _run(_alias('lars'), MIXED, steps=3)[0]
+    flat = _run(jt.transforms.packed(_alias('lars')), MIXED, steps=3)[0]
+    moved = [(a - x, b - x) for a, b, x in zip(jax.tree.leaves(flat), jax.tree.leaves(per_leaf), jax.tree.leaves(MIXED))]
+    # one trust ratio for the whole buffer instead of one per leaf: the distance moved differs by far more than 1%
+    assert max(float(jnp.max(jnp.abs(da - db)) / jnp.max(jnp.abs(db))) for da, db in moved) > 1e-2
+
+
+@pytest.mark.parametrize('name', ['adamw', 'lars', 'lamb'])
+def test_benchmark_small_tx_equals_factory(name):
+    """The benchmark's packed/stacked variant computes the factory's numbers on an all-1-d tree."""
+    tree = {f'p{i}': jnp.linspace(-1.0, 1.0, 6) * (i + 1) for i in range(5)}
+    ref = _run(jt.create_optimizer_v2(tree, name, lr=1e-3, weight_decay=0.05), tree, steps=5)[0]
+    got = _run(packed_small_tx(name, tree), tree, steps=5)[0]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
+
+
+def test_stacked_rejects_bad_args_and_unlike_params():
+    with pytest.raises(ValueError, match='leaves_per_buffer: 0'):
+        jt.transforms.stacked(jt.optim.lars(0.1), leaves_per_buffer=0)
+    tx = jt.transforms.stacked(jt.optim.lars(0.1))
+    tree = {'a': jnp.ones((2, 3)), 'b': jnp.ones(3)}
+    with pytest.raises(ValueError, match='same leaf shapes and dtypes'):
+        tx.update(tree, tx.init(tree), {'a': jnp.ones((3, 2)), 'b': jnp.ones(3)})
+
+
+def test_stacked_lamb_with_global_clip_in_front_equals_per_leaf():
+    big = jax.tree.map(lambda x: 30.0 * x, MIXED)  # gradients ~sin(90 x): global norm > 1, so the clip acts
+    info = jt.get_optimizer_info('lamb')
+    args = {**info.defaults, 'learning_rate': 1e-2, 'weight_decay': 0.05}
+    per_leaf = _run(info.alias(**args), big, steps=5)[0]
+    tx = jt.transforms.stacked(info.alias(**args, max_grad_norm=None), leaves_per_buffer=2,
+                               front=jt.optim.clip_by_global_norm_ratio(1.0))
+    p = _run(tx, big, steps=5)[0]
+    for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(per_leaf)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-6)
+    # without the clip in front the numbers differ (the global norm is well above 1 here)
+    q = _run(jt.transforms.stacked(info.alias(**args, max_grad_norm=None), leaves_per_buffer=2), big, steps=5)[0]
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(q), jax.tree.leaves(per_leaf))) > 1e-4

@@ -9,7 +9,7 @@ import optax
 
 from .._validate import check_range
 
-__all__ = ['packed', 'pack_groups']
+__all__ = ['packed', 'pack_groups', 'stacked', 'stack_groups']
 
 
 def pack_groups(leaves: List[Any], leaves_per_buffer: int = 32,
@@ -109,3 +109,84 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
         return jax.tree.unflatten(treedef, out), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def stack_groups(leaves: List[Any], leaves_per_buffer: int = 32) -> List[List[int]]:
+    """Indices of ``leaves`` grouped into stacks: one shape and dtype per stack, at most ``leaves_per_buffer`` each."""
+    by_kind: dict = {}
+    for i, x in enumerate(leaves):
+        by_kind.setdefault((tuple(x.shape), jnp.dtype(x.dtype)), []).append(i)
+    return sorted(idx[k:k + leaves_per_buffer] for idx in by_kind.values()
+                  for k in range(0, len(idx), leaves_per_buffer))
+
+
+def stacked(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
+            front: Optional[optax.GradientTransformation] = None) -> optax.GradientTransformation:
+    """``inner`` applied per leaf, ``jax.vmap``-ed over stacks of up to ``leaves_per_buffer`` same-shape leaves.
+
+    The exact counterpart of :func:`packed` for optimizers with per-tensor statistics (trust ratios,
+    per-tensor norms, Adafactor's factored moments, Muon's orthogonalized matrices): each leaf of a
+    stack is still its own tensor to ``inner``, so the numbers equal the per-leaf ones. Trees of many
+    same-shape leaves then compile a few batched kernels per stack instead of a few per leaf.
+
+    ``inner`` must not couple leaves (a global gradient norm, as in LAMB's ``max_grad_norm``
+    clipping): under ``vmap`` the coupling would only see one leaf. Such a statistic goes in ``front``,
+    a transformation run un-vmapped on the list of stacks before ``inner``: a global norm over the stacks
+    is the global norm over the leaves, so ``stacked(lamb(..., max_grad_norm=None),
+    front=clip_by_global_norm_ratio(1.0))`` computes ``lamb(...)``'s numbers. Every stack has its own
+    copy of ``inner``'s state (its step count included); the state is ``(front state, [stacked
+    states])``, fixed by the tree's leaf shapes and dtypes at ``init``. Extra update arguments
+    (AdaHessian's ``hvp_fn``) are not supported.
+
+    Args:
+        inner: the per-leaf transformation.
+        leaves_per_buffer: most leaves per stack (>= 1).
+        front: an optional transformation of the whole list of stacks, run before ``inner``
+            (statistics over all elements: global-norm clipping).
+
+    Example:
+        >>> import jax.numpy as jnp, jaxopt_timm as jt
+        >>> params = {f'p{i}': jnp.ones((4, 3)) for i in range(8)}
+        >>> tx = jt.transforms.stacked(jt.optim.lars(0.1, weight_decay=1e-4))
+        >>> state = tx.init(params)
+        >>> updates, state = tx.update(params, state, params)
+    """
+    check_range('leaves_per_buffer', leaves_per_buffer, 1, integer=True)
+    leaves_per_buffer = int(leaves_per_buffer)
+    front = optax.identity() if front is None else front
+
+    def stacks(leaves: List[Any], groups: List[List[int]]) -> List[jax.Array]:
+        return [jax.lax.optimization_barrier(jnp.stack([leaves[i] for i in g])) for g in groups]
+
+    def init_fn(params):
+        leaves = jax.tree.leaves(params)
+        stacked_params = stacks(leaves, stack_groups(leaves, leaves_per_buffer))
+        return front.init(stacked_params), [jax.vmap(inner.init)(x) for x in stacked_params]
+
+    def update_fn(updates, state, params=None):
+        leaves, treedef = jax.tree.flatten(updates)
+        groups = stack_groups(leaves, leaves_per_buffer)
+        if params is None:
+            param_stacks = [None] * len(groups)
+        else:
+            param_leaves = jax.tree.leaves(params)
+            if [(x.shape, jnp.dtype(x.dtype)) for x in param_leaves] != [(x.shape, jnp.dtype(x.dtype)) for x in leaves]:
+                raise ValueError('stacked: params and updates must have the same leaf shapes and dtypes')
+            param_stacks = stacks(param_leaves, groups)
+        front_state, inner_states = state
+        update_stacks, front_state = front.update(stacks(leaves, groups), front_state,
+                                                  None if params is None else param_stacks)
+        out: List[Any] = [None] * len(leaves)
+        new_state = []
+        for g, u, s, p in zip(groups, update_stacks, inner_states, param_stacks):
+            if p is None:
+                u, s = jax.vmap(lambda u_, s_: inner.update(u_, s_, None))(u, s)
+            else:
+                u, s = jax.vmap(inner.update)(u, s, p)
+            u = jax.lax.optimization_barrier(u)
+            for k, i in enumerate(g):
+                out[i] = u[k].astype(leaves[i].dtype)
+            new_state.append(s)
+        return jax.tree.unflatten(treedef, out), (front_state, new_state)
+
+    return optax.GradientTransformation(init_fn, update_fn)
