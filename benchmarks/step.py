@@ -26,8 +26,9 @@ torch's layout; ``--jax-layout torch`` gives the JAX side torch's shapes as they
   grads read, every state byte read + written (AdamW: 4+4+4+2*8 = 28 bytes per float32 param).
 
 ``--extras``: ``growth`` (AdamW/SGD/Lion/LAMB from 1M to 64M params in 16 equal leaves),
-``small`` (2,000 leaves of 1,000 floats: compile time and step; packing the leaves into one flat
-buffer is measured by ``benchmarks.packing``), ``schedule`` (AdamW with a cosine/warmup/noise lr
+``small`` (2,000 leaves of 1,000 floats: compile time and step, per leaf and, for the names in
+``PACKABLE`` / ``STACKABLE``, under ``jt.transforms.packed`` / ``stacked``; buffer sizes are compared by
+``benchmarks.packing``), ``schedule`` (AdamW with a cosine/warmup/noise lr
 against a constant lr, and the trace count of each), ``layer_decay`` (26-group AdamW, see
 ``benchmarks.layer_decay``). Writes ``results.md`` and ``results.json`` under ``--out``.
 """

@@ -25,6 +25,11 @@ def compiler_options(backend: Optional[str] = None) -> Dict[str, Any]:
     whose fusion already writes every output of a leaf in one pass. The numbers do not change: only
     the copies XLA:CPU adds around donated state are removed.
 
+    The region analysis costs compile time that grows faster than the number of leaves: on 2,000
+    leaves of 1,000 floats Adan's per-leaf step compiled in 111 s with these options and 25 s without
+    (500 leaves: copy insertion 2.0 s vs 0.5 s). On such trees run the optimizer under
+    ``jt.transforms.packed`` / ``stacked`` (Adan packed: 3.4 s with, 3.7 s without) or drop the options.
+
     Example:
         >>> import jax, jaxopt_timm as jt
         >>> opts = jt.compiler_options('cpu')
