@@ -21,7 +21,8 @@ torch's layout; ``--jax-layout torch`` gives the JAX side torch's shapes as they
   ``foreach=True`` and, where torch has it (adam, adamw, sgd family), ``fused=True``;
 * optax: the closest optax alias (``OPTAX`` below), jitted and donated like ours;
 * the machine's streaming bandwidth on the same tree: a donated jitted ``x * a + b`` over every
-  leaf (reads and writes each float once, as an in-place optimizer pass does);
+  leaf (reads and writes each float once, as an in-place optimizer pass does), timed once per tree
+  and again as a variant in every row's rounds; a row's "% of stream" is against its own pass;
 * achieved bandwidth of each step under a compulsory-traffic model: params read + written,
   grads read, every state byte read + written (AdamW: 4+4+4+2*8 = 28 bytes per float32 param).
 
@@ -216,8 +217,8 @@ class JaxStep:
         jax.block_until_ready(self.params)
 
 
-def stream_bandwidth(params, reps: int) -> Dict[str, Any]:
-    """GB/s of a donated jitted ``x * a + b`` over every leaf (8 bytes per float32: one read, one write)."""
+def _stream_call(params) -> Callable[[], None]:
+    """One donated jitted ``x * a + b`` over every leaf of a private copy of ``params``."""
     fn = jax.jit(lambda t: jax.tree.map(lambda x: x * jnp.asarray(0.999, x.dtype) + jnp.asarray(1e-6, x.dtype), t),
                  donate_argnums=0)
     box = [jax.tree.map(jnp.copy, params)]
@@ -225,11 +226,34 @@ def stream_bandwidth(params, reps: int) -> Dict[str, Any]:
     def call():
         box[0] = fn(box[0])
         jax.block_until_ready(box[0])
+    return call
 
-    r = _time_calls(call, max(reps, 20), 30.0)
+
+def _stream_gbps(params, ms: float) -> float:
     nbytes = sum(2 * x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
-    r['gbps'] = round(nbytes / (r['ms'] * 1e-3) / 1e9, 2)
+    return round(nbytes / (ms * 1e-3) / 1e9, 2)
+
+
+def stream_bandwidth(params, reps: int) -> Dict[str, Any]:
+    """GB/s of a donated jitted ``x * a + b`` over every leaf (8 bytes per float32: one read, one write)."""
+    r = _time_calls(_stream_call(params), max(reps, 20), 30.0)
+    r['gbps'] = _stream_gbps(params, r['ms'])
     return r
+
+
+def stream_variant(params) -> Any:
+    """The streaming pass as a :data:`Variant`, timed in every row's rounds (the machine's bandwidth drifts by
+    up to 25% over minutes, so each row's "% of stream" is taken against the pass timed alongside it)."""
+    step = _stream_call(params)
+
+    def call():
+        t0 = time.perf_counter()
+        step()
+        return time.perf_counter() - t0
+
+    def finish(r):
+        r['gbps'] = _stream_gbps(params, r['ms'])
+    return call, finish
 
 
 def state_bytes(tx, params) -> int:
@@ -383,7 +407,8 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
     for name in names:
         row: Dict[str, Any] = {'name': name}
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **_ours_kwargs(name, args.jax_layout))
-        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, _hvp_extra(name), XLA_OPTS)}
+        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, _hvp_extra(name), XLA_OPTS),
+                                    'stream': stream_variant(params)}
         if XLA_OPTS and name in ELEMENTWISE and args.default_variants:  # the options remove state copies
             variants['ours_default'] = jax_variant(tx, params, grads, _hvp_extra(name))
         if name in OPTAX and not args.no_optax:
@@ -405,7 +430,8 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
         row['state_bytes_per_param'] = round(sb / n, 3)
         row['traffic_bytes_per_param'] = round(traffic_bytes(params, sb) / n, 3)
         row['ours']['gbps'] = round(traffic_bytes(params, sb) / (row['ours']['ms'] * 1e-3) / 1e9, 2)
-        row['ours']['pct_stream'] = round(100 * row['ours']['gbps'] / stream['gbps'], 1)
+        row_stream = row['stream']['gbps'] if row.get('stream', {}).get('gbps') else stream['gbps']
+        row['ours']['pct_stream'] = round(100 * row['ours']['gbps'] / row_stream, 1)
         torch_ms = [row[k]['ms'] for k in row if k.startswith('timm_') and row[k] and 'ms' in row[k]]
         row['torch_best_ms'] = min(torch_ms) if torch_ms else None
         row['vs_torch'] = round(row['ours']['ms'] / row['torch_best_ms'], 3) if torch_ms else None
@@ -428,8 +454,13 @@ def _ms(row, key):
 
 
 ROW_HEADER = ('| name | ours ms | ours default ms | timm loop | timm foreach | torch fused | optax | optax default | '
-              'ours/torch best | ours/optax | GB/s (% stream) | state B/param | compile s (optax) | temp MB |\n'
+              'ours/torch best | ours/optax | GB/s (% of the row stream GB/s) | state B/param | compile s (optax) | temp MB |\n'
               '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+
+
+def _stream_of(row) -> str:
+    st = row.get('stream') or {}
+    return f'{st["gbps"]:.0f}' if st.get('gbps') else 'tree'
 
 
 def _row_md(row) -> str:
@@ -440,7 +471,7 @@ def _row_md(row) -> str:
             f'{_ms(row, "timm_foreach")} | {_ms(row, "timm_fused")} | {_ms(row, "optax")} | '
             f'{_ms(row, "optax_default")} | '
             f'{_fmt(row["vs_torch"], 2)} | '
-            f'{_fmt(row["vs_optax"], 2)} | {o["gbps"]:.1f} ({o["pct_stream"]:.0f}%) | '
+            f'{_fmt(row["vs_optax"], 2)} | {o["gbps"]:.1f} ({o["pct_stream"]:.0f}% of {_stream_of(row)}) | '
             f'{row["state_bytes_per_param"]:.2f} | {comp} | {temp} |')
 
 

@@ -111,3 +111,16 @@ def test_time_interleaved_budget_and_errors():
 def test_time_interleaved_minimum_reps():
     res = step.time_interleaved({'x': _fake([], 'x', 100.0)}, reps=20, budget_s=5.0, pause_s=0)
     assert res['x']['reps'] == 5
+
+
+def test_stream_variant_and_row_percentage():
+    """Each row's % of stream is taken against the streaming pass timed in that row's rounds."""
+    params = {'a': jnp.ones((256, 64)), 'b': jnp.ones(1000)}
+    res = step.time_interleaved({'stream': step.stream_variant(params)}, reps=3, budget_s=5.0, pause_s=0.0)
+    r = res['stream']
+    nbytes = 2 * 4 * (256 * 64 + 1000)
+    assert r['ms'] > 0 and r['gbps'] == pytest.approx(nbytes / (r['ms'] * 1e-3) / 1e9, rel=1e-2)
+    row = {'name': 'x', 'ours': {'ms': 1.0, 'gbps': 10.0, 'pct_stream': 50.0, 'compile_s': 0.1, 'temp_bytes': 0},
+           'stream': {'ms': 1.0, 'gbps': 20.0}, 'vs_torch': None, 'vs_optax': None, 'state_bytes_per_param': 8.0}
+    assert '(50% of 20)' in step._row_md(row)
+    assert '(50% of tree)' in step._row_md({**row, 'stream': {}})
