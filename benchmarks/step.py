@@ -105,7 +105,8 @@ SHAPE_AWARE = ['adafactor', 'adafactorbv', 'muon', 'kron', 'adahessian']
 PACKABLE = ['sgd', 'nesterov', 'momentum', 'sgdw', 'adam', 'adamw', 'nadam', 'nadamw', 'radam', 'lion', 'adabelief',
             'laprop', 'adamax', 'rmsproptf', 'adopt', 'adan', 'madgrad', 'adagrad']
 # Per-tensor statistics, no coupling across leaves: exact under ``jt.transforms.stacked`` (vmap over stacks of
-# same-shape leaves; tests/test_packed.py). LAMB's global grad-norm clip couples leaves: it runs as ``front``, on the stacks.
+# same-shape leaves; tests/test_packed.py). LAMB's global grad-norm clip couples leaves: it runs as ``front``,
+# on the stacks.
 STACKABLE = ['lamb', 'lars', 'novograd', 'mars', 'adafactor', 'adafactorbv', 'muon', 'adamp', 'sgdp']
 
 
@@ -454,7 +455,8 @@ def _ms(row, key):
 
 
 ROW_HEADER = ('| name | ours ms | ours default ms | timm loop | timm foreach | torch fused | optax | optax default | '
-              'ours/torch best | ours/optax | GB/s (% of the row stream GB/s) | state B/param | compile s (optax) | temp MB |\n'
+              'ours/torch best | ours/optax | GB/s (% of the row stream GB/s) | state B/param | compile s (optax) | '
+              'temp MB |\n'
               '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
 
 

@@ -142,7 +142,8 @@ def test_stacked_is_not_packed_for_per_tensor_statistics():
     """The test above can fail: packing LARS's leaves (one trust ratio per buffer) changes the numbers."""
     per_leaf = _run(_alias('lars'), MIXED, steps=3)[0]
     flat = _run(jt.transforms.packed(_alias('lars')), MIXED, steps=3)[0]
-    moved = [(a - x, b - x) for a, b, x in zip(jax.tree.leaves(flat), jax.tree.leaves(per_leaf), jax.tree.leaves(MIXED))]
+    moved = [(a - x, b - x)
+             for a, b, x in zip(jax.tree.leaves(flat), jax.tree.leaves(per_leaf), jax.tree.leaves(MIXED))]
     # one trust ratio for the whole buffer instead of one per leaf: the distance moved differs by far more than 1%
     assert max(float(jnp.max(jnp.abs(da - db)) / jnp.max(jnp.abs(db))) for da, db in moved) > 1e-2
 

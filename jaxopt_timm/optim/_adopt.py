@@ -14,7 +14,7 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, cpu_fence, leaf_values, lr_at,
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, cpu_fence, l2_leaf, leaf_values, lr_at,
     resolve_max_lr, safe_increment, scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
 )
 from ._registry import OptimInfo
@@ -80,7 +80,7 @@ def scale_by_adopt(
 
         def grad(g_in, p, wd):
             g = g_in.astype(compute_dtype(g_in.dtype))  # float32 for low-precision leaves
-            return g + (wd * p).astype(g.dtype) if l2 else g
+            return l2_leaf(g, p, wd) if l2 else g
 
         def first_moment(g_in, m_in, v_in, p, wd):
             if g_in is None:

@@ -16,7 +16,7 @@ import optax
 
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, leaf_values, resolve_max_lr,
+    add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, l2_decayed, resolve_max_lr,
     scale_by_learning_rate, tree_any_nonzero, with_state_dtype,
 )
 from ._registry import OptimInfo
@@ -41,11 +41,9 @@ def _rms_with_l2(normalise: optax.GradientTransformation, rest: list, weight_dec
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError('RMSpropTF with weight_decay needs params: call update(grads, state, params)')
-        wds = leaf_values(weight_decay, updates)
 
         def l2(g_tree, p_tree):
-            return jax.tree.map(lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
-                                g_tree, p_tree, wds, is_leaf=lambda x: x is None)
+            return l2_decayed(g_tree, p_tree, weight_decay)
 
         if not rest:
             state = (state,)

@@ -22,7 +22,7 @@ import optax
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cpu_fence, leaf_values, one_minus_pow, safe_increment,
+    add_decoupled_weight_decay, add_l2_weight_decay, cpu_fence, l2_leaf, leaf_values, one_minus_pow, safe_increment,
     scale_by_adam, scale_by_learning_rate, state_dtype, tree_any_nonzero, tree_zeros_like, upcast, with_state_dtype,
 )
 from ._registry import OptimInfo
@@ -294,7 +294,7 @@ def scale_by_torch_adagrad(
         ps = params if l2 else jax.tree.map(lambda _: None, updates)
 
         def grad(g, p, wd):  # add_l2_weight_decay's sum, in the gradient's dtype
-            return upcast(g + (wd * p).astype(g.dtype) if l2 else g)
+            return upcast(l2_leaf(g, p, wd) if l2 else g)
 
         decay = 1.0 + state.count.astype(jnp.float32) * jnp.asarray(lr_decay, jnp.float32)
         none_leaf = lambda x: x is None  # noqa: E731

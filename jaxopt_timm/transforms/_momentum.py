@@ -16,7 +16,8 @@ import optax
 
 from .._validate import resolve_dtype
 from ._rectify import one_minus_pow
-from ._tree import cpu_fence, leaf_values, safe_increment, state_dtype, state_zeros, tree_any_nonzero, upcast
+from ._tree import cpu_fence, safe_increment, state_dtype, state_zeros, tree_any_nonzero, upcast
+from ._weight_decay import l2_decayed
 
 __all__ = [
     'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
@@ -84,9 +85,7 @@ def scale_by_torch_momentum(
         if params is None:
             raise ValueError(
                 'scale_by_torch_momentum with weight_decay needs params: call update(grads, state, params)')
-        return jax.tree.map(
-            lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
-            updates, params, leaf_values(weight_decay, updates), is_leaf=lambda x: x is None)
+        return l2_decayed(updates, params, weight_decay)
 
     def update_fn(updates, state, params=None):
         if not isinstance(momentum, jax.core.Tracer) and momentum == 0:

@@ -20,7 +20,23 @@ from ._tree import leaf_values, safe_increment, tree_any_nonzero
 
 __all__ = [
     'add_l2_weight_decay', 'AddDecoupledWeightDecayState', 'add_decoupled_weight_decay', 'decoupled_decay_factor',
+    'l2_leaf', 'l2_decayed',
 ]
+
+
+def l2_leaf(g: Any, p: Any, wd: Any) -> Any:
+    """``g + wd * p`` in ``g``'s dtype (torch's coupled weight decay); None for a masked leaf.
+
+    Optimizers that fold the sum into their direction (SGD with momentum, ADOPT, Adagrad, RMSpropTF)
+    compute it twice, before and after a :func:`cpu_fence`, instead of storing it: one expression for
+    both places keeps the two computations identical.
+    """
+    return None if g is None else g + (wd * p).astype(g.dtype)
+
+
+def l2_decayed(updates: Any, params: Any, weight_decay: Any) -> Any:
+    """:func:`l2_leaf` over a tree; ``weight_decay`` is a float or a per-leaf tree."""
+    return jax.tree.map(l2_leaf, updates, params, leaf_values(weight_decay, updates), is_leaf=lambda x: x is None)
 
 
 def _require_params(params, name):
@@ -44,11 +60,7 @@ def add_l2_weight_decay(weight_decay: Any) -> optax.GradientTransformation:
         if not tree_any_nonzero(weight_decay):
             return updates, state
         _require_params(params, 'add_l2_weight_decay')
-        wds = leaf_values(weight_decay, updates)
-        updates = jax.tree.map(
-            lambda g, p, wd: None if g is None else g + (wd * p).astype(g.dtype),
-            updates, params, wds, is_leaf=lambda x: x is None)
-        return updates, state
+        return l2_decayed(updates, params, weight_decay), state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
