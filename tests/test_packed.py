@@ -180,3 +180,12 @@ def test_stacked_lamb_with_global_clip_in_front_equals_per_leaf():
     # without the clip in front the numbers differ (the global norm is well above 1 here)
     q = _run(jt.transforms.stacked(info.alias(**args, max_grad_norm=None), leaves_per_buffer=2), big, steps=5)[0]
     assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(q), jax.tree.leaves(per_leaf))) > 1e-4
+
+
+def test_stacked_empty_tree_and_scalar_leaves():
+    tx = jt.transforms.stacked(jt.optim.lars(0.1))
+    updates, _ = tx.update({}, tx.init({}), {})
+    assert updates == {}
+    tree = {'a': jnp.asarray(0.5, jnp.float32), 'b': jnp.asarray(-0.25, jnp.float32), 'c': jnp.linspace(1.0, 2.0, 4)}
+    p = _run(jt.transforms.stacked(jt.optim.adamw(1e-2, weight_decay=0.1)), tree)[0]
+    _assert_same(p, _run(jt.optim.adamw(1e-2, weight_decay=0.1), tree)[0])
