@@ -49,10 +49,11 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     Exact only when ``inner`` is elementwise with the same hyperparameters for every leaf (SGD,
     Adam/AdamW/NAdam/RAdam, Lion, AdaBelief, LaProp, ...): a per-tensor statistic (trust ratios, the
     caution mask's mean, Adafactor's factoring, Muon's matrices) would see a buffer instead of a leaf.
-    Build ``inner`` with scalar hyperparameters (not the factory's per-leaf trees). The flat gradient
-    and params are concatenated behind an ``optimization_barrier`` so XLA does not fuse the
-    concatenation into every consumer. The state is a list of flat buffers, fixed by the tree's
-    leaf shapes and dtypes at ``init``.
+    Build ``inner`` with scalar hyperparameters (not the factory's per-leaf trees). The flat gradient,
+    params and update pass through ``optimization_barrier``; XLA:CPU fuses across it anyway (each
+    leaf's output kernel may recompute the update from the stored state), and an interleaved A/B with
+    and without the barriers measured no difference in step or compile time. The state is a list of
+    flat buffers, fixed by the tree's leaf shapes and dtypes at ``init``.
 
     Args:
         inner: the elementwise transformation.
