@@ -92,10 +92,14 @@ def scale_by_torch_momentum(
             # torch skips the buffer; a traced momentum (inject_hyperparams) takes the general path, equal at 0
             return decayed(updates, params), state._replace(count=safe_increment(state.count))
         first = state.count == 0
+        # torch's first step sets b <- g undamped; from init's zero buffer m*0 + g is that same g, so the
+        # per-leaf select is only built for a nonzero (or traced) dampening (one compare+select per leaf less)
+        undamped = not isinstance(dampening, jax.core.Tracer) and dampening == 0
 
         def buf_fn(g, b):
             g32 = upcast(g)
-            return jnp.where(first, g32, momentum * upcast(b) + (1.0 - dampening) * g32).astype(b.dtype)
+            later = momentum * upcast(b) + (g32 if undamped else (1.0 - dampening) * g32)
+            return (later if undamped else jnp.where(first, g32, later)).astype(b.dtype)
 
         bufs = jax.tree.map(buf_fn, decayed(updates, params), state.momentum_buffer)
         if nesterov:
