@@ -9,6 +9,7 @@ layout-aware optimizer cannot be benchmarked with the wrong shape rule).
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxopt_timm as jt
@@ -124,3 +125,19 @@ def test_stream_variant_and_row_percentage():
            'stream': {'ms': 1.0, 'gbps': 20.0}, 'vs_torch': None, 'vs_optax': None, 'state_bytes_per_param': 8.0}
     assert '(50% of 20)' in step._row_md(row)
     assert '(50% of tree)' in step._row_md({**row, 'stream': {}})
+
+
+def test_cold_compile_is_fresh_every_time():
+    """Each cold compile traces anew (no jit cache answers it), and the medians interleave the entries."""
+    traces = []
+
+    def update(g, s, p=None):
+        traces.append(1)
+        return jax.tree.map(lambda x: -0.1 * x, g), s
+    tx = optax.GradientTransformation(lambda p: (), update)
+    params = {'w': jnp.ones((8, 4))}
+    secs = [step.cold_compile_s(tx, params, params) for _ in range(2)]
+    assert len(traces) == 2 and all(s > 0 for s in secs)
+    log = []
+    med = step.compile_medians({'a': lambda: log.append('a') or 1.0, 'b': lambda: log.append('b') or 2.0}, reps=3)
+    assert med == {'a': 1.0, 'b': 2.0} and log == ['a', 'b'] * 3

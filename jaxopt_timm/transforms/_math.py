@@ -30,7 +30,9 @@ def cube_root(x: jax.Array) -> jax.Array:
 def _cube_root_f32(x32: jax.Array) -> jax.Array:
     # jitted: traced once per shape (a ~25-op body per leaf made MADGRAD's trace 7 ms/leaf); XLA inlines the call
     bits = jax.lax.bitcast_convert_type(x32, jnp.int32)
-    r = jax.lax.bitcast_convert_type(jnp.int32(_INV_CBRT_MAGIC) - bits // 3, jnp.float32)
+    # truncating division (one HLO op; ``//`` floors with sign tests, rem and a select): the same quotient for
+    # every x >= 0; the bits of -0.0 and of a negative input give a garbage estimate that the selects below mask
+    r = jax.lax.bitcast_convert_type(jnp.int32(_INV_CBRT_MAGIC) - jax.lax.div(bits, jnp.int32(3)), jnp.float32)
     for _ in range(2):
         r = r * (jnp.float32(4.0) - ((x32 * r) * r) * r) * jnp.float32(1.0 / 3.0)
     y = (x32 * r) * r
