@@ -43,8 +43,11 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     18 s; 500 slices from 500 buffers: 0.2 s), so leaves go into buffers of ``leaves_per_buffer``.
 
     Leaves are grouped by dtype (a tree mixing bfloat16 and float32 leaves gets buffers of each); a
-    leaf with more than ``max_leaf_size`` elements is left in a buffer of its own (no copy), since
-    packing a large leaf costs two extra passes over its memory and saves nothing.
+    leaf with more than ``max_leaf_size`` elements (or alone in its group) is passed to ``inner`` as it
+    is, in its own shape, since packing a large leaf costs two extra passes over its memory and saves
+    nothing (raveling it was worse still: the donated step then copied the params before updating them).
+    On trees of large leaves packing the small ones gains nothing measurable: ResNet-50 / ViT-B AdamW
+    with ``max_leaf_size=4096`` stepped within 4% of per leaf (either way, interleaved).
 
     Exact only when ``inner`` is elementwise with the same hyperparameters for every leaf (SGD,
     Adam/AdamW/NAdam/RAdam, Lion, AdaBelief, LaProp, ...): a per-tensor statistic (trust ratios, the
@@ -53,7 +56,7 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     params and update pass through ``optimization_barrier``; XLA:CPU fuses across it anyway (each
     leaf's output kernel may recompute the update from the stored state), and an interleaved A/B with
     and without the barriers measured no difference in step or compile time. The state is a list of
-    flat buffers, fixed by the tree's leaf shapes and dtypes at ``init``.
+    flat buffers (and the unpacked leaves' own shapes), fixed by the tree's leaf shapes and dtypes at ``init``.
 
     Args:
         inner: the elementwise transformation.
@@ -78,8 +81,8 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     def flat(leaves: List[Any], groups: List[List[int]]) -> List[jax.Array]:
         out = []
         for g in groups:
-            if len(g) == 1:
-                out.append(jnp.ravel(leaves[g[0]]))
+            if len(g) == 1:  # a leaf of its own keeps its shape (raveled, its update lost in-place aliasing)
+                out.append(leaves[g[0]])
             else:
                 out.append(jax.lax.optimization_barrier(jnp.concatenate([jnp.ravel(leaves[i]) for i in g])))
         return out
@@ -100,8 +103,10 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
         flat_updates, state = inner.update(flat(leaves, groups), state, flat_params, **extra_args)
         out: List[Any] = [None] * len(leaves)
         for g, buf in zip(groups, flat_updates):
-            if len(g) > 1:
-                buf = jax.lax.optimization_barrier(buf)
+            if len(g) == 1:
+                out[g[0]] = buf.astype(leaves[g[0]].dtype)
+                continue
+            buf = jax.lax.optimization_barrier(buf)
             offset = 0
             for i in g:
                 x = leaves[i]
