@@ -28,9 +28,9 @@ torch's layout; ``--jax-layout torch`` gives the JAX side torch's shapes as they
   grads read, every state byte read + written (AdamW: 4+4+4+2*8 = 28 bytes per float32 param).
 
 ``--extras``: ``growth`` (AdamW/SGD/Lion/LAMB from 1M to 64M params in 16 equal leaves),
-``small`` (2,000 leaves of 1,000 floats: compile time and step, per leaf and, for the names in
-``PACKABLE`` / ``STACKABLE``, under ``jt.transforms.packed`` / ``stacked``; buffer sizes are compared by
-``benchmarks.packing``), ``schedule`` (AdamW with a cosine/warmup/noise lr
+``small`` (2,000 leaves of 1,000 floats: compile time and step, per leaf and with the factory's
+``pack_leaves=32``: ``jt.transforms.packed`` for ``PACKABLE`` names, ``stacked`` for ``STACKABLE`` ones;
+buffer sizes are compared by ``benchmarks.packing``), ``schedule`` (AdamW with a cosine/warmup/noise lr
 against a constant lr, and the trace count of each), ``layer_decay`` (26-group AdamW, see
 ``benchmarks.layer_decay``). Writes ``results.md`` and ``results.json`` under ``--out``.
 """
@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import fnmatch
 import gc
-import inspect
 import json
 import os
 import platform
@@ -101,14 +100,14 @@ ELEMENTWISE = [
     'nadamw', 'rmsproptf', 'adan', 'laprop', 'adopt', 'madgrad', 'novograd', 'mars',
 ]
 SHAPE_AWARE = ['adafactor', 'adafactorbv', 'muon', 'kron', 'adahessian']
-# Elementwise names with no per-tensor statistic: exact under ``jt.transforms.packed`` (tests/test_packed.py runs
-# each packed against per leaf). Timed packed on the 2,000-leaf tree as the "ours packed" column.
-PACKABLE = ['sgd', 'nesterov', 'momentum', 'sgdw', 'adam', 'adamw', 'nadam', 'nadamw', 'radam', 'lion', 'adabelief',
-            'laprop', 'adamax', 'rmsproptf', 'adopt', 'adan', 'madgrad', 'adagrad']
-# Per-tensor statistics, no coupling across leaves: exact under ``jt.transforms.stacked`` (vmap over stacks of
-# same-shape leaves; tests/test_packed.py). LAMB's global grad-norm clip couples leaves: it runs as ``front``,
-# on the stacks.
-STACKABLE = ['lamb', 'lars', 'novograd', 'mars', 'adafactor', 'adafactorbv', 'muon', 'adamp', 'sgdp']
+# The 2,000-leaf tree's "ours packed" column: ``create_optimizer_v2(..., pack_leaves=PACK_LEAVES)``, which runs
+# elementwise names concatenated into flat buffers (PACKABLE) and names with per-tensor statistics vmapped over
+# same-shape stacks (STACKABLE; LAMB's global clip over all leaves first). tests/test_factory_packing.py runs
+# every registered name packed against the per-leaf factory.
+PACK_LEAVES = 32
+_PACKING_BASES = ELEMENTWISE + SHAPE_AWARE + ['adamax', 'adagrad', 'adamp', 'sgdp']
+PACKABLE = [n for n in _PACKING_BASES if n not in ('kron', 'adahessian') and jt.optim.packing_mode(n) == 'packed']
+STACKABLE = [n for n in _PACKING_BASES if n not in ('kron', 'adahessian') and jt.optim.packing_mode(n) == 'stacked']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -540,29 +539,6 @@ def run_growth(args) -> List[Dict[str, Any]]:
     return out
 
 
-def packed_small_tx(name: str, params) -> optax.GradientTransformation:
-    """``name`` as the factory builds it for an all-1-d tree, with scalar hyperparameters, packed or stacked.
-
-    Every leaf of the small tree is 1-d, which timm's filter exempts from weight decay, so the factory's
-    per-leaf weight decay is 0 everywhere; the alias gets that as a scalar (packing needs scalars).
-    :data:`PACKABLE` names get ``jt.transforms.packed``, :data:`STACKABLE` ones ``jt.transforms.stacked``
-    (LAMB: its global-norm clip as ``front``, ``max_grad_norm=None`` inside: the same numbers).
-    """
-    if any(x.ndim > 1 for x in jax.tree.leaves(params)):
-        raise ValueError('packed_small_tx: expects an all-1-d tree (weight decay filtered off every leaf)')
-    info = jt.get_optimizer_info(name)
-    args = {**info.defaults, 'learning_rate': LR, 'weight_decay': 0.0}
-    if info.has_momentum:
-        args.setdefault('momentum', 0.9)
-    if name in PACKABLE:
-        return jt.transforms.packed(info.alias(**args))
-    if name == 'lamb':
-        max_norm = inspect.signature(info.alias).parameters['max_grad_norm'].default
-        return jt.transforms.stacked(info.alias(**args, max_grad_norm=None),
-                                     front=jt.optim.clip_by_global_norm_ratio(max_norm))
-    return jt.transforms.stacked(info.alias(**args))
-
-
 def run_small(names: List[str], args) -> List[Dict[str, Any]]:
     shapes = TREES['small2000']()
     params, grads = make_tree(shapes, 0), make_tree(shapes, 1)
@@ -570,7 +546,8 @@ def run_small(names: List[str], args) -> List[Dict[str, Any]]:
     for name in names:
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
         variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, _hvp_extra(name), XLA_OPTS)}
-        ptx = packed_small_tx(name, params) if name in PACKABLE or name in STACKABLE else None
+        ptx = (jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, pack_leaves=PACK_LEAVES)
+               if name in PACKABLE or name in STACKABLE else None)
         if ptx is not None:
             variants['ours_packed'] = jax_variant(ptx, params, grads, None, XLA_OPTS)
         if name in OPTAX and not args.no_optax and not args.skip_slow_optax:

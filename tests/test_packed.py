@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
-from benchmarks.step import PACKABLE, STACKABLE, packed_small_tx
+from benchmarks.step import PACKABLE, STACKABLE
 
 # elementwise aliases with scalar hyperparameters (what packing is exact for), built with their registry defaults
 ELEMENTWISE = PACKABLE  # the benchmark's list of names it times packed
@@ -167,16 +167,6 @@ def test_stacked_is_not_packed_for_per_tensor_statistics():
              for a, b, x in zip(jax.tree.leaves(flat), jax.tree.leaves(per_leaf), jax.tree.leaves(MIXED))]
     # one trust ratio for the whole buffer instead of one per leaf: the distance moved differs by far more than 1%
     assert max(float(jnp.max(jnp.abs(da - db)) / jnp.max(jnp.abs(db))) for da, db in moved) > 1e-2
-
-
-@pytest.mark.parametrize('name', ['adamw', 'lars', 'lamb'])
-def test_benchmark_small_tx_equals_factory(name):
-    """The benchmark's packed/stacked variant computes the factory's numbers on an all-1-d tree."""
-    tree = {f'p{i}': jnp.linspace(-1.0, 1.0, 6) * (i + 1) for i in range(5)}
-    ref = _run(jt.create_optimizer_v2(tree, name, lr=1e-3, weight_decay=0.05), tree, steps=5)[0]
-    got = _run(packed_small_tx(name, tree), tree, steps=5)[0]
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-7)
 
 
 def test_stacked_rejects_bad_args_and_unlike_params():

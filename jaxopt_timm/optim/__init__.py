@@ -38,7 +38,7 @@ from ._adafactor_bv import *  # noqa: F401,F403
 from . import _sgd, _adamw, _adabelief, _adafactor, _adahessian, _adamp, _sgdp, _lamb, _lars, _lookahead, _madgrad, _nadam, _nvnovograd, _radam, _rmsprop_tf
 from . import _torch_optim, _sgdw, _nadamw, _lion, _laprop, _adopt, _mars, _adan
 from . import _muon, _kron, _adafactor_bv
-from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs
+from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs, packing_mode
 from ._group_matchers import flax_resnet_group_matcher, flax_vit_group_matcher, vit_group_matcher
 from ._param_groups import leaf_names, named_leaves, weight_decay_tree
 
@@ -79,7 +79,7 @@ for _m in _MODULES:
 
 __all__ = [
     'OptimInfo', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
-    'optimizer_kwargs', 'register', 'register_alias', 'leaf_names', 'named_leaves', 'weight_decay_tree',
+    'optimizer_kwargs', 'packing_mode', 'register', 'register_alias', 'leaf_names', 'named_leaves', 'weight_decay_tree',
     'flax_resnet_group_matcher', 'flax_vit_group_matcher', 'vit_group_matcher',
 ]
 for _m in _MODULES:

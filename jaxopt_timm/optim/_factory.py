@@ -8,11 +8,26 @@ import jax
 import optax
 
 from .._validate import check_lr, check_range
+from ..transforms import packed, stacked
+from ._lamb import clip_by_global_norm_ratio
 from ._lookahead import lookahead
 from ._param_groups import ParamGroups, build_param_groups, params_of
 from ._registry import get_optimizer_info
 
-__all__ = ['create_optimizer_v2', 'create_optimizer', 'optimizer_kwargs']
+__all__ = ['create_optimizer_v2', 'create_optimizer', 'optimizer_kwargs', 'packing_mode']
+
+# How ``pack_leaves`` runs each optimizer function (``OptimInfo.alias.__name__``). 'packed': elementwise with no
+# per-tensor statistic, exact over leaves concatenated into flat buffers (``jt.transforms.packed``). 'stacked':
+# per-tensor statistics (trust ratios, norms, factored moments, Newton-Schulz), exact under ``vmap`` over stacks
+# of same-shape leaves (``jt.transforms.stacked``). Caution normalises its mask by the mask's mean per tensor,
+# so a cautious variant of a 'packed' function is 'stacked'. Not listed (an error): kron (its per-leaf random
+# draws differ under vmap) and adahessian (its ``hvp_fn`` argument). tests/test_factory_packing.py runs every
+# registered name packed against the per-leaf factory.
+_PACKED = frozenset({
+    'adabelief', 'adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'adamw_legacy', 'adan', 'adopt', 'laprop',
+    'lion', 'madgrad', 'nadam', 'nadam_legacy', 'nadamw', 'radam', 'radam_legacy', 'rmsprop', 'rmsprop_tf',
+    'sgd', 'sgdw'})
+_STACKED = frozenset({'adafactor', 'adafactor_bv', 'adamp', 'lamb', 'lars', 'mars', 'muon', 'novograd', 'sgdp'})
 
 
 def create_optimizer_v2(
@@ -32,6 +47,7 @@ def create_optimizer_v2(
         no_weight_decay_list: Collection[str] = (),
         group_matcher: Any = None,
         head_prefix: Optional[str] = None,
+        pack_leaves: Optional[int] = None,
         **kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """Build a registered optimizer for a params tree, with timm's param grouping and defaults.
@@ -43,6 +59,16 @@ def create_optimizer_v2(
     Weight decay is applied per leaf as timm's ``param_groups_weight_decay``
     groups it (no decay on ``ndim <= 1`` leaves and ``.bias`` names when
     ``filter_bias_and_bn``, nor on ``no_weight_decay_list`` patterns).
+
+    ``pack_leaves`` (not in timm; for trees of many small leaves, where XLA:CPU's per-kernel cost, not
+    memory traffic, sets the step and compile time): the leaves of each param group (same weight decay,
+    lr scale and overrides) are updated in buffers of up to ``pack_leaves`` leaves, concatenated for
+    elementwise optimizers (:func:`jaxopt_timm.transforms.packed`) or stacked by shape for optimizers with
+    per-tensor statistics (:func:`jaxopt_timm.transforms.stacked`); Lamb's global grad-norm clip runs over
+    every trainable leaf first, as in timm. Same numbers as without it (float32 rounding of reassociated
+    reductions aside); the state is laid out per buffer. :func:`packing_mode` says which form a name gets
+    (kron and adahessian have none). On 2,000 leaves of 1,000 floats AdamW compiles in ~3 s instead of
+    ~12 s and steps ~1.7x faster; on trees of large leaves (ResNet-50, ViT-B) it gains nothing.
 
     Example:
         >>> import jax.numpy as jnp, jaxopt_timm as jt
@@ -60,6 +86,7 @@ def create_optimizer_v2(
     check_range('layer_decay', layer_decay, 0.0, 1.0, allow_none=True)
     check_range('layer_decay_min_scale', layer_decay_min_scale, 0.0, 1.0)
     check_range('layer_decay_no_opt_scale', layer_decay_no_opt_scale, 0.0, 1.0, allow_none=True)
+    check_range('pack_leaves', pack_leaves, 1, integer=True, allow_none=True)
 
     parts = opt.lower().split('_')
     opt_name = parts[-1]
@@ -89,7 +116,10 @@ def create_optimizer_v2(
         raise ValueError("Invalid argument 'lr' in kwargs: pass the learning rate as create_optimizer_v2(lr=...)")
 
     _check_kwargs(info, set(opt_args) | {o for ov in groups.overrides for o in ov})
-    tx = _grouped_transform(info, opt_args, groups, params)
+    if pack_leaves is None:
+        tx = _grouped_transform(info, opt_args, groups, params)
+    else:
+        tx = _packed_transform(info, opt_args, groups, params, int(pack_leaves))
     if use_lookahead:
         tx = lookahead(tx)
     return tx
@@ -147,6 +177,65 @@ def _grouped_transform(info, opt_args: dict, groups: ParamGroups, params: Any) -
         transforms['__frozen__'] = optax.set_to_zero()
     label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
     return optax.multi_transform(transforms, label_tree)
+
+
+def packing_mode(opt: str, caution: Optional[bool] = None) -> str:
+    """How ``create_optimizer_v2(..., pack_leaves=n)`` runs ``opt``: ``'packed'`` or ``'stacked'``.
+
+    ``caution`` overrides the name's own default (a cautious update is ``'stacked'``). Raises ``ValueError``
+    for names that cannot be packed exactly (kron, adahessian).
+    """
+    info = get_optimizer_info(opt.lower().split('_')[-1])
+    fn = info.alias.__name__
+    cautious = info.defaults.get('caution', False) if caution is None else caution
+    if fn in _PACKED:
+        return 'stacked' if cautious else 'packed'
+    if fn in _STACKED:
+        return 'stacked'
+    raise ValueError(
+        f'Invalid pack_leaves for optimizer {info.name!r}: it has no exact packed form (kron draws random '
+        f'numbers per leaf, adahessian takes hvp_fn); supported: every other registered name')
+
+
+def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
+                      pack_leaves: int) -> optax.GradientTransformation:
+    """:func:`_grouped_transform` with one partition per distinct (overrides, weight decay, lr scale, fallback),
+    each built with scalar hyperparameters and run packed or stacked."""
+    mode = packing_mode(info.name, opt_args.get('caution'))
+    signature = inspect.signature(info.alias).parameters
+    opt_args = dict(opt_args)
+    max_norm = None
+    if 'max_grad_norm' in signature:  # Lamb: the global clip couples every leaf, so it runs once, in front
+        max_norm = opt_args.get('max_grad_norm', signature['max_grad_norm'].default)
+        opt_args['max_grad_norm'] = None
+    accepts_fallback = 'use_fallback' in signature
+    trainable = jax.tree.leaves(groups.trainable)
+    per_leaf = zip(groups.overrides, jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale),
+                   jax.tree.leaves(groups.use_fallback))
+    keys = [(tuple(sorted(ov.items())), float(wd), float(sc), bool(fb) and accepts_fallback) for ov, wd, sc, fb in per_leaf]
+    labels = [repr(k) if keep else '__frozen__' for k, keep in zip(keys, trainable)]
+    transforms = {}
+    for label, (ov, wd, sc, fb), keep in zip(labels, keys, trainable):
+        if not keep or label in transforms:
+            continue
+        args = {**opt_args, **dict(ov), 'weight_decay': wd}
+        if sc != 1.0:
+            args['lr_scale'] = sc
+        if accepts_fallback:
+            args['use_fallback'] = fb
+        inner = info.alias(**args)
+        transforms[label] = (packed(inner, pack_leaves) if mode == 'packed'
+                             else stacked(inner, pack_leaves))
+    if '__frozen__' in labels:
+        transforms['__frozen__'] = optax.set_to_zero()
+    label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
+    tx = optax.multi_transform(transforms, label_tree)
+    if max_norm is None:
+        return tx
+    clip = clip_by_global_norm_ratio(max_norm)
+    if '__frozen__' in labels:  # timm's norm sees only the params it optimizes
+        clip = optax.masked(clip, jax.tree.unflatten(jax.tree.structure(params), trainable))
+    return optax.chain(clip, tx)
 
 
 def optimizer_kwargs(cfg: Any) -> dict:
