@@ -201,7 +201,7 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
                       pack_leaves: int) -> optax.GradientTransformation:
     """:func:`_grouped_transform` with one partition per distinct (overrides, weight decay, lr scale, fallback),
     each built with scalar hyperparameters and run packed or stacked."""
-    mode = packing_mode(info.name, opt_args.get('caution'))
+    packing_mode(info.name, opt_args.get('caution'))  # kron / adahessian: the error here, at construction
     signature = inspect.signature(info.alias).parameters
     opt_args = dict(opt_args)
     max_norm = None
@@ -219,13 +219,15 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
         if not keep or label in transforms:
             continue
         args = {**opt_args, **dict(ov), 'weight_decay': wd}
+        if max_norm is not None or 'max_grad_norm' in args:
+            args['max_grad_norm'] = None  # clipped once, over every leaf, in front (timm's global norm)
         if sc != 1.0:
             args['lr_scale'] = sc
         if accepts_fallback:
             args['use_fallback'] = fb
         inner = info.alias(**args)
-        transforms[label] = (packed(inner, pack_leaves) if mode == 'packed'
-                             else stacked(inner, pack_leaves))
+        mode = packing_mode(info.name, args.get('caution'))  # a group's own caution override counts
+        transforms[label] = packed(inner, pack_leaves) if mode == 'packed' else stacked(inner, pack_leaves)
     if '__frozen__' in labels:
         transforms['__frozen__'] = optax.set_to_zero()
     label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
