@@ -200,3 +200,22 @@ def test_stacked_empty_tree_and_scalar_leaves():
     tree = {'a': jnp.asarray(0.5, jnp.float32), 'b': jnp.asarray(-0.25, jnp.float32), 'c': jnp.linspace(1.0, 2.0, 4)}
     p = _run(jt.transforms.stacked(jt.optim.adamw(1e-2, weight_decay=0.1)), tree)[0]
     _assert_same(p, _run(jt.optim.adamw(1e-2, weight_decay=0.1), tree)[0])
+
+
+def test_stacked_with_labels_runs_each_label_and_one_front():
+    """``labels`` pick each leaf's transformation; stacks never mix labels; ``front`` sees every stack."""
+    big = jax.tree.map(lambda x: 30.0 * x, MIXED)  # the global clip acts
+    labels = {k: ('d' if k.startswith('w') or k == 'c' else 'n') for k in MIXED}
+    inners = {'d': jt.optim.lamb(1e-2, weight_decay=0.05, max_grad_norm=None),
+              'n': jt.optim.lamb(1e-2, weight_decay=0.0, max_grad_norm=None)}
+    tx = jt.transforms.stacked(inners, 2, front=jt.optim.clip_by_global_norm_ratio(1.0), labels=labels)
+    ref = optax.chain(jt.optim.clip_by_global_norm_ratio(1.0), optax.multi_transform(inners, labels))
+    for a, b in zip(jax.tree.leaves(_run(tx, big, steps=5)[0]), jax.tree.leaves(_run(ref, big, steps=5)[0])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-6, atol=1e-6)  # vmapped norms reassociate
+    leaves = jax.tree.leaves(MIXED)
+    groups = jt.transforms.stack_groups(leaves, 2, jax.tree.leaves(labels))
+    assert all(len({jax.tree.leaves(labels)[i] for i in g}) == 1 for g in groups)
+    with pytest.raises(ValueError, match="no transformation in inner for labels \\['n'\\]"):
+        jt.transforms.stacked({'d': inners['d']}, labels=labels).init(MIXED)
+    with pytest.raises(ValueError, match='inner must be a dict'):
+        jt.transforms.stacked(inners['d'], labels=labels)

@@ -212,11 +212,12 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
     trainable = jax.tree.leaves(groups.trainable)
     per_leaf = zip(groups.overrides, jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale),
                    jax.tree.leaves(groups.use_fallback))
-    keys = [(tuple(sorted(ov.items())), float(wd), float(sc), bool(fb) and accepts_fallback) for ov, wd, sc, fb in per_leaf]
+    keys = [(tuple(sorted(ov.items())), float(wd), float(sc), bool(fb) and accepts_fallback)
+            for ov, wd, sc, fb in per_leaf]
     labels = [repr(k) if keep else '__frozen__' for k, keep in zip(keys, trainable)]
-    transforms = {}
+    inners, modes = {}, {}
     for label, (ov, wd, sc, fb), keep in zip(labels, keys, trainable):
-        if not keep or label in transforms:
+        if not keep or label in inners:
             continue
         args = {**opt_args, **dict(ov), 'weight_decay': wd}
         if max_norm is not None or 'max_grad_norm' in args:
@@ -225,16 +226,21 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
             args['lr_scale'] = sc
         if accepts_fallback:
             args['use_fallback'] = fb
-        inner = info.alias(**args)
-        mode = packing_mode(info.name, args.get('caution'))  # a group's own caution override counts
-        transforms[label] = packed(inner, pack_leaves) if mode == 'packed' else stacked(inner, pack_leaves)
+        inners[label] = info.alias(**args)
+        modes[label] = packing_mode(info.name, args.get('caution'))  # a group's own caution override counts
+    clip = None if max_norm is None else clip_by_global_norm_ratio(max_norm)
+    label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
+    if set(modes.values()) == {'stacked'} and '__frozen__' not in labels:
+        # one stacked transform over every group: the clip runs on the stacks (a per-leaf clip in front costs
+        # a kernel per leaf: LAMB on 2,000 leaves compiled in 13.6 s that way)
+        return stacked(inners, pack_leaves, front=clip, labels=label_tree)
+    transforms = {label: packed(inner, pack_leaves) if modes[label] == 'packed' else stacked(inner, pack_leaves)
+                  for label, inner in inners.items()}
     if '__frozen__' in labels:
         transforms['__frozen__'] = optax.set_to_zero()
-    label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
     tx = optax.multi_transform(transforms, label_tree)
-    if max_norm is None:
+    if clip is None:
         return tx
-    clip = clip_by_global_norm_ratio(max_norm)
     if '__frozen__' in labels:  # timm's norm sees only the params it optimizes
         clip = optax.masked(clip, jax.tree.unflatten(jax.tree.structure(params), trainable))
     return optax.chain(clip, tx)

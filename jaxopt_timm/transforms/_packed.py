@@ -117,17 +117,20 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def stack_groups(leaves: List[Any], leaves_per_buffer: int = 32) -> List[List[int]]:
-    """Indices of ``leaves`` grouped into stacks: one shape and dtype per stack, at most ``leaves_per_buffer`` each."""
+def stack_groups(leaves: List[Any], leaves_per_buffer: int = 32,
+                 labels: Optional[List[Any]] = None) -> List[List[int]]:
+    """Indices of ``leaves`` grouped into stacks: one shape and dtype (and label, if given) per stack, at most
+    ``leaves_per_buffer`` each."""
     by_kind: dict = {}
     for i, x in enumerate(leaves):
-        by_kind.setdefault((tuple(x.shape), jnp.dtype(x.dtype)), []).append(i)
+        key = (tuple(x.shape), jnp.dtype(x.dtype)) + (() if labels is None else (labels[i],))
+        by_kind.setdefault(key, []).append(i)
     return sorted(idx[k:k + leaves_per_buffer] for idx in by_kind.values()
                   for k in range(0, len(idx), leaves_per_buffer))
 
 
-def stacked(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
-            front: Optional[optax.GradientTransformation] = None) -> optax.GradientTransformation:
+def stacked(inner: Any, leaves_per_buffer: int = 32,
+            front: Optional[optax.GradientTransformation] = None, labels: Any = None) -> optax.GradientTransformation:
     """``inner`` applied per leaf, ``jax.vmap``-ed over stacks of up to ``leaves_per_buffer`` same-shape leaves.
 
     The exact counterpart of :func:`packed` for optimizers with per-tensor statistics (trust ratios,
@@ -144,11 +147,16 @@ def stacked(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     states])``, fixed by the tree's leaf shapes and dtypes at ``init``. Extra update arguments
     (AdaHessian's ``hvp_fn``) are not supported.
 
+    With ``labels`` (a tree like the params of hashable labels, as ``optax.multi_transform`` takes) ``inner``
+    is a dict ``label -> transformation``: stacks never mix labels, each runs its label's transformation, and
+    ``front`` still sees every stack (one global norm over all groups, as timm's Lamb takes it).
+
     Args:
-        inner: the per-leaf transformation.
+        inner: the per-leaf transformation (a dict of them, keyed by label, with ``labels``).
         leaves_per_buffer: most leaves per stack (>= 1).
         front: an optional transformation of the whole list of stacks, run before ``inner``
             (statistics over all elements: global-norm clipping).
+        labels: an optional tree of labels, one per leaf, choosing each leaf's transformation in ``inner``.
 
     Example:
         >>> import jax.numpy as jnp, jaxopt_timm as jt
@@ -160,18 +168,41 @@ def stacked(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
     check_range('leaves_per_buffer', leaves_per_buffer, 1, integer=True)
     leaves_per_buffer = int(leaves_per_buffer)
     front = optax.identity() if front is None else front
+    if labels is None:
+        inners = {None: inner}
+    elif not isinstance(inner, dict):
+        raise ValueError(f'stacked: with labels, inner must be a dict label -> transformation, got {type(inner)}')
+    else:
+        inners = inner
+
+    def label_list(leaves: List[Any]) -> Optional[List[Any]]:
+        if labels is None:
+            return None
+        out = jax.tree.leaves(labels)
+        if len(out) != len(leaves):
+            raise ValueError(f'stacked: labels has {len(out)} leaves, the tree has {len(leaves)}')
+        missing = sorted({repr(lab) for lab in out if lab not in inners})
+        if missing:
+            raise ValueError(f'stacked: no transformation in inner for labels {missing}')
+        return out
+
+    def grouping(leaves: List[Any]):
+        labs = label_list(leaves)
+        groups = stack_groups(leaves, leaves_per_buffer, labs)
+        return groups, [inners[None if labs is None else labs[g[0]]] for g in groups]
 
     def stacks(leaves: List[Any], groups: List[List[int]]) -> List[jax.Array]:
         return [jax.lax.optimization_barrier(jnp.stack([leaves[i] for i in g])) for g in groups]
 
     def init_fn(params):
         leaves = jax.tree.leaves(params)
-        stacked_params = stacks(leaves, stack_groups(leaves, leaves_per_buffer))
-        return front.init(stacked_params), [jax.vmap(inner.init)(x) for x in stacked_params]
+        groups, txs = grouping(leaves)
+        stacked_params = stacks(leaves, groups)
+        return front.init(stacked_params), [jax.vmap(tx.init)(x) for tx, x in zip(txs, stacked_params)]
 
     def update_fn(updates, state, params=None):
         leaves, treedef = jax.tree.flatten(updates)
-        groups = stack_groups(leaves, leaves_per_buffer)
+        groups, txs = grouping(leaves)
         if params is None:
             param_stacks = [None] * len(groups)
         else:
@@ -184,11 +215,11 @@ def stacked(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
                                                   None if params is None else param_stacks)
         out: List[Any] = [None] * len(leaves)
         new_state = []
-        for g, u, s, p in zip(groups, update_stacks, inner_states, param_stacks):
+        for g, tx, u, s, p in zip(groups, txs, update_stacks, inner_states, param_stacks):
             if p is None:
-                u, s = jax.vmap(lambda u_, s_: inner.update(u_, s_, None))(u, s)
+                u, s = jax.vmap(lambda u_, s_, tx=tx: tx.update(u_, s_, None))(u, s)
             else:
-                u, s = jax.vmap(inner.update)(u, s, p)
+                u, s = jax.vmap(tx.update)(u, s, p)
             u = jax.lax.optimization_barrier(u)
             for k, i in enumerate(g):
                 out[i] = u[k].astype(leaves[i].dtype)
