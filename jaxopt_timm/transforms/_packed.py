@@ -181,7 +181,7 @@ def stacked(inner: Any, leaves_per_buffer: int = 32,
         out = jax.tree.leaves(labels)
         if len(out) != len(leaves):
             raise ValueError(f'stacked: labels has {len(out)} leaves, the tree has {len(leaves)}')
-        missing = sorted({repr(lab) for lab in out if lab not in inners})
+        missing = sorted({lab for lab in out if lab not in inners}, key=repr)
         if missing:
             raise ValueError(f'stacked: no transformation in inner for labels {missing}')
         return out
