@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from _steps import run_steps
 
 # three same-shape blocks (stacks of 2 with pack_leaves=2), decayed 2-d weights and undecayed 1-d biases
 TREE = {
@@ -25,16 +26,7 @@ RTOL, ATOL = 5e-6, 1e-7
 
 
 def _run(tx, steps=5, tree=TREE):
-    @jax.jit
-    def f(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    p, s = tree, tx.init(tree)
-    for t in range(steps):
-        g = jax.tree.map(lambda x: jnp.sin(3.0 * x + t) + 0.1, p)
-        p, s = f(p, s, g)
-    return p, s
+    return run_steps(tx, tree, steps)
 
 
 def _assert_same(a_tree, b_tree, rtol=RTOL, atol=ATOL):

@@ -6,6 +6,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from _steps import run_steps
 from benchmarks.step import PACKABLE, STACKABLE
 
 # elementwise aliases with scalar hyperparameters (what packing is exact for), built with their registry defaults
@@ -53,17 +54,7 @@ def test_packed_state_is_flat():
     assert {x.shape for x in jax.tree.leaves(state) if x.ndim} == {(n,)}
 
 
-def _run(tx, tree, steps=4):
-    @jax.jit
-    def f(p, s, g):
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s
-
-    p, s = tree, tx.init(tree)
-    for t in range(steps):
-        g = jax.tree.map(lambda x: (jnp.sin(3.0 * x.astype(jnp.float32) + t) + 0.1).astype(x.dtype), p)
-        p, s = f(p, s, g)
-    return p, s
+_run = run_steps
 
 
 def _assert_same(a_tree, b_tree):
