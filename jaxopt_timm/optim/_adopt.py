@@ -47,7 +47,7 @@ def scale_by_adopt(
 ) -> optax.GradientTransformation:
     """ADOPT's direction: normalise by the *previous* second moment, then take the momentum.
 
-    Step 1 only seeds ``v <- g^2`` and outputs zeros. Later steps:
+    Step 1 only seeds ``v <- g^2`` and outputs the untouched ``m`` (init's zeros). Later steps:
     ``n = g / max(sqrt(v), eps)``, clipped to ``+-(t-1)**clip_exp`` (timm's
     stabilising clip; none when ``clip_exp`` is None), ``m <- lerp(m, n, 1-b1)``,
     output ``m``, then ``v <- b2*v + (1-b2)*g^2``. optax has no ADOPT.
@@ -106,7 +106,8 @@ def scale_by_adopt(
         # m is stored before v overwrites the v it was normalised by, and the step reads the stored m
         mu, g_again, v_again, p_again = cpu_fence((mu, updates, state.exp_avg_sq, ps))
         nu = jax.tree.map(second_moment, g_again, v_again, p_again, wds, is_leaf=none_leaf)
-        out = jax.tree.map(lambda g, m: jnp.where(first, jnp.zeros_like(g), m.astype(g.dtype)), updates, mu)
+        # the first step's direction is the stored m, which that step leaves at init's zeros: no select needed
+        out = jax.tree.map(lambda g, m: m.astype(g.dtype), updates, mu)
         return out, ScaleByAdoptState(count=count, exp_avg=mu, exp_avg_sq=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
