@@ -15,8 +15,8 @@ torch's layout; ``--jax-layout torch`` gives the JAX side torch's shapes as they
   ``update + apply_updates`` jitted with params and state donated; median of ``--reps``
   timed calls after a warm-up (``block_until_ready`` on every call); compile time = median of
   ``--compile-reps`` fresh trace + lower + compile runs, interleaved with optax's (first call minus
-  the steady median where ``--compile-reps 0``, and on the 2,000-leaf tree); peak extra memory = XLA's ``temp_size_in_bytes`` of the
-  compiled step; state bytes per param from ``jax.eval_shape(init)``;
+  the steady median where ``--compile-reps 0``, and on the 2,000-leaf tree); peak extra memory =
+  XLA's ``temp_size_in_bytes`` of the compiled step; state bytes per param from ``jax.eval_shape(init)``;
 * timm: ``timm.optim.create_optimizer_v2`` of the same name on ``torch.nn.Parameter``s of the
   same shapes, ``opt.step()`` timed per call, with ``foreach=False`` (torch's CPU default),
   ``foreach=True`` and, where torch has it (adam, adamw, sgd family), ``fused=True``;
@@ -319,7 +319,8 @@ def cold_compile_s(tx, params, grads, extra=None, compiler_options=None) -> floa
 
     state = jax.eval_shape(tx.init, params)
     t0 = time.perf_counter()
-    jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options or None).lower(params, state, grads).compile()
+    jitted = jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options or None)
+    jitted.lower(params, state, grads).compile()
     return time.perf_counter() - t0
 
 
