@@ -111,9 +111,12 @@ OPTIMIZERS = (
     OptimInfo(
         name='adabelief', alias=adabelief, timm_class='timm.optim.AdaBelief',
         description='Adapts learning rate based on gradient prediction error', has_betas=True,
-        defaults={'rectify': False}),
+        defaults={'rectify': False},
+        packing='packed', benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adabelief(lr))),
     OptimInfo(
         name='radabelief', alias=adabelief, timm_class='timm.optim.AdaBelief',
         description='Rectified AdaBelief with variance adaptation', has_betas=True,
-        defaults={'rectify': True}),
+        defaults={'rectify': True},
+        packing='packed', default_lr=0.01),
 )

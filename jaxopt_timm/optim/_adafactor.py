@@ -332,9 +332,12 @@ def adafactor(
 OPTIMIZERS = (
     OptimInfo(
         name='adafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
-        description='Memory-efficient implementation of Adam with factored gradients', has_betas=True),
+        description='Memory-efficient implementation of Adam with factored gradients', has_betas=True,
+        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.adafactor(lr, weight_decay_rate=wd)),
     OptimInfo(
         name='cadafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
         description='Cautious Adafactor', has_betas=True,
-        defaults={'caution': True, 'betas': (0.9, 0.999)}),
+        defaults={'caution': True, 'betas': (0.9, 0.999)},
+        packing='stacked', shape_aware=True, default_lr=0.01),
 )

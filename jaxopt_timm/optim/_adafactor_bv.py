@@ -293,16 +293,20 @@ OPTIMIZERS = (
     OptimInfo(
         name='adafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Big Vision variant of Adafactor with factored gradients, half precision momentum',
-        has_momentum=True),
+        has_momentum=True,
+        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True),
     OptimInfo(
         name='adafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Adafactor Big Vision with corrected weight decay (lr²/max_lr or lr/max_lr scaling)',
-        has_momentum=True, defaults={'corrected_weight_decay': True}),
+        has_momentum=True, defaults={'corrected_weight_decay': True},
+        packing='stacked', shape_aware=True, default_lr=0.01),
     OptimInfo(
         name='cadafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
-        description='Cautious Big Vision Adafactor', has_momentum=True, defaults={'caution': True}),
+        description='Cautious Big Vision Adafactor', has_momentum=True, defaults={'caution': True},
+        packing='stacked', shape_aware=True, default_lr=0.01),
     OptimInfo(
         name='cadafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Cautious Adafactor Big Vision with corrected weight decay', has_momentum=True,
-        defaults={'caution': True, 'corrected_weight_decay': True}),
+        defaults={'caution': True, 'corrected_weight_decay': True},
+        packing='stacked', shape_aware=True, default_lr=0.01),
 )

@@ -264,5 +264,6 @@ def adahessian(
 OPTIMIZERS = (
     OptimInfo(
         name='adahessian', alias=adahessian, timm_class='timm.optim.Adahessian',
-        description='An Adaptive Second Order Optimizer', has_betas=True, second_order=True),
+        description='An Adaptive Second Order Optimizer', has_betas=True, second_order=True,
+        shape_aware=True, default_lr=0.1, benchmarked=True),
 )

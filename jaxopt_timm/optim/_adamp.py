@@ -172,9 +172,11 @@ OPTIMIZERS = (
     OptimInfo(
         name='adamp', alias=adamp, timm_class='timm.optim.AdamP',
         description='Adam with built-in projection to unit norm sphere', has_betas=True,
-        defaults={'wd_ratio': 0.01, 'nesterov': True}),
+        defaults={'wd_ratio': 0.01, 'nesterov': True},
+        packing='stacked'),
     OptimInfo(
         name='cadamp', alias=adamp, timm_class='timm.optim.AdamP',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to AdamP',
-        has_betas=True, defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True}),
+        has_betas=True, defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True},
+        packing='stacked'),
 )

@@ -131,19 +131,25 @@ def adamw_legacy(
 OPTIMIZERS = (
     OptimInfo(
         name='adamw', alias=adamw, timm_class='torch.optim.AdamW',
-        description='torch.optim.AdamW, Adam with decoupled weight decay', has_betas=True),
+        description='torch.optim.AdamW, Adam with decoupled weight decay', has_betas=True,
+        packing='packed', benchmarked=True, torch_fused=True,
+        optax_equivalent=lambda lr, wd: optax.adamw(lr, weight_decay=wd)),
     OptimInfo(
         name='adamwlegacy', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='legacy impl of AdamW that pre-dates inclusion to torch.optim', has_betas=True),
+        description='legacy impl of AdamW that pre-dates inclusion to torch.optim', has_betas=True,
+        packing='packed'),
     OptimInfo(
         name='cadamw', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='Cautious AdamW', has_betas=True, defaults={'caution': True}),
+        description='Cautious AdamW', has_betas=True, defaults={'caution': True},
+        packing='packed'),
     OptimInfo(
         name='adamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
         description='AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'corrected_weight_decay': True}),
+        defaults={'corrected_weight_decay': True},
+        packing='packed'),
     OptimInfo(
         name='cadamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
         description='Cautious AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'caution': True, 'corrected_weight_decay': True}),
+        defaults={'caution': True, 'corrected_weight_decay': True},
+        packing='packed'),
 )

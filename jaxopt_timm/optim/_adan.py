@@ -204,17 +204,21 @@ OPTIMIZERS = (
     OptimInfo(
         name='adan', alias=adan, timm_class='timm.optim.Adan',
         description='Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
-        defaults={'no_prox': False}),
+        defaults={'no_prox': False},
+        packing='packed', benchmarked=True),
     OptimInfo(
         name='adanw', alias=adan, timm_class='timm.optim.Adan',
         description='Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
-        defaults={'no_prox': True}),
+        defaults={'no_prox': True},
+        packing='packed'),
     OptimInfo(
         name='cadan', alias=adan, timm_class='timm.optim.Adan',
         description='Cautious Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
-        defaults={'caution': True, 'no_prox': False}),
+        defaults={'caution': True, 'no_prox': False},
+        packing='packed'),
     OptimInfo(
         name='cadanw', alias=adan, timm_class='timm.optim.Adan',
         description='Cautious Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
-        defaults={'caution': True, 'no_prox': True}),
+        defaults={'caution': True, 'no_prox': True},
+        packing='packed'),
 )

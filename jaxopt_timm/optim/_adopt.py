@@ -206,23 +206,30 @@ def adopt(
 OPTIMIZERS = (
     OptimInfo(
         name='adopt', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Modified Adam that can converge with any β2 with the optimal rate', has_betas=True),
+        description='Modified Adam that can converge with any β2 with the optimal rate', has_betas=True,
+        packing='packed', benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr))),
     OptimInfo(
         name='adoptw', alias=adopt, timm_class='timm.optim.Adopt',
         description='Modified AdamW (decoupled decay) that can converge with any β2 with the optimal rate',
-        has_betas=True, defaults={'decoupled': True}),
+        has_betas=True, defaults={'decoupled': True},
+        packing='packed'),
     OptimInfo(
         name='cadopt', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Cautious Adopt', has_betas=True, defaults={'caution': True}),
+        description='Cautious Adopt', has_betas=True, defaults={'caution': True},
+        packing='packed'),
     OptimInfo(
         name='cadoptw', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Cautious AdoptW (decoupled decay)', has_betas=True, defaults={'decoupled': True, 'caution': True}),
+        description='Cautious AdoptW (decoupled decay)', has_betas=True, defaults={'decoupled': True, 'caution': True},
+        packing='packed'),
     OptimInfo(
         name='adoptc', alias=adopt, timm_class='timm.optim.Adopt',
         description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled': True, 'corrected_weight_decay': True}),
+        defaults={'decoupled': True, 'corrected_weight_decay': True},
+        packing='packed'),
     OptimInfo(
         name='cadoptc', alias=adopt, timm_class='timm.optim.Adopt',
         description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True}),
+        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True},
+        packing='packed'),
 )

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Collection, Optional
+from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 
 import jax
 import optax
@@ -12,22 +12,10 @@ from ..transforms import packed, stacked
 from ._lamb import clip_by_global_norm_ratio
 from ._lookahead import lookahead
 from ._param_groups import ParamGroups, build_param_groups, params_of
-from ._registry import get_optimizer_info
+from ._registry import get_optimizer_info, list_optimizers
 
 __all__ = ['create_optimizer_v2', 'create_optimizer', 'optimizer_kwargs', 'packing_mode']
 
-# How ``pack_leaves`` runs each optimizer function (``OptimInfo.alias.__name__``). 'packed': elementwise with no
-# per-tensor statistic, exact over leaves concatenated into flat buffers (``jt.transforms.packed``). 'stacked':
-# per-tensor statistics (trust ratios, norms, factored moments, Newton-Schulz), exact under ``vmap`` over stacks
-# of same-shape leaves (``jt.transforms.stacked``). Caution normalises its mask by the mask's mean per tensor,
-# so a cautious variant of a 'packed' function is 'stacked'. Not listed (an error): kron (its per-leaf random
-# draws differ under vmap) and adahessian (its ``hvp_fn`` argument). tests/test_factory_packing.py runs every
-# registered name packed against the per-leaf factory.
-_PACKED = frozenset({
-    'adabelief', 'adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'adamw_legacy', 'adan', 'adopt', 'laprop',
-    'lion', 'madgrad', 'nadam', 'nadam_legacy', 'nadamw', 'radam', 'radam_legacy', 'rmsprop', 'rmsprop_tf',
-    'sgd', 'sgdw'})
-_STACKED = frozenset({'adafactor', 'adafactor_bv', 'adamp', 'lamb', 'lars', 'mars', 'muon', 'novograd', 'sgdp'})
 
 
 def create_optimizer_v2(
@@ -88,12 +76,7 @@ def create_optimizer_v2(
     check_range('layer_decay_no_opt_scale', layer_decay_no_opt_scale, 0.0, 1.0, allow_none=True)
     check_range('pack_leaves', pack_leaves, 1, integer=True, allow_none=True)
 
-    parts = opt.lower().split('_')
-    opt_name = parts[-1]
-    use_lookahead = len(parts) > 1 and parts[0] == 'lookahead'
-    if len(parts) > 1 and not use_lookahead:
-        raise ValueError(f"Invalid opt: {opt!r}, the only supported prefix is 'lookahead_'")
-    info = get_optimizer_info(opt_name)
+    info = get_optimizer_info(opt)
 
     params = params_of(model_or_params)
     groups = build_param_groups(
@@ -120,19 +103,45 @@ def create_optimizer_v2(
         tx = _grouped_transform(info, opt_args, groups, params)
     else:
         tx = _packed_transform(info, opt_args, groups, params, int(pack_leaves))
-    if use_lookahead:
+    if info.lookahead:
         tx = lookahead(tx)
     return tx
 
 
 def _check_kwargs(info, names):
-    accepted = inspect.signature(info.alias).parameters
-    if any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
-        return
-    unknown = sorted(set(names) - set(accepted))
+    unknown = sorted(set(names) - info.arguments)
     if unknown:
         raise ValueError(
-            f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: {sorted(accepted)}')
+            f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: {sorted(info.arguments)}')
+
+
+FROZEN = '__frozen__'
+
+
+def _partition(groups: ParamGroups, key: Callable[[int], Any]) -> Tuple[List[str], Dict[str, Any]]:
+    """The factory's one split of the tree into transformations: each trainable leaf ``i`` is labelled by
+    ``repr(key(i))`` (leaves with equal keys share one transformation), every other leaf by ``FROZEN``.
+    Returns the per-leaf labels and each live label's key, in first-seen order."""
+    labels, keys = [], {}
+    for i, keep in enumerate(jax.tree.leaves(groups.trainable)):
+        if not keep:
+            labels.append(FROZEN)
+            continue
+        k = key(i)
+        labels.append(repr(k))
+        keys.setdefault(labels[-1], k)
+    return labels, keys
+
+
+def _route(transforms: Dict[str, optax.GradientTransformation], labels: List[str],
+           params: Any) -> optax.GradientTransformation:
+    """One transformation when a single live label covers every leaf, else ``optax.multi_transform`` over the
+    labels, frozen leaves getting zero updates and no state."""
+    if len(transforms) == 1 and FROZEN not in labels:
+        return next(iter(transforms.values()))
+    if FROZEN in labels:
+        transforms = {**transforms, FROZEN: optax.set_to_zero()}
+    return optax.multi_transform(transforms, jax.tree.unflatten(jax.tree.structure(params), labels))
 
 
 def _masked_like(tree: Any, keep: list) -> Any:
@@ -144,57 +153,41 @@ def _masked_like(tree: Any, keep: list) -> Any:
 def _grouped_transform(info, opt_args: dict, groups: ParamGroups, params: Any) -> optax.GradientTransformation:
     """One transformation for the whole tree; per-leaf trees carry the groups' lr scales and weight decays.
 
-    Leaves excluded from optimization (``trainable`` False) get zero updates and
-    no state. Leaves whose ``param_group_fn`` group overrides other optimizer
-    arguments (betas, eps, ...) are split into one transformation per distinct
-    override set with ``optax.multi_transform``; statistics timm computes over
-    all groups (Lamb's global grad norm) are then per split.
+    Leaves whose ``param_group_fn`` group overrides other optimizer arguments
+    (betas, eps, ...) are split into one transformation per distinct override
+    set; statistics timm computes over all groups (Lamb's global grad norm) are
+    then per split.
     """
-    trainable = jax.tree.leaves(groups.trainable)
     scales = jax.tree.leaves(groups.lr_scale)
-    accepts_fallback = 'use_fallback' in inspect.signature(info.alias).parameters
-    labels = [repr(sorted(ov.items())) if keep else '__frozen__' for ov, keep in zip(groups.overrides, trainable)]
-    partitions = {}
-    for label, ov in zip(labels, groups.overrides):
-        partitions.setdefault(label, ov)
+    labels, keys = _partition(groups, lambda i: sorted(groups.overrides[i].items()))
 
-    def build(label: str, override: dict):
+    def build(label: str, override: list):
         keep = [lab == label for lab in labels]
-        args = dict(opt_args)
-        args.update(override)
-        args['weight_decay'] = _masked_like(groups.weight_decay, keep)
+        args = {**opt_args, **dict(override), 'weight_decay': _masked_like(groups.weight_decay, keep)}
         if any(s != 1.0 for s, k in zip(scales, keep) if k):
             args['lr_scale'] = _masked_like(groups.lr_scale, keep)
-        if accepts_fallback:
-            args['use_fallback'] = _masked_like(groups.use_fallback, keep)
+        if info.fallback:
+            args[info.fallback] = _masked_like(groups.use_fallback, keep)
         return info.alias(**args)
 
-    live = [lab for lab in partitions if lab != '__frozen__']
-    if len(live) == 1 and '__frozen__' not in partitions:
-        return build(live[0], partitions[live[0]])
-    transforms = {label: build(label, partitions[label]) for label in live}
-    if '__frozen__' in partitions:
-        transforms['__frozen__'] = optax.set_to_zero()
-    label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
-    return optax.multi_transform(transforms, label_tree)
+    return _route({label: build(label, key) for label, key in keys.items()}, labels, params)
 
 
 def packing_mode(opt: str, caution: Optional[bool] = None) -> str:
     """How ``create_optimizer_v2(..., pack_leaves=n)`` runs ``opt``: ``'packed'`` or ``'stacked'``.
 
     ``caution`` overrides the name's own default (a cautious update is ``'stacked'``). Raises ``ValueError``
-    for names that cannot be packed exactly (kron, adahessian).
+    for names that cannot be packed exactly (kron, adahessian): the record's ``packing`` is ``None``.
     """
-    info = get_optimizer_info(opt.lower().split('_')[-1])
-    fn = info.alias.__name__
-    cautious = info.defaults.get('caution', False) if caution is None else caution
-    if fn in _PACKED:
-        return 'stacked' if cautious else 'packed'
-    if fn in _STACKED:
-        return 'stacked'
-    raise ValueError(
-        f'Invalid pack_leaves for optimizer {info.name!r}: it has no exact packed form (kron draws random '
-        f'numbers per leaf, adahessian takes hvp_fn); supported: every other registered name')
+    info = get_optimizer_info(opt)
+    mode = info.packing_for(caution)
+    if mode is None:
+        packable = [n for n in list_optimizers() if get_optimizer_info(n).packing is None]
+        raise ValueError(
+            f'Invalid pack_leaves for optimizer {info.name!r}: it has no exact packed form (kron draws random '
+            f'numbers per leaf, adahessian takes hvp_fn); supported: every registered name but '
+            f'{", ".join(packable)}')
+    return mode
 
 
 def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
@@ -202,48 +195,47 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
     """:func:`_grouped_transform` with one partition per distinct (overrides, weight decay, lr scale, fallback),
     each built with scalar hyperparameters and run packed or stacked."""
     packing_mode(info.name, opt_args.get('caution'))  # kron / adahessian: the error here, at construction
-    signature = inspect.signature(info.alias).parameters
     opt_args = dict(opt_args)
     max_norm = None
-    if 'max_grad_norm' in signature:  # Lamb: the global clip couples every leaf, so it runs once, in front
-        max_norm = opt_args.get('max_grad_norm', signature['max_grad_norm'].default)
-        opt_args['max_grad_norm'] = None
-    accepts_fallback = 'use_fallback' in signature
-    trainable = jax.tree.leaves(groups.trainable)
-    per_leaf = zip(groups.overrides, jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale),
-                   jax.tree.leaves(groups.use_fallback))
-    keys = [(tuple(sorted(ov.items())), float(wd), float(sc), bool(fb) and accepts_fallback)
-            for ov, wd, sc, fb in per_leaf]
-    labels = [repr(k) if keep else '__frozen__' for k, keep in zip(keys, trainable)]
+    if info.global_clip:  # Lamb: the global clip couples every leaf, so it runs once, in front
+        max_norm = opt_args.get(info.global_clip, _default(info.alias, info.global_clip))
+        opt_args[info.global_clip] = None
+    per_leaf = list(zip(jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale),
+                        jax.tree.leaves(groups.use_fallback)))
+
+    def key(i):
+        wd, sc, fb = per_leaf[i]
+        return tuple(sorted(groups.overrides[i].items())), float(wd), float(sc), bool(fb) and bool(info.fallback)
+
+    labels, keys = _partition(groups, key)
     inners, modes = {}, {}
-    for label, (ov, wd, sc, fb), keep in zip(labels, keys, trainable):
-        if not keep or label in inners:
-            continue
+    for label, (ov, wd, sc, fb) in keys.items():
         args = {**opt_args, **dict(ov), 'weight_decay': wd}
-        if max_norm is not None or 'max_grad_norm' in args:
-            args['max_grad_norm'] = None  # clipped once, over every leaf, in front (timm's global norm)
+        if info.global_clip and (max_norm is not None or info.global_clip in args):
+            args[info.global_clip] = None  # clipped once, over every leaf, in front (timm's global norm)
         if sc != 1.0:
             args['lr_scale'] = sc
-        if accepts_fallback:
-            args['use_fallback'] = fb
+        if info.fallback:
+            args[info.fallback] = fb
         inners[label] = info.alias(**args)
         modes[label] = packing_mode(info.name, args.get('caution'))  # a group's own caution override counts
     clip = None if max_norm is None else clip_by_global_norm_ratio(max_norm)
     label_tree = jax.tree.unflatten(jax.tree.structure(params), labels)
-    if set(modes.values()) == {'stacked'} and '__frozen__' not in labels:
+    if set(modes.values()) == {'stacked'} and FROZEN not in labels:
         # one stacked transform over every group: the clip runs on the stacks (a per-leaf clip in front costs
         # a kernel per leaf: LAMB on 2,000 leaves compiled in 13.6 s that way)
         return stacked(inners, pack_leaves, front=clip, labels=label_tree)
-    transforms = {label: packed(inner, pack_leaves) if modes[label] == 'packed' else stacked(inner, pack_leaves)
-                  for label, inner in inners.items()}
-    if '__frozen__' in labels:
-        transforms['__frozen__'] = optax.set_to_zero()
-    tx = optax.multi_transform(transforms, label_tree)
+    tx = _route({label: packed(inner, pack_leaves) if modes[label] == 'packed' else stacked(inner, pack_leaves)
+                 for label, inner in inners.items()}, labels, params)
     if clip is None:
         return tx
-    if '__frozen__' in labels:  # timm's norm sees only the params it optimizes
-        clip = optax.masked(clip, jax.tree.unflatten(jax.tree.structure(params), trainable))
+    if FROZEN in labels:  # timm's norm sees only the params it optimizes
+        clip = optax.masked(clip, groups.trainable)
     return optax.chain(clip, tx)
+
+
+def _default(fn: Callable[..., Any], argument: str) -> Any:
+    return inspect.signature(fn).parameters[argument].default
 
 
 def optimizer_kwargs(cfg: Any) -> dict:

@@ -526,13 +526,16 @@ def kron(
 OPTIMIZERS = (
     OptimInfo(
         name='kron', alias=kron, timm_class='timm.optim.Kron',
-        description='PSGD optimizer with Kronecker-factored preconditioner', has_eps=False, has_momentum=True),
+        description='PSGD optimizer with Kronecker-factored preconditioner', has_eps=False, has_momentum=True,
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003, benchmarked=True),
     OptimInfo(
         name='kronw', alias=kron, timm_class='timm.optim.Kron',
         description='PSGD optimizer with Kronecker-factored preconditioner and decoupled weight decay',
-        has_eps=False, has_momentum=True, defaults={'decoupled_decay': True}),
+        has_eps=False, has_momentum=True, defaults={'decoupled_decay': True},
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003),
     OptimInfo(
         name='kronc', alias=kron, timm_class='timm.optim.Kron',
         description='PSGD Kron with corrected decoupled weight decay (lr²/max_lr scaling)', has_eps=False,
-        has_momentum=True, defaults={'decoupled_decay': True, 'corrected_weight_decay': True}),
+        has_momentum=True, defaults={'decoupled_decay': True, 'corrected_weight_decay': True},
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003),
 )

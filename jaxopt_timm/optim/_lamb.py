@@ -7,6 +7,7 @@ Convergence of Adam and Beyond"; Liang et al., 2024, "Cautious Optimizers"
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple, Optional, Tuple
 
@@ -328,11 +329,12 @@ def lamb(
 def _info(name, description, **defaults):
     return OptimInfo(
         name=name, alias=lamb, timm_class='timm.optim.Lamb', description=description, has_betas=True,
-        defaults=defaults)
+        defaults=defaults, packing='stacked', global_clip='max_grad_norm', default_lr=1e-2)
 
 
 OPTIMIZERS = (
-    _info('lamb', 'Layer-wise Adaptive Moments for batch optimization'),
+    dataclasses.replace(_info('lamb', 'Layer-wise Adaptive Moments for batch optimization'), benchmarked=True,
+                        optax_equivalent=lambda lr, wd: optax.lamb(lr, weight_decay=wd)),
     _info('lambc', 'LAMB with trust ratio clipping for stability', trust_clip=True),
     _info('lambw', 'LAMB with decoupled weight decay', decoupled_decay=True),
     _info('lambcw', 'LAMB with trust ratio clipping for stability and decoupled decay',

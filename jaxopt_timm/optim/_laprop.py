@@ -206,12 +206,15 @@ def laprop(
 OPTIMIZERS = (
     OptimInfo(
         name='laprop', alias=laprop, timm_class='timm.optim.LaProp',
-        description='Separating Momentum and Adaptivity in Adam', has_betas=True),
+        description='Separating Momentum and Adaptivity in Adam', has_betas=True,
+        packing='packed', benchmarked=True),
     OptimInfo(
         name='claprop', alias=laprop, timm_class='timm.optim.LaProp',
-        description='Cautious LaProp', has_betas=True, defaults={'caution': True}),
+        description='Cautious LaProp', has_betas=True, defaults={'caution': True},
+        packing='packed'),
     OptimInfo(
         name='lapropc', alias=laprop, timm_class='timm.optim.LaProp',
         description='LaProp with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'corrected_weight_decay': True}),
+        defaults={'corrected_weight_decay': True},
+        packing='packed'),
 )

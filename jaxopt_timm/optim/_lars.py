@@ -6,6 +6,7 @@ References: You et al., 2017, "Large Batch Training of Convolutional Networks"
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import optax
@@ -92,11 +93,12 @@ def lars(
 def _info(name, description, **defaults):
     return OptimInfo(
         name=name, alias=lars, timm_class='timm.optim.Lars', description=description, has_momentum=True,
-        defaults=defaults)
+        defaults=defaults, packing='stacked', default_lr=2.0)
 
 
 OPTIMIZERS = (
-    _info('lars', 'Layer-wise Adaptive Rate Scaling'),
+    dataclasses.replace(_info('lars', 'Layer-wise Adaptive Rate Scaling'), benchmarked=True,
+                        optax_equivalent=lambda lr, wd: optax.lars(lr, weight_decay=wd, momentum=0.9)),
     _info('larc', 'LARS with trust ratio clipping for stability', trust_clip=True),
     _info('nlars', 'LARS with Nesterov momentum', nesterov=True),
     _info('nlarc', 'LARS with Nesterov momentum & trust ratio clipping', nesterov=True, trust_clip=True),

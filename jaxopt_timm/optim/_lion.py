@@ -131,16 +131,21 @@ def lion(
 OPTIMIZERS = (
     OptimInfo(
         name='lion', alias=lion, timm_class='timm.optim.Lion',
-        description='Evolved Sign Momentum optimizer for improved convergence', has_eps=False, has_betas=True),
+        description='Evolved Sign Momentum optimizer for improved convergence', has_eps=False, has_betas=True,
+        packing='packed', benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.lion(lr, weight_decay=wd)),
     OptimInfo(
         name='clion', alias=lion, timm_class='timm.optim.Lion',
-        description='Cautious Lion', has_eps=False, has_betas=True, defaults={'caution': True}),
+        description='Cautious Lion', has_eps=False, has_betas=True, defaults={'caution': True},
+        packing='packed'),
     OptimInfo(
         name='lionc', alias=lion, timm_class='timm.optim.Lion',
         description='Lion with corrected weight decay (lr²/max_lr scaling)', has_eps=False, has_betas=True,
-        defaults={'corrected_weight_decay': True}),
+        defaults={'corrected_weight_decay': True},
+        packing='packed'),
     OptimInfo(
         name='clionc', alias=lion, timm_class='timm.optim.Lion',
         description='Cautious Lion with corrected weight decay (lr²/max_lr scaling)', has_eps=False,
-        has_betas=True, defaults={'caution': True, 'corrected_weight_decay': True}),
+        has_betas=True, defaults={'caution': True, 'corrected_weight_decay': True},
+        packing='packed'),
 )

@@ -169,9 +169,12 @@ def madgrad(
 OPTIMIZERS = (
     OptimInfo(
         name='madgrad', alias=madgrad, timm_class='timm.optim.MADGRAD',
-        description='Momentum-based Adaptive gradient method', has_momentum=True),
+        description='Momentum-based Adaptive gradient method', has_momentum=True,
+        packing='packed', default_lr=0.01, benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.madgrad(lr, weight_decay=wd)),
     OptimInfo(
         name='madgradw', alias=madgrad, timm_class='timm.optim.MADGRAD',
         description='MADGRAD with decoupled weight decay', has_momentum=True,
-        defaults={'decoupled_decay': True}),
+        defaults={'decoupled_decay': True},
+        packing='packed', default_lr=0.01),
 )

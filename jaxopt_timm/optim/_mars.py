@@ -209,8 +209,10 @@ def mars(
 OPTIMIZERS = (
     OptimInfo(
         name='mars', alias=mars, timm_class='timm.optim.Mars',
-        description='Unleashing the Power of Variance Reduction for Training Large Models', has_betas=True),
+        description='Unleashing the Power of Variance Reduction for Training Large Models', has_betas=True,
+        packing='stacked', benchmarked=True),
     OptimInfo(
         name='cmars', alias=mars, timm_class='timm.optim.Mars',
-        description='Cautious MARS', has_betas=True, defaults={'caution': True}),
+        description='Cautious MARS', has_betas=True, defaults={'caution': True},
+        packing='stacked'),
 )

@@ -413,11 +413,14 @@ def muon(
     return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
-_FLAGS = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True, has_betas=True)
+_FLAGS = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True, has_betas=True,
+              packing='stacked', shape_aware=True, fallback='use_fallback', parity_mode='newton_schulz_float32',
+              default_lr=0.02)
 
 OPTIMIZERS = (
     OptimInfo(name='muon', description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',
-              **_FLAGS),
+              benchmarked=True,
+              optax_equivalent=lambda lr, wd: optax.contrib.muon(lr, weight_decay=wd), **_FLAGS),
     OptimInfo(name='nmuon',
               description='MomentUm Orthogonalized by Newton-schulz with Nesterov and NAdamW fallback for 1D params',
               defaults={'nesterov': True}, **_FLAGS),

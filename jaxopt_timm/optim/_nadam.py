@@ -211,8 +211,11 @@ def nadam_legacy(
 OPTIMIZERS = (
     OptimInfo(
         name='nadam', alias=nadam, timm_class='torch.optim.NAdam',
-        description='torch.optim.NAdam, Adam with Nesterov momentum', has_betas=True),
+        description='torch.optim.NAdam, Adam with Nesterov momentum', has_betas=True,
+        packing='packed', benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.nadam(lr))),
     OptimInfo(
         name='nadamlegacy', alias=nadam_legacy, timm_class='timm.optim.NAdamLegacy',
-        description='legacy impl of NAdam that pre-dates inclusion in torch.optim', has_betas=True),
+        description='legacy impl of NAdam that pre-dates inclusion in torch.optim', has_betas=True,
+        packing='packed'),
 )

@@ -107,13 +107,18 @@ _DESCRIPTION = 'Adam with Nesterov momentum and decoupled weight decay, mlcommon
 
 OPTIMIZERS = (
     OptimInfo(name='nadamw', alias=nadamw, timm_class='timm.optim.NAdamW', description=_DESCRIPTION,
-              has_betas=True),
+              has_betas=True,
+              packing='packed', benchmarked=True,
+              optax_equivalent=lambda lr, wd: optax.nadamw(lr, weight_decay=wd)),
     OptimInfo(name='cnadamw', alias=nadamw, timm_class='timm.optim.NAdamW', description='Cautious NAdamW',
-              has_betas=True, defaults={'caution': True}),
+              has_betas=True, defaults={'caution': True},
+              packing='packed'),
     OptimInfo(name='nadamc', alias=nadamw, timm_class='timm.optim.NAdamW',
               description='NAdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-              defaults={'corrected_weight_decay': True}),
+              defaults={'corrected_weight_decay': True},
+              packing='packed'),
     OptimInfo(name='cnadamc', alias=nadamw, timm_class='timm.optim.NAdamW',
               description='Cautious NAdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-              defaults={'caution': True, 'corrected_weight_decay': True}),
+              defaults={'caution': True, 'corrected_weight_decay': True},
+              packing='packed'),
 )

@@ -193,13 +193,17 @@ def novograd(
 OPTIMIZERS = (
     OptimInfo(
         name='novograd', alias=novograd, timm_class='timm.optim.NvNovoGrad',
-        description='Normalized Adam with L2 norm gradient normalization', has_betas=True),
+        description='Normalized Adam with L2 norm gradient normalization', has_betas=True,
+        packing='stacked', default_lr=0.01, benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.novograd(lr, weight_decay=wd)),
     OptimInfo(
         name='novogradw', alias=novograd, timm_class='timm.optim.NvNovoGrad',
         description='NovoGrad with decoupled weight decay', has_betas=True,
-        defaults={'decoupled_decay': True}),
+        defaults={'decoupled_decay': True},
+        packing='stacked', default_lr=0.01),
     OptimInfo(
         name='novogradc', alias=novograd, timm_class='timm.optim.NvNovoGrad',
         description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled_decay': True, 'corrected_weight_decay': True}),
+        defaults={'decoupled_decay': True, 'corrected_weight_decay': True},
+        packing='stacked', default_lr=0.01),
 )

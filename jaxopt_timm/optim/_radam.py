@@ -194,12 +194,16 @@ def radam_legacy(
 OPTIMIZERS = (
     OptimInfo(
         name='radam', alias=radam, timm_class='torch.optim.RAdam',
-        description='torch.optim.RAdam, Rectified Adam with variance adaptation', has_betas=True),
+        description='torch.optim.RAdam, Rectified Adam with variance adaptation', has_betas=True,
+        packing='packed', default_lr=0.01, benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.radam(lr))),
     OptimInfo(
         name='radamlegacy', alias=radam_legacy, timm_class='timm.optim.RAdamLegacy',
-        description='legacy impl of RAdam that predates inclusion in torch.optim', has_betas=True),
+        description='legacy impl of RAdam that predates inclusion in torch.optim', has_betas=True,
+        packing='packed', default_lr=0.01),
     OptimInfo(
         name='radamw', alias=radam, timm_class='torch.optim.RAdam',
         description='torch.optim.RAdamW, Rectified Adam with variance adaptation and decoupled weight decay',
-        has_betas=True, defaults={'decoupled_weight_decay': True}),
+        has_betas=True, defaults={'decoupled_weight_decay': True},
+        packing='packed', default_lr=0.01),
 )

@@ -181,17 +181,23 @@ OPTIMIZERS = (
     OptimInfo(
         name='rmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
         description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation', has_momentum=True,
-        defaults={'alpha': 0.9}),
+        defaults={'alpha': 0.9},
+        packing='packed', default_lr=0.01, benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(
+            optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, eps=1e-3, initial_scale=1.0, momentum=0.9))),
     OptimInfo(
         name='rmsproptfw', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
         description='TensorFlow-style RMSprop with decoupled weight decay', has_momentum=True,
-        defaults={'alpha': 0.9, 'decoupled_decay': True}),
+        defaults={'alpha': 0.9, 'decoupled_decay': True},
+        packing='packed', default_lr=0.01),
     OptimInfo(
         name='rmsproptfc', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
         description='RMSprop TF-style with corrected decoupled weight decay (lr²/max_lr scaling)',
-        has_momentum=True, defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True}),
+        has_momentum=True, defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True},
+        packing='packed', default_lr=0.01),
     OptimInfo(
         name='crmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
         description='Cautious TensorFlow-style RMSprop', has_momentum=True,
-        defaults={'alpha': 0.9, 'caution': True}),
+        defaults={'alpha': 0.9, 'caution': True},
+        packing='packed', default_lr=0.01),
 )

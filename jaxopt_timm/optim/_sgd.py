@@ -67,10 +67,15 @@ OPTIMIZERS = (
     OptimInfo(
         name='sgd', alias=sgd, timm_class='torch.optim.SGD',
         description='torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True}),
+        has_eps=False, has_momentum=True, defaults={'nesterov': True},
+        packing='packed', default_lr=0.05, benchmarked=True, torch_fused=True,
+        optax_equivalent=lambda lr, wd: (
+            optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9, nesterov=True)))),
     OptimInfo(
         name='momentum', alias=sgd, timm_class='torch.optim.SGD',
         description='torch.Optim Stochastic Gradient Descent (SGD) with classical momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': False}),
+        has_eps=False, has_momentum=True, defaults={'nesterov': False},
+        packing='packed', default_lr=0.05, benchmarked=True, torch_fused=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9))),
 )
 ALIASES = {'nesterov': 'sgd'}

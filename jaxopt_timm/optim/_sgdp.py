@@ -143,9 +143,11 @@ OPTIMIZERS = (
     OptimInfo(
         name='sgdp', alias=sgdp, timm_class='timm.optim.SGDP',
         description='SGD with built-in projection to unit norm sphere', has_momentum=True,
-        defaults={'nesterov': True}),
+        defaults={'nesterov': True},
+        packing='stacked', default_lr=0.05),
     OptimInfo(
         name='csgdp', alias=sgdp, timm_class='timm.optim.SGDP',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to SGDP',
-        has_momentum=True, defaults={'nesterov': True, 'caution': True}),
+        has_momentum=True, defaults={'nesterov': True, 'caution': True},
+        packing='stacked', default_lr=0.05),
 )

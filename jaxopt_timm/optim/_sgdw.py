@@ -95,19 +95,25 @@ OPTIMIZERS = (
     OptimInfo(
         name='sgdw', alias=sgdw, timm_class='timm.optim.SGDW',
         description='SGD with decoupled weight decay and Nesterov momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True}),
+        has_eps=False, has_momentum=True, defaults={'nesterov': True},
+        packing='packed', default_lr=0.05, benchmarked=True,
+        optax_equivalent=lambda lr, wd: (
+            optax.chain(optax.sgd(lr, momentum=0.9, nesterov=True), optax.add_decayed_weights(-lr * wd)))),
     OptimInfo(
         name='csgdw', alias=sgdw, timm_class='timm.optim.SGDW',
         description='Cautious SGD with decoupled weight decay and Nesterov momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'caution': True}),
+        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'caution': True},
+        packing='packed', default_lr=0.05),
     OptimInfo(
         name='sgdc', alias=sgdw, timm_class='timm.optim.SGDW',
         description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'corrected_weight_decay': True}),
+        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'corrected_weight_decay': True},
+        packing='packed', default_lr=0.05),
     OptimInfo(
         name='csgdc', alias=sgdw, timm_class='timm.optim.SGDW',
         description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
         has_eps=False, has_momentum=True,
-        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True}),
+        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True},
+        packing='packed', default_lr=0.05),
 )
 ALIASES = {'nesterovw': 'sgdw'}

@@ -426,19 +426,30 @@ def rmsprop(
 OPTIMIZERS = (
     OptimInfo(
         name='adam', alias=adam, timm_class='torch.optim.Adam',
-        description='torch.optim.Adam, Adaptive Moment Estimation', has_betas=True),
+        description='torch.optim.Adam, Adaptive Moment Estimation', has_betas=True,
+        packing='packed', benchmarked=True, torch_fused=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))),
     OptimInfo(
         name='adamax', alias=adamax, timm_class='torch.optim.Adamax',
-        description='torch.optim.Adamax, Adam with infinity norm for more stable updates', has_betas=True),
+        description='torch.optim.Adamax, Adam with infinity norm for more stable updates', has_betas=True,
+        packing='packed',
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adamax(lr))),
     OptimInfo(
         name='adadelta', alias=adadelta, timm_class='torch.optim.Adadelta',
-        description='torch.optim.Adadelta, Adapts learning rates based on running windows of gradients'),
+        description='torch.optim.Adadelta, Adapts learning rates based on running windows of gradients',
+        packing='packed', default_lr=1.0,
+        optax_equivalent=lambda lr, wd: optax.adadelta(lr, weight_decay=wd)),
     OptimInfo(
         name='adagrad', alias=adagrad, timm_class='torch.optim.Adagrad',
         description='torch.optim.Adagrad, Adapts learning rates using cumulative squared gradients',
-        defaults={'eps': 1e-8}),
+        defaults={'eps': 1e-8},
+        packing='packed', default_lr=0.01,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adagrad(lr))),
     OptimInfo(
         name='rmsprop', alias=rmsprop, timm_class='torch.optim.RMSprop',
         description='torch.optim.RMSprop, Root Mean Square Propagation', has_momentum=True,
-        defaults={'alpha': 0.9}),
+        defaults={'alpha': 0.9},
+        packing='packed',
+        optax_equivalent=lambda lr, wd: (
+            optax.chain(optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, momentum=0.9)))),
 )
