@@ -79,6 +79,10 @@ def create_optimizer_v2(
     info = get_optimizer_info(opt)
 
     params = params_of(model_or_params)
+    if not jax.tree.leaves(params):
+        # torch: "optimizer got an empty parameter list"; an empty transformation would pass gradients through
+        raise ValueError(f'Invalid model_or_params: {model_or_params!r} has no parameters (an empty tree); '
+                         f'expected a params tree with at least one array leaf')
     groups = build_param_groups(
         params, weight_decay, filter_bias_and_bn, no_weight_decay_list, fallback_list, fallback_no_weight_decay,
         layer_decay, layer_decay_min_scale, layer_decay_no_opt_scale, param_group_fn, group_matcher, head_prefix)

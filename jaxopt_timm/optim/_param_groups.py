@@ -15,6 +15,8 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 import jax
 import numpy as np
 
+from .._validate import check_range
+
 __all__ = [
     'leaf_names', 'params_of', 'named_leaves', 'weight_decay_tree', 'layer_ids_from_matcher', 'auto_layer_ids',
     'ParamGroups', 'build_param_groups', 'MATCH_PREV_GROUP',
@@ -182,6 +184,13 @@ def auto_layer_ids(names: Sequence[str], head_prefix: Any = None, layers_per_gro
     return layer_of
 
 
+def _group_value(name: str, group: dict, key: str, default: float) -> float:
+    """``group.pop(key, default)`` as a float, checked: a finite number >= 0 (a negative lr scale ascends)."""
+    value = group.pop(key, default)
+    check_range(f"param_group_fn({name!r})['{key}']", value, 0.0)
+    return float(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamGroups:
     """Per-leaf hyperparameters, the tree form of timm's param groups.
@@ -234,8 +243,8 @@ def build_param_groups(
             if not isinstance(group, dict):
                 raise ValueError(f'Invalid param_group_fn result for {name!r}: {group!r}, expected a dict or None')
             group = dict(group)
-            wd.append(float(group.pop('weight_decay', weight_decay)))
-            scale.append(float(group.pop('lr_scale', 1.0)))
+            wd.append(_group_value(name, group, 'weight_decay', weight_decay))
+            scale.append(_group_value(name, group, 'lr_scale', 1.0))
             trainable.append(True)
             if 'use_fallback' in group:
                 fallback[len(wd) - 1] = bool(group.pop('use_fallback'))
