@@ -101,7 +101,7 @@ def build(name, params):
 
 
 def is_second_order(name):
-    return jt.get_optimizer_info(name.split('_')[-1]).second_order
+    return jt.get_optimizer_info(name).second_order
 
 
 def make_step(tx, second_order, grad_fn):

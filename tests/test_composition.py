@@ -79,7 +79,7 @@ def _sub(tree):
 
 
 def _info(name):
-    return jt.get_optimizer_info(name.split('_')[-1])
+    return jt.get_optimizer_info(name)
 
 
 def _extra(name):
@@ -93,7 +93,7 @@ def _alias_factory(name):
     defaults = dict(info.defaults)
     if info.has_momentum:
         defaults.setdefault('momentum', 0.9)  # as create_optimizer_v2 (nesterov names need it)
-    if name.startswith('lookahead_'):
+    if info.lookahead:
         def factory(**kwargs):
             return jt.optim.lookahead(info.alias(**kwargs))
         factory.__signature__ = inspect.signature(info.alias)  # what inject_hyperparams binds against

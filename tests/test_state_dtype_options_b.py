@@ -75,7 +75,7 @@ def _tree(dtype, scale=1.0, offset=1.0, seed=0):
 
 
 def _second_order(name):
-    return jt.get_optimizer_info(name.split('_')[-1]).second_order
+    return jt.get_optimizer_info(name).second_order
 
 
 def _buffers(state):

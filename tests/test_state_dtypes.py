@@ -9,7 +9,6 @@
   moments work: the update stays bf16 and the state holds fp32 leaves.
   Every Adam-like name (those with ``betas``) takes both (Lion's family: ``mu_dtype``).
 """
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -47,11 +46,11 @@ def _abstract(shapes, dtype):
 
 
 def _info(name):
-    return jt.get_optimizer_info(name.split('_')[-1])
+    return jt.get_optimizer_info(name)
 
 
 def _accepted(name):
-    return set(inspect.signature(_info(name).alias).parameters)
+    return set(_info(name).arguments)
 
 
 def _build(name, params, **kwargs):

@@ -7,10 +7,10 @@ groups: ``weight_decay`` may be a per-leaf tree of floats, ``lr_scale`` a
 per-leaf tree of lr multipliers (layer decay), and ``max_lr`` the peak lr for
 corrected weight decay. :func:`create_optimizer_v2` builds those trees.
 
-An optimizer module is any private module of this package that defines
-``OPTIMIZERS`` (its :class:`OptimInfo` records), an ``__all__`` of the
-functions it exports, and optionally ``ALIASES``; it is found and registered
-here, so adding an optimizer is adding its module.
+Every private module of this package other than the registry, the factory
+and the param-group modules is an optimizer module: its ``__all__`` is
+exported here, and its ``OPTIMIZERS`` (:class:`OptimInfo` records) and
+optional ``ALIASES`` are registered, so adding an optimizer is adding its module.
 """
 import importlib as _importlib
 import pkgutil as _pkgutil
@@ -27,18 +27,19 @@ __all__ = [
 ]
 
 
+_INFRASTRUCTURE = ('_registry', '_factory', '_group_matchers', '_param_groups')  # imported above
+
+
 def _optimizer_modules():
-    """Every private module of this package that defines ``OPTIMIZERS``, in name order."""
+    """Every other private module of this package (the optimizers and wrappers such as Lookahead), by name."""
     for info in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith('_') and not info.ispkg:
-            module = _importlib.import_module(f'{__name__}.{info.name}')
-            if hasattr(module, 'OPTIMIZERS'):
-                yield module
+        if info.name.startswith('_') and not info.ispkg and info.name not in _INFRASTRUCTURE:
+            yield _importlib.import_module(f'{__name__}.{info.name}')
 
 
 _MODULES = tuple(_optimizer_modules())
 for _m in _MODULES:
-    register(*_m.OPTIMIZERS)
+    register(*getattr(_m, 'OPTIMIZERS', ()))
     globals().update({_n: getattr(_m, _n) for _n in _m.__all__})
     __all__ += list(_m.__all__)
 for _m in _MODULES:
