@@ -1,11 +1,14 @@
 """timm's learning-rate schedulers as pure JAX functions ``schedule(t) -> lr``.
 
 One module per timm scheduler (``cosine``, ``tanh``, ``step``, ``multistep``,
-``poly``, ``wsd``, ``plateau``) plus mmengine's ``onecycle``; shared warmup,
-cycle, k-decay and noise pieces live in ``_common``; the factory mirrors
+``poly``, ``wsd``, ``plateau``) plus mmengine's ``onecycle``; the shared
+pieces live in ``_core`` (the schedule object, steps, float32 powers),
+``_cycles`` (restarts), ``_noise`` and ``_warmup`` (the warmup-and-noise frame
+every timm scheduler shares); the factory mirrors
 ``timm.scheduler.create_scheduler_v2``.
 """
-from ._common import Schedule, as_step, noise_fn, per_epoch
+from ._core import Schedule, as_step, per_epoch
+from ._noise import noise_fn
 from ._cosine import cosine
 from ._factory import SCHEDULERS, create_scheduler, create_scheduler_v2, scheduler_kwargs
 from ._multistep import multistep

@@ -20,7 +20,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import jax.numpy as jnp
 
 from .._validate import check_bool, check_choice, check_range
-from ._common import INT32_MAX, Schedule, per_epoch, validate_noise_range
+from ._core import INT32_MAX, Schedule, per_epoch
+from ._noise import validate_noise_range
 from ._cosine import cosine
 from ._multistep import multistep, validate_milestones
 from ._onecycle import onecycle

@@ -7,10 +7,9 @@ from typing import Any, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_bool, check_range
-from ._common import (
-    INT32_MAX, NoiseRange, Schedule, linear_warmup, noise_fn, validate_noise, validate_warmup, with_noise,
-)
+from .._validate import check_range
+from ._core import INT32_MAX, Schedule
+from ._warmup import WarmupAndNoise
 
 __all__ = ['multistep', 'validate_milestones']
 
@@ -74,21 +73,17 @@ def multistep(
     check_range('base_lr', base_lr, 0.0)
     validate_milestones('decay_t', decay_t)
     check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign at every milestone
-    validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
-    check_bool('t_in_epochs', t_in_epochs)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    base_lr, warmup_t = float(base_lr), int(warmup_t)
-    warmup_step = (base_lr - warmup_lr_init) / warmup_t if warmup_t else 1.0
+    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
+                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    base_lr = frame.base_lr
     # m <= t + 1  <=>  t >= ceil(m) - 1 for integer t (no t + 1 overflow at 2**31 - 1)
     thresholds = [max(math.ceil(float(m)) - 1, -1) for m in decay_t if math.ceil(float(m)) - 1 <= INT32_MAX]
     thr = jnp.asarray(np.asarray(thresholds or [0], np.int64).astype(np.int32))
     n = len(thresholds)
     values = jnp.asarray(np.float32([base_lr * float(decay_rate) ** c for c in range(n + 1)]))
 
-    def lr_at(t):
-        t_eff = t - warmup_t if warmup_prefix else t
-        c = jnp.searchsorted(thr, t_eff, side='right') if n else jnp.zeros(jnp.shape(t), jnp.int32)
-        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, values[c])
+    def decayed(t):
+        c = jnp.searchsorted(thr, t, side='right') if n else jnp.zeros(jnp.shape(t), jnp.int32)
+        return values[c]
 
-    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return Schedule(with_noise(lr_at, noise), base_lr, 'multistep')
+    return frame.schedule('multistep', decayed)

@@ -11,7 +11,7 @@ from typing import Optional
 import jax.numpy as jnp
 
 from .._validate import check_bool, check_choice, check_range
-from ._common import INT32_MAX, Schedule
+from ._core import INT32_MAX, Schedule
 
 __all__ = ['onecycle']
 

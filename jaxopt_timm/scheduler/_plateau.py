@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import check_choice, check_range
-from ._common import INT32_MAX, NoiseRange, as_step, noise_fn, validate_noise
+from ._core import INT32_MAX, as_step
+from ._noise import NoiseRange, noise_fn
+from ._warmup import validate_warmup, warmup_slope
 
 __all__ = ['plateau', 'PlateauSchedule', 'PlateauState']
 
@@ -46,8 +48,7 @@ def _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, wa
     check_range('patience_t', patience_t, 0, INT32_MAX, integer=True)
     check_range('threshold', threshold, 0.0)
     check_range('cooldown_t', cooldown_t, 0, INT32_MAX, integer=True)
-    check_range('warmup_t', warmup_t, 0, INT32_MAX, integer=True)
-    check_range('warmup_lr_init', warmup_lr_init, 0.0)
+    validate_warmup(warmup_t, warmup_lr_init)
     check_range('lr_min', lr_min, 0.0)
     check_choice('mode', mode, PLATEAU_MODES)
 
@@ -75,7 +76,7 @@ class PlateauSchedule:
         self.mode = mode
         self._noise = noise
         # timm's warmup_steps is [1, ...] without warmup, see step()
-        self._warmup_step = (self.base_lr - self.warmup_lr_init) / self.warmup_t if self.warmup_t else 1.0
+        self._warmup_step = warmup_slope(self.base_lr, self.warmup_lr_init, self.warmup_t)
         self.name = 'plateau'
 
     def init(self) -> PlateauState:
@@ -196,7 +197,6 @@ def plateau(
         warmup slope); timm's training loop never steps epoch 0.
     """
     _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     return PlateauSchedule(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min,
                            mode, noise)

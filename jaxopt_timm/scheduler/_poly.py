@@ -9,11 +9,11 @@ from typing import Optional
 
 import jax.numpy as jnp
 
-from .._validate import check_bool, check_range
-from ._common import (
-    NoiseRange, Schedule, cycle_length, cycles, linear_warmup, noise_fn, remaining_power, validate_cycles,
-    validate_noise, validate_warmup, with_noise,
-)
+from .._validate import check_range
+from ._core import Schedule, remaining_power
+from ._cycles import cycle_length, cycles, validate_cycles
+from ._noise import NoiseRange
+from ._warmup import WarmupAndNoise
 
 __all__ = ['poly']
 
@@ -70,22 +70,17 @@ def poly(
     check_range('base_lr', base_lr, 0.0)
     check_range('power', power, 0.0)
     validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_decay)
-    validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
-    check_bool('t_in_epochs', t_in_epochs)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    t_initial, warmup_t, cycle_limit = int(t_initial), int(warmup_t), int(cycle_limit)
-    base_lr, lr_min, k, power = float(base_lr), float(lr_min), float(k_decay), float(power)
-    warmup_step = (base_lr - warmup_lr_init) / warmup_t if warmup_t else 1.0
-    position = cycles(t_initial, float(cycle_mul), float(cycle_decay), cycle_limit, base_lr)
+    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
+                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    t_initial, cycle_limit = int(t_initial), int(cycle_limit)
+    lr_min, k, power = float(lr_min), float(k_decay), float(power)
+    position = cycles(t_initial, float(cycle_mul), float(cycle_decay), cycle_limit, frame.base_lr)
 
-    def lr_at(t):
-        p = position(t - warmup_t if warmup_prefix else t)
+    def decayed(t):
+        p = position(t)
         y = jnp.maximum(remaining_power(p.rem, p.cur, p.length, k), 0.0)
-        lr = jnp.where(p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) * jnp.power(y, jnp.float32(power)),
-                       jnp.float32(lr_min))
-        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, lr)
+        return jnp.where(p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) * jnp.power(y, jnp.float32(power)),
+                         jnp.float32(lr_min))
 
-    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return Schedule(
-        with_noise(lr_at, noise), base_lr, 'poly',
-        cycle_length(t_initial, cycle_mul, cycle_limit, warmup_t, warmup_prefix))
+    length = cycle_length(t_initial, cycle_mul, cycle_limit, frame.warmup_t, warmup_prefix)
+    return frame.schedule('poly', decayed, length)

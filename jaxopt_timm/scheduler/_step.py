@@ -7,10 +7,10 @@ from typing import Optional
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_bool, check_range
-from ._common import (
-    INT32_MAX, NoiseRange, Schedule, int_power, linear_warmup, noise_fn, validate_noise, validate_warmup, with_noise,
-)
+from .._validate import check_range
+from ._core import INT32_MAX, Schedule, int_power
+from ._noise import NoiseRange
+from ._warmup import WarmupAndNoise
 
 __all__ = ['step']
 
@@ -107,17 +107,13 @@ def step(
     check_range('base_lr', base_lr, 0.0)
     check_range('decay_t', decay_t, 0.0, lo_open=True)
     check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign every interval
-    validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
-    check_bool('t_in_epochs', t_in_epochs)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    base_lr, warmup_t = float(base_lr), int(warmup_t)
-    warmup_step = (base_lr - warmup_lr_init) / warmup_t if warmup_t else 1.0
+    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
+                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    base_lr = frame.base_lr
     count = _decay_count(float(decay_t), float(decay_rate), base_lr)
     gamma = int_power(decay_rate)
 
-    def lr_at(t):
-        lr = jnp.float32(base_lr) * gamma(count(t - warmup_t if warmup_prefix else t))
-        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, lr)
+    def decayed(t):
+        return jnp.float32(base_lr) * gamma(count(t))
 
-    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return Schedule(with_noise(lr_at, noise), base_lr, 'step')
+    return frame.schedule('step', decayed)

@@ -10,11 +10,11 @@ from typing import Optional
 
 import jax.numpy as jnp
 
-from .._validate import check_bool, check_range
-from ._common import (
-    NoiseRange, Schedule, _timm_cycle_index, cycle_length, cycles, linear_warmup, noise_fn, validate_cycles,
-    validate_noise, validate_warmup, with_noise,
-)
+from .._validate import check_range
+from ._core import Schedule
+from ._cycles import cycle_length, cycles, timm_cycle_index, validate_cycles
+from ._noise import NoiseRange
+from ._warmup import WarmupAndNoise
 
 __all__ = ['tanh']
 
@@ -22,7 +22,7 @@ __all__ = ['tanh']
 def _tanh_lr_float64(t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle_limit, base_lr):
     """The post-warmup tanh lr at one step in float64, for the warmup slope (timm evaluates it at ``warmup_t``)."""
     if cycle_mul != 1:
-        i = _timm_cycle_index(t, t_initial, cycle_mul)
+        i = timm_cycle_index(t, t_initial, cycle_mul)
         if i == math.inf:
             return lr_min
         t_i = cycle_mul ** i * t_initial
@@ -98,33 +98,26 @@ def tanh(
     check_range('ub', ub)
     if not lb < ub:
         raise ValueError(f'Invalid lb: {lb!r}, expected a value in (-inf, ub={ub!r})')
-    validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
-    check_bool('t_in_epochs', t_in_epochs)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    t_initial, warmup_t, cycle_limit = int(t_initial), int(warmup_t), int(cycle_limit)
-    base_lr, lr_min, lb, ub = float(base_lr), float(lr_min), float(lb), float(ub)
+    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
+                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    t_initial, cycle_limit = int(t_initial), int(cycle_limit)
+    base_lr, lr_min, lb, ub = frame.base_lr, float(lr_min), float(lb), float(ub)
     cycle_mul, cycle_decay = float(cycle_mul), float(cycle_decay)
-    if warmup_t:
-        target = base_lr if warmup_prefix else _tanh_lr_float64(
-            warmup_t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle_limit, base_lr)
-        warmup_step = (target - warmup_lr_init) / warmup_t
-    else:
-        warmup_step = 1.0
+    # timm ramps to the tanh curve's own value at warmup_t unless the curve starts after the warmup
+    target = None if warmup_prefix or not frame.warmup_t else _tanh_lr_float64(
+        frame.warmup_t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle_limit, base_lr)
     position = cycles(t_initial, cycle_mul, cycle_decay, cycle_limit, base_lr)
     exp_2ub = math.exp(2 * ub) if 2 * ub < 80 else math.inf
 
-    def lr_at(t):
-        p = position(t - warmup_t if warmup_prefix else t)
+    def decayed(t):
+        p = position(t)
         a = jnp.float32(2 * (lb - ub)) * (p.rem / p.length)  # 2 (z - ub), small near the end of a cycle
         if math.isfinite(exp_2ub):
             e = jnp.float32(exp_2ub) * jnp.exp(a)
         else:
             e = jnp.exp(jnp.float32(2 * ub) + a)
         # (1 - tanh(z)) / 2 == 1 / (1 + exp(2 z))
-        lr = jnp.where(p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) / (1.0 + e), jnp.float32(lr_min))
-        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, lr)
+        return jnp.where(p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) / (1.0 + e), jnp.float32(lr_min))
 
-    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return Schedule(
-        with_noise(lr_at, noise), base_lr, 'tanh',
-        cycle_length(t_initial, cycle_mul, cycle_limit, warmup_t, warmup_prefix))
+    length = cycle_length(t_initial, cycle_mul, cycle_limit, frame.warmup_t, warmup_prefix)
+    return frame.schedule('tanh', decayed, length, warmup_target=target)

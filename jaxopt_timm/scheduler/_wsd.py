@@ -14,8 +14,10 @@ from typing import Callable, Optional, Union
 
 import jax.numpy as jnp
 
-from .._validate import check_bool, check_choice, check_range
-from ._common import INT32_MAX, NoiseRange, Schedule, linear_warmup, noise_fn, validate_noise, with_noise
+from .._validate import check_choice, check_range
+from ._core import INT32_MAX, Schedule
+from ._noise import NoiseRange
+from ._warmup import WarmupAndNoise
 
 __all__ = ['wsd', 'STABLE_FNS', 'DECAY_FNS']
 
@@ -112,10 +114,9 @@ def wsd(
     check_range('decay_ratio', decay_ratio, 0.0, 1.0, lo_open=True, hi_open=True)
     check_range('decay_power', decay_power, 0.0, lo_open=True)
     check_range('stable_power', stable_power, 0.0, lo_open=True)
-    check_range('warmup_t', warmup_t, 0, INT32_MAX, integer=True)
-    check_range('warmup_lr_init', warmup_lr_init, 0.0)
-    check_bool('t_in_epochs', t_in_epochs)
-    validate_noise(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    # timm's WSD warmup is always a prefix: the stable phase starts after it
+    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, True, t_in_epochs,
+                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
     if stable_fn != 'constant':
         if stable_timescale is None:
             if not warmup_t:
@@ -124,16 +125,14 @@ def wsd(
                     'expected a value in (0, inf) (or a warmup)')
             stable_timescale = warmup_t
         check_range('stable_timescale', stable_timescale, 0.0, lo_open=True)
-    base_lr, lr_min = float(base_lr), float(lr_min)
-    t_initial, decay_t, warmup_t = int(t_initial), int(decay_t), int(warmup_t)
-    warmup_step = (base_lr - warmup_lr_init) / warmup_t if warmup_t else 1.0
+    base_lr, lr_min = frame.base_lr, float(lr_min)
+    t_initial, decay_t, warmup_t = int(t_initial), int(decay_t), frame.warmup_t
     power = 0.5 if stable_fn == 'rsqrt' else float(stable_power)
     decay_start = t_initial - decay_t
 
-    def lr_at(t):
-        t_s = t - warmup_t
+    def decayed(t_s):
         if stable_fn == 'constant':
-            stable = jnp.full(jnp.shape(t), base_lr, jnp.float32)
+            stable = jnp.full(jnp.shape(t_s), base_lr, jnp.float32)
         else:
             u = t_s.astype(jnp.float32) / jnp.float32(stable_timescale)
             stable = jnp.float32(base_lr) * jnp.exp(jnp.float32(-power) * jnp.log1p(u))
@@ -142,8 +141,6 @@ def wsd(
         frac = jnp.clip(t_decay.astype(jnp.float32) / jnp.float32(decay_t), 0.0, 1.0)
         y = jnp.clip((decay_t - t_decay).astype(jnp.float32) / jnp.float32(decay_t), 0.0, 1.0)
         d = _decay_factor(decay_fn, y, frac, decay_power, decay_ratio)
-        lr = jnp.where(t_decay <= 0, stable, lr_min + (stable - jnp.float32(lr_min)) * d)
-        return linear_warmup(t, warmup_t, warmup_lr_init, warmup_step, lr)
+        return jnp.where(t_decay <= 0, stable, lr_min + (stable - jnp.float32(lr_min)) * d)
 
-    noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return Schedule(with_noise(lr_at, noise), base_lr, 'wsd', lambda cycles=0: warmup_t + t_initial)
+    return frame.schedule('wsd', decayed, lambda cycles=0: warmup_t + t_initial)
