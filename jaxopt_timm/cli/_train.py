@@ -1,30 +1,21 @@
 """``jaxopt-timm train``: a timm train.py-style run on scikit-learn's bundled handwritten digits.
 
-The data ships with scikit-learn (1,797 8x8 images, no download); a fixed
-80/20 split (1,437 train / 360 test) independent of ``--seed``. The model is a
-small Flax linen MLP (or ``--model cnn``); the optimizer and schedule come
-from :func:`jaxopt_timm.create_optimizer_v2` / :func:`jaxopt_timm.create_scheduler_v2`
-with timm's argument names, and the schedule runs inside the jitted update.
-
-Checkpoints (``--output DIR``) hold the full training state through orbax:
-params, optimizer state, schedule position (epoch, update count, plateau
-state). ``--resume DIR/checkpoint-N`` continues bit-exactly: batch order is a
-pure function of ``(seed, epoch)``.
+This module is the command: its arguments (timm's names), the optimizer and
+schedule they describe, and the epoch loop. The model is a small Flax linen
+MLP (or ``--model cnn``, :mod:`._models`); the optimizer and schedule come from
+:func:`jaxopt_timm.create_optimizer_v2` / :func:`jaxopt_timm.create_scheduler_v2`
+with timm's argument names, and the schedule runs inside the jitted update
+(:mod:`._steps`). The data and its resumable batch order live in :mod:`._data`;
+what ``--output`` writes and ``--resume`` reads back in :mod:`._checkpoints`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
-import functools
-import inspect
-import json
 import os
-import re
-import shutil
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +25,10 @@ import optax
 import jaxopt_timm as jt
 
 from ._args import CLIError, add_optimizer_args, add_scheduler_args, check_schedule_args
+from ._checkpoints import TrainState, append_summary, load_checkpoint, save_checkpoint, write_results
+from ._data import epoch_batches, load_digits_split
 from ._models import GROUP_MATCHER, MODELS, make_model
+from ._steps import make_steps
 
 __all__ = ['add_arguments', 'run', 'train', 'load_digits_split', 'default_lr', 'TrainResult', 'DEFAULTS']
 
@@ -42,32 +36,11 @@ __all__ = ['add_arguments', 'run', 'train', 'load_digits_split', 'default_lr', '
 DEFAULTS = dict(opt='adamw', lr=None, weight_decay=0.05, sched='cosine', epochs=20, warmup_epochs=2,
                 warmup_lr=1e-5, min_lr=1e-5, batch_size=64)
 
-# lr used when neither --lr nor --lr-base is given: per family, for the digits model at batch 64
-# (first match wins). timm's own rule (--lr-base, --lr-base-size, --lr-base-scale) applies when --lr-base is set.
-_DEFAULT_LRS: Tuple[Tuple[Tuple[str, ...], float], ...] = (
-    (('*lars', '*larc'), 2.0),           # times timm's trust_coeff 1e-3 * |w| / |g|
-    (('*sgd*', 'momentum', 'nesterov*'), 0.05),
-    (('*lion*',), 1e-3),
-    (('adadelta',), 1.0),
-    (('adagrad', '*madgrad*', '*adafactor*'), 1e-2),
-    (('adahessian',), 0.1),
-    (('*lamb*', '*novograd*'), 1e-2),
-    (('radam*', 'radabelief', '*rmsproptf*'), 1e-2),  # slow starters: rectification, ones-initialised sq. avg
-    (('kron*',), 3e-3),
-    (('*muon*',), 0.02),
-    (('*',), 1e-3),
-)
-
 
 def default_lr(opt: str) -> float:
-    """The lr the digits job uses for ``opt`` when none is given (see ``--help``)."""
-    name = opt.lower().split('_')[-1]
-    for patterns, lr in _DEFAULT_LRS:
-        if any(fnmatch.fnmatch(name, p) for p in patterns):
-            return lr
-    return 1e-3  # pragma: no cover - '*' matches
-
-
+    """The lr the digits job uses for ``opt`` when neither ``--lr`` nor ``--lr-base`` is given: the
+    record's ``default_lr`` (per family, tuned for the digits model at batch 64)."""
+    return jt.get_optimizer_info(opt).default_lr
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('Model and data')
     g.add_argument('--model', default='mlp', choices=sorted(MODELS), help='model (default: mlp)')
@@ -100,39 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument('--quiet', action='store_true', help='only the final summary')
 
 
-# ----------------------------------------------------------------------------- data
-
-@functools.lru_cache(maxsize=1)
-def load_digits_split() -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn's bundled digits, scaled to [0, 1], a fixed 1437 / 360 split: ``(x_train, y_train, x_test, y_test)``."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise CLIError('scikit-learn is needed for the digits data: pip install scikit-learn') from e
-    data = load_digits()
-    x = (data.data / 16.0).astype(np.float32)
-    y = data.target.astype(np.int32)
-    order = np.random.default_rng(0).permutation(len(x))
-    test, train = order[:360], order[360:]
-    return x[train], y[train], x[test], y[test]
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """Batch order of ``epoch``: a pure function of ``(seed, epoch)``, which makes resuming exact."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-# ----------------------------------------------------------------------------- state
-
-@dataclasses.dataclass
-class TrainState:
-    params: Any
-    opt_state: Any
-    epoch: int = 0          # next epoch to run
-    step: int = 0           # updates done
-    plateau: Any = None     # PlateauState for --sched plateau
-    lr: float = 0.0         # lr of the next epoch (plateau)
-
 
 @dataclasses.dataclass
 class TrainResult:
@@ -155,7 +95,7 @@ def _resolve_lr(args: argparse.Namespace) -> float:
     return default_lr(args.opt)
 
 
-def _opt_kwargs(args: argparse.Namespace, info) -> Dict[str, Any]:
+def _opt_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     kw = dict(args.opt_kwargs or {})
     if args.opt_eps is not None:
         kw['eps'] = args.opt_eps
@@ -179,9 +119,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace, params: Any, updates_per_epoch: int):
-    """``(tx, schedule, lr, num_epochs, is_plateau)`` from the arguments, with timm's factories."""
+    """``(tx, schedule, lr, num_epochs, is_plateau, second_order)`` from the arguments, with timm's factories."""
     name = args.opt.lower()
-    info = jt.get_optimizer_info(name.split('_')[-1])
+    info = jt.get_optimizer_info(name)
     lr = _resolve_lr(args)
     sched_kw = jt.scheduler.scheduler_kwargs(args)
     sched_kw['num_epochs'] = args.epochs
@@ -192,9 +132,8 @@ def _build(args: argparse.Namespace, params: Any, updates_per_epoch: int):
     schedule, num_epochs = jt.create_scheduler_v2(lr, **sched_kw, updates_per_epoch=updates_per_epoch)
     plateau = isinstance(schedule, jt.scheduler.PlateauSchedule)
 
-    kw = _opt_kwargs(args, info)
     common = dict(weight_decay=args.weight_decay or 0.0, momentum=args.momentum, layer_decay=args.layer_decay,
-                  group_matcher=GROUP_MATCHER if args.layer_decay is not None else None, **kw)
+                  group_matcher=GROUP_MATCHER if args.layer_decay is not None else None, **_opt_kwargs(args))
     clip = None
     if args.clip_grad is not None:
         clip = {'norm': optax.clip_by_global_norm, 'value': optax.clip,
@@ -206,143 +145,13 @@ def _build(args: argparse.Namespace, params: Any, updates_per_epoch: int):
 
     if plateau:
         # metric-driven lr: injected as a hyperparameter and set from the plateau state each epoch
-        if 'max_lr' in inspect.signature(info.alias).parameters and 'max_lr' not in common:
+        if info.accepts('max_lr') and 'max_lr' not in common:
             common['max_lr'] = lr  # corrected weight decay needs the peak lr; the injected lr is traced
         tx = optax.inject_hyperparams(make)(learning_rate=jnp.asarray(schedule.init().lr, jnp.float32))
     else:
         tx = make(schedule)
     return tx, schedule, lr, num_epochs, plateau, info.second_order
 
-
-def _loss_fn(model, smoothing: float):
-    def loss_fn(params, x, y):
-        logits = model.apply({'params': params}, x)
-        labels = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
-        if smoothing:
-            labels = optax.smooth_labels(labels, smoothing)
-        return optax.softmax_cross_entropy(logits, labels).mean(), logits
-    return loss_fn
-
-
-@functools.lru_cache(maxsize=8)
-def _model_steps(model, smoothing: float):
-    """Jitted gradient and eval functions, built once per model and shared by every optimizer."""
-    loss_fn = _loss_fn(model, smoothing)
-
-    def grad_step(params, x, y):
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
-        return grads, loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-
-    def eval_step(params, x, y):
-        logits = model.apply({'params': params}, x)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-
-    return jax.jit(grad_step), jax.jit(eval_step)
-
-
-def _make_steps(model, tx, second_order: bool, smoothing: float):
-    """``(train_step, eval_step)``; the optimizer update is its own jitted function so the model's
-    gradient is compiled once per model (second-order optimizers jit the whole step: they need the loss)."""
-    grad_step, eval_step = _model_steps(model, smoothing)
-    if second_order:
-        loss_fn = _loss_fn(model, smoothing)
-
-        @jax.jit
-        def train_step(params, opt_state, x, y):
-            (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
-            hvp_fn = jt.optim.hvp_fn_from_loss(lambda p, a, b: loss_fn(p, a, b)[0], params, x, y)
-            updates, opt_state = tx.update(grads, opt_state, params, hvp_fn=hvp_fn)
-            acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))
-            return optax.apply_updates(params, updates), opt_state, loss, acc
-        return train_step, eval_step
-
-    @jax.jit
-    def apply_step(params, opt_state, grads):
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    def train_step(params, opt_state, x, y):
-        grads, loss, acc = grad_step(params, x, y)
-        params, opt_state = apply_step(params, opt_state, grads)
-        return params, opt_state, loss, acc
-    return train_step, eval_step
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-_CKPT = re.compile(r'^checkpoint-(\d+)$')
-
-
-def _flat_state(state: TrainState) -> Dict[str, Any]:
-    tree = {'params': state.params, 'opt_state': state.opt_state, 'plateau': state.plateau}
-    leaves = jax.tree.leaves(tree)
-    out = {}
-    for i, leaf in enumerate(leaves):
-        if jnp.issubdtype(getattr(leaf, 'dtype', np.float32), jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        out[f'leaf_{i:05d}'] = np.asarray(leaf)
-    out['epoch'] = np.asarray(state.epoch, np.int64)
-    out['step'] = np.asarray(state.step, np.int64)
-    out['lr'] = np.asarray(state.lr, np.float64)
-    return out
-
-
-def save_checkpoint(output: str, state: TrainState, keep: int, meta: Dict[str, Any]) -> str:
-    """Write ``output/checkpoint-<epoch>`` (orbax) holding the full training state; keep the newest ``keep``."""
-    import orbax.checkpoint as ocp
-    path = os.path.abspath(os.path.join(output, f'checkpoint-{state.epoch}'))
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(os.path.join(path, 'state'), _flat_state(state))
-        ckptr.wait_until_finished()
-    with open(os.path.join(path, 'meta.json'), 'w') as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    found = sorted((int(m.group(1)), d) for d in os.listdir(output) if (m := _CKPT.match(d)))
-    for _, d in found[:-keep]:
-        shutil.rmtree(os.path.join(output, d))
-    return path
-
-
-def latest_checkpoint(path: str) -> str:
-    if _CKPT.match(os.path.basename(os.path.normpath(path))):
-        return path
-    found = sorted((int(m.group(1)), d) for d in os.listdir(path) if (m := _CKPT.match(d)))
-    if not found:
-        raise CLIError(f'no checkpoint-N directory in {path!r}')
-    return os.path.join(path, found[-1][1])
-
-
-def load_checkpoint(path: str, template: TrainState) -> TrainState:
-    """The state saved at ``path``, restored into the structure (and dtypes) of ``template``."""
-    import orbax.checkpoint as ocp
-    if not os.path.isdir(path):
-        raise CLIError(f'--resume {path!r}: no such checkpoint')
-    path = os.path.abspath(latest_checkpoint(path))
-    target = _flat_state(template)
-    abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in target.items()}
-    try:
-        with ocp.StandardCheckpointer() as ckptr:
-            restored = ckptr.restore(os.path.join(path, 'state'), abstract)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        raise CLIError(f'--resume {path!r} does not match this model / optimizer: {e}') from None
-    tree = {'params': template.params, 'opt_state': template.opt_state, 'plateau': template.plateau}
-    leaves, treedef = jax.tree.flatten(tree)
-    new = []
-    for i, leaf in enumerate(leaves):
-        value = restored[f'leaf_{i:05d}']
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            value = jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(leaf))
-        else:
-            value = jnp.asarray(value, leaf.dtype)
-        new.append(value)
-    tree = jax.tree.unflatten(treedef, new)
-    return TrainState(tree['params'], tree['opt_state'], int(restored['epoch']), int(restored['step']),
-                      tree['plateau'], float(restored['lr']))
-
-
-# ----------------------------------------------------------------------------- loop
 
 def _progress(total: int, desc: str, disable: bool):
     from tqdm.auto import tqdm
@@ -379,7 +188,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
     if args.output:
         os.makedirs(args.output, exist_ok=True)
 
-    train_step, eval_step = _make_steps(model, tx, second_order, args.smoothing)
+    train_step, eval_step = make_steps(model, tx, second_order, args.smoothing)
     x_test_j, y_test_j = jnp.asarray(x_test), jnp.asarray(y_test)
     if not args.quiet:
         nparams = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
@@ -397,12 +206,10 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
             epoch_lr = state.lr
         else:
             epoch_lr = float(schedule(state.step))
-        order = epoch_order(args.seed, epoch, n)
         losses, accs = [], []
         bar = _progress(updates_per_epoch, f'epoch {epoch + 1}/{num_epochs}', args.no_progress or args.quiet)
         params_, opt_state = state.params, state.opt_state
-        for b in range(updates_per_epoch):
-            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+        for b, idx in enumerate(epoch_batches(args.seed, epoch, n, args.batch_size)):
             params_, opt_state, loss, acc = train_step(params_, opt_state, x_train[idx], y_train[idx])
             losses.append(loss)
             accs.append(acc)
@@ -429,23 +236,13 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
                 f'acc {100 * train_acc:6.2f}%  test loss {test_loss:.4f} acc {100 * test_acc:6.2f}%')
         if args.output:
             save_checkpoint(args.output, state, args.checkpoint_hist, meta)
-            _append_summary(args.output, row)
+            append_summary(args.output, row)
     train_time = time.perf_counter() - t0
     result = TrainResult(state.params, history, test_acc, test_loss, train_time, lr, num_epochs)
     if args.output:
-        with open(os.path.join(args.output, 'results.json'), 'w') as f:
-            json.dump(dict(meta, test_acc=test_acc, test_loss=test_loss, train_time_s=train_time,
-                           history=history), f, indent=1)
+        write_results(args.output, meta, test_acc=test_acc, test_loss=test_loss, train_time_s=train_time,
+                      history=history)
     return result
-
-
-def _append_summary(output: str, row: Dict[str, float]) -> None:
-    path = os.path.join(output, 'summary.csv')
-    new = not os.path.exists(path)
-    with open(path, 'a') as f:
-        if new:
-            f.write(','.join(row) + '\n')
-        f.write(','.join(f'{v:.6g}' if isinstance(v, float) else str(v) for v in row.values()) + '\n')
 
 
 def run(args: argparse.Namespace) -> int:
