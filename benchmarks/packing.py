@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.packing [--leaves 2000] [--size 1000] [--reps 20] [--json out.json]``.
 
 AdamW (lr 1e-3, weight decay 0.05) on ``--leaves`` leaves of ``--size`` floats, every variant jitted
-with params and state donated and timed interleaved in one process (``benchmarks.step.time_interleaved``:
+with params and state donated and timed interleaved in one process (``benchmarks._harness.time_interleaved``:
 shuffled rounds, a pause before each call), so the machine's drift hits all alike:
 
 * ``per_leaf``: ``jt.optim.adamw`` as registered (one fused loop per output per leaf);
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import optax
 
 import jaxopt_timm as jt
-from benchmarks.step import XLA_OPTS, jax_variant, time_interleaved, timm_variant
+from benchmarks._harness import jax_variant, time_interleaved
+from benchmarks._variants import XLA_OPTS, timm_variant
 
 
 def _transforms(leaves: int):

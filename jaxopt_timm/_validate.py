@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'check_range', 'check_range_tree', 'check_weight_decay', 'check_adam_args', 'check_lr', 'check_betas', 'check_bool',
+    'check_range', 'check_range_tree', 'check_weight_decay', 'check_lr', 'check_betas', 'check_bool',
     'check_choice', 'resolve_dtype', 'is_schedule', 'check_nesterov',
 ]
 
@@ -166,12 +166,3 @@ def check_range_tree(name: str, value: Any, lo: Optional[float] = None, hi: Opti
 
 def check_weight_decay(value: Any, name: str = 'weight_decay') -> None:
     check_range_tree(name, value, 0.0)
-
-
-def check_adam_args(learning_rate: Any, betas: Any, eps: Any, weight_decay: Any) -> None:
-    """The arguments every Adam-style optimizer shares: lr >= 0, betas in [0, 1), eps >= 0, weight decay >= 0."""
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-

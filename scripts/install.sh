@@ -2,7 +2,7 @@
 # Install jaxopt_timm with its test dependencies on a fresh machine.
 # torch goes first and pinned: the CPU wheel; an unpinned torch would pull a CUDA build.
 # timm and mmengine are reference libraries for the parity tests only: installed without
-# their heavy dependencies (torchvision, opencv, ...); tests/timm_ref.py loads timm.optim and
+# their heavy dependencies (torchvision, opencv, ...); jaxopt_timm/parity/_loader.py loads timm.optim and
 # timm.scheduler without timm's torchvision-bound top level.
 set -euo pipefail
 PY=${PYTHON:-python3}

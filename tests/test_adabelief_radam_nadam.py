@@ -6,8 +6,8 @@ import torch
 
 import jaxopt_timm as jt
 from jaxopt_timm.transforms import one_minus_pow, rectified_step_size, sma_length
-from parity import alias_parity, factory_parity, run_parity, to_tree
-from timm_ref import load_timm
+from jaxopt_timm.parity import factory_parity, load_timm, run_parity, to_tree
+from parity import alias_parity
 
 
 def _timm():

@@ -3,8 +3,10 @@
 ``python -m benchmarks.step`` times timm on torch-layout tensors and ours on the same
 tensors in Flax's layout (what a Flax model holds). These tests keep that comparison
 fair: same leaf names and sizes, kernels permuted as Flax stores them, and every name
-whose math reads the layout told so (the set is probed from the registry, so a new
-layout-aware optimizer cannot be benchmarked with the wrong shape rule).
+whose math reads the layout told so (the set is probed through the factory, so a new
+layout-aware optimizer cannot be benchmarked with the wrong shape rule). The rows and
+per-name variants are read from the registry records; the timing harness is tested
+with fake variants.
 """
 import jax
 import jax.numpy as jnp
@@ -13,6 +15,9 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from benchmarks import _harness as harness
+from benchmarks import _report as report
+from benchmarks import _variants as variants
 from benchmarks import step
 from benchmarks.trees import TREES, flax_shape, flax_shapes, num_params
 
@@ -41,22 +46,52 @@ def test_flax_shape(name, shape, expected):
 
 
 def test_layout_aware_names_are_the_ones_that_take_layout():
+    """The benchmark gives ``layout='flax'`` to exactly the names whose factory call takes it (probed)."""
     params = {'w': jnp.ones((3, 3, 4, 8)), 'b': jnp.ones((8,))}
+    names = jt.list_optimizers()
     takes = set()
-    for name in jt.list_optimizers():
+    for name in names:
         try:
             jt.create_optimizer_v2(params, name, lr=1e-3, layout='flax')
         except ValueError as e:  # the factory names the arguments an optimizer does not take
             assert "['layout']" in str(e), str(e)
             continue
         takes.add(name)
-    assert takes == step.LAYOUT_AWARE
+    assert {'adafactor', 'muon', 'kron', 'adahessian'} <= takes and 'adamw' not in takes
+    assert takes == {n for n in names if jt.get_optimizer_info(n).layout_aware}
+    for name in names:
+        assert variants.ours_kwargs(name, 'flax') == ({'layout': 'flax'} if name in takes else {}), name
+        assert variants.ours_kwargs(name, 'torch') == {}, name
 
 
 def test_ours_kwargs():
-    assert step._ours_kwargs('adafactor', 'flax') == {'layout': 'flax'}
-    assert step._ours_kwargs('adafactor', 'torch') == {}
-    assert step._ours_kwargs('adamw', 'flax') == {}
+    assert variants.ours_kwargs('adafactor', 'flax') == {'layout': 'flax'}
+    assert variants.ours_kwargs('adafactor', 'torch') == {}
+    assert variants.ours_kwargs('adamw', 'flax') == {}
+
+
+def test_suite_rows_are_the_benchmarked_records():
+    """The default rows are read from the records: benchmarked record names (no alias repeats a row),
+    elementwise rows first, then the shape-aware ones; each row's optax counterpart and torch variants too."""
+    rows = variants.suite_rows()
+    assert step.select_names('targets') == rows and step.select_names('adamw,lamb*')[:2] == ['adamw', 'lamb']
+    infos = {n: jt.get_optimizer_info(n) for n in jt.list_optimizers()}
+    assert set(rows) == {n for n, i in infos.items() if i.benchmarked and i.name == n}
+    assert len(rows) == len(set(rows)) and 'nesterov' not in rows and {'sgd', 'adamw', 'muon', 'kron'} <= set(rows)
+    shape_aware = [infos[n].shape_aware for n in rows]
+    assert shape_aware == sorted(shape_aware) and any(shape_aware) and not all(shape_aware)
+    assert [n for n in rows if variants.is_elementwise_row(n)] == [n for n in rows if not infos[n].shape_aware]
+    assert not variants.is_elementwise_row('adamax')  # not a row: no XLA-default variants
+    for name in rows:
+        tx = variants.optax_transform(name)
+        assert (tx is None) == (infos[name].optax_equivalent is None), name
+        assert tx is None or isinstance(tx, optax.GradientTransformation), name
+        assert variants.timm_kinds(name)[:2] == ['loop', 'foreach']
+        assert ('fused' in variants.timm_kinds(name, loop=False)) == infos[name].torch_fused, name
+        assert variants.packs(name) == (name not in ('kron', 'adahessian')), name
+    assert variants.optax_transform('adamw') is not None and variants.optax_transform('adan') is None
+    assert variants.timm_kinds('adamw') == ['loop', 'foreach', 'fused']
+    assert variants.timm_kinds('lion', loop=False) == ['foreach']
 
 
 def test_flax_tree_factors_like_timm():
@@ -86,7 +121,7 @@ def _fake(log, key, seconds, fail_at=None):
 
 def test_time_interleaved_rounds():
     log = []
-    res = step.time_interleaved({'a': _fake(log, 'a', 0.001), 'b': _fake(log, 'b', 0.002)}, reps=4, budget_s=10,
+    res = harness.time_interleaved({'a': _fake(log, 'a', 0.001), 'b': _fake(log, 'b', 0.002)}, reps=4, budget_s=10,
                                 pause_s=0)
     assert log[:4] == ['a', 'a', 'b', 'b']          # first call and warm-up of each, before any timing
     rounds = [log[i:i + 2] for i in range(4, 12, 2)]
@@ -97,7 +132,7 @@ def test_time_interleaved_rounds():
 
 def test_time_interleaved_budget_and_errors():
     log = []
-    res = step.time_interleaved({
+    res = harness.time_interleaved({
         'slow': _fake(log, 'slow', 1.0),             # 20 reps would take 20 s > 6 s budget: cut to 6
         'fast': _fake(log, 'fast', 0.001),
         'broken': _fake(log, 'broken', 0.001, fail_at=4),  # fails in its second timed round
@@ -110,21 +145,21 @@ def test_time_interleaved_budget_and_errors():
 
 
 def test_time_interleaved_minimum_reps():
-    res = step.time_interleaved({'x': _fake([], 'x', 100.0)}, reps=20, budget_s=5.0, pause_s=0)
+    res = harness.time_interleaved({'x': _fake([], 'x', 100.0)}, reps=20, budget_s=5.0, pause_s=0)
     assert res['x']['reps'] == 5
 
 
 def test_stream_variant_and_row_percentage():
     """Each row's % of stream is taken against the streaming pass timed in that row's rounds."""
     params = {'a': jnp.ones((256, 64)), 'b': jnp.ones(1000)}
-    res = step.time_interleaved({'stream': step.stream_variant(params)}, reps=3, budget_s=5.0, pause_s=0.0)
+    res = harness.time_interleaved({'stream': harness.stream_variant(params)}, reps=3, budget_s=5.0, pause_s=0.0)
     r = res['stream']
     nbytes = 2 * 4 * (256 * 64 + 1000)
     assert r['ms'] > 0 and r['gbps'] == pytest.approx(nbytes / (r['ms'] * 1e-3) / 1e9, rel=1e-2)
     row = {'name': 'x', 'ours': {'ms': 1.0, 'gbps': 10.0, 'pct_stream': 50.0, 'compile_s': 0.1, 'temp_bytes': 0},
            'stream': {'ms': 1.0, 'gbps': 20.0}, 'vs_torch': None, 'vs_optax': None, 'state_bytes_per_param': 8.0}
-    assert '(50% of 20)' in step._row_md(row)
-    assert '(50% of tree)' in step._row_md({**row, 'stream': {}})
+    assert '(50% of 20)' in report.row_md(row)
+    assert '(50% of tree)' in report.row_md({**row, 'stream': {}})
 
 
 def test_cold_compile_is_fresh_every_time():
@@ -136,8 +171,8 @@ def test_cold_compile_is_fresh_every_time():
         return jax.tree.map(lambda x: -0.1 * x, g), s
     tx = optax.GradientTransformation(lambda p: (), update)
     params = {'w': jnp.ones((8, 4))}
-    secs = [step.cold_compile_s(tx, params, params) for _ in range(2)]
+    secs = [harness.cold_compile_s(tx, params, params) for _ in range(2)]
     assert len(traces) == 2 and all(s > 0 for s in secs)
     log = []
-    med = step.compile_medians({'a': lambda: log.append('a') or 1.0, 'b': lambda: log.append('b') or 2.0}, reps=3)
+    med = harness.compile_medians({'a': lambda: log.append('a') or 1.0, 'b': lambda: log.append('b') or 2.0}, reps=3)
     assert med == {'a': 1.0, 'b': 2.0} and log == ['a', 'b'] * 3

@@ -16,7 +16,8 @@ import pytest
 
 import jaxopt_timm as jt
 from jaxopt_timm.cli import build_parser, main
-from jaxopt_timm.cli import _timm_loader, _train
+from jaxopt_timm.cli import _train
+from jaxopt_timm.parity import _loader as timm_loader
 
 
 def test_default_recipe_reaches_95_percent_within_a_minute(tmp_path, capsys):
@@ -168,8 +169,8 @@ def test_parity_command(capsys):
 
 
 def test_parity_without_timm_says_how_to_install(monkeypatch, capsys):
-    monkeypatch.setattr(_timm_loader, '_LOADED', {})
-    monkeypatch.setattr(_timm_loader, '_find_spec', lambda name: None)
+    monkeypatch.setattr(timm_loader, '_LOADED', {})
+    monkeypatch.setattr(timm_loader, '_find_spec', lambda name: None)
     assert main(['parity', '--opt', 'sgd']) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and 'pip install' in err and 'timm' in err

@@ -5,8 +5,8 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
-from parity import alias_parity, run_parity, to_tree, linear_decay, scheduled_parity, trajectory_diff
-from timm_ref import load_timm
+from jaxopt_timm.parity import load_timm, run_parity, to_tree
+from parity import alias_parity, linear_decay, scheduled_parity, trajectory_diff
 
 NAMES = ['lion', 'clion', 'lionc', 'clionc', 'laprop', 'claprop', 'lapropc',
          'adopt', 'adoptw', 'cadopt', 'cadoptw', 'adoptc', 'cadoptc', 'mars', 'cmars',

@@ -2,14 +2,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import jaxopt_timm as jt
 from jaxopt_timm.optim import named_leaves
 from jaxopt_timm.optim._param_groups import auto_layer_ids, build_param_groups, layer_ids_from_matcher
-from parity import VIT_GROUP_MATCHER, VIT_SHAPES, grouped_factory_parity, to_tree
-from timm_ref import load_timm
+from jaxopt_timm.parity import load_timm, to_tree
+from parity import VIT_GROUP_MATCHER, VIT_SHAPES, grouped_factory_parity
 
 VIT_NAMES = list(VIT_SHAPES)
 
@@ -18,7 +17,7 @@ def test_layer_ids_match_timm_group_parameters():
     load_timm()
     import torch
     from timm.models import group_parameters
-    from parity import torch_module
+    from jaxopt_timm.parity import torch_module
     module = torch_module({k: np.zeros(s, np.float32) for k, s in VIT_SHAPES.items()})
     theirs = group_parameters(module, VIT_GROUP_MATCHER, reverse=True)
     assert layer_ids_from_matcher(VIT_NAMES, VIT_GROUP_MATCHER) == theirs
@@ -39,7 +38,7 @@ AUTO_SHAPES = dict(sorted(AUTO_SHAPES.items()))
 def test_auto_layer_ids_match_timm():
     load_timm()
     from timm.optim._param_groups import auto_group_layers
-    from parity import torch_module
+    from jaxopt_timm.parity import torch_module
     module = torch_module({k: np.zeros(s, np.float32) for k, s in AUTO_SHAPES.items()})
     module.pretrained_cfg = {'classifier': 'head'}
     names = [n for n, _ in module.named_parameters()]

@@ -3,49 +3,22 @@
 A name added to the registry is tested here without anyone remembering to:
 timm's ``create_optimizer_v2(module, name, ...)`` and ours on the same tree,
 with weight decay off and on (timm's grouping: no decay on 1-d leaves and
-``.bias`` names), 30 steps, float32.
+``.bias`` names), 30 steps, float32, in the reference mode its record names.
 """
-import contextlib
-
 import pytest
 
 import jaxopt_timm as jt
-from parity import factory_parity, timm_kron_eager, timm_ns_float32
-from timm_ref import load_timm
-
-KRON = ('kron', 'kronw', 'kronc')
-MUON = ('muon', 'nmuon', 'adamuon', 'nadamuon')
-# Optimizer-specific factory arguments (both sides) where the common ones would make the run ill-posed; each
-# entry says why.
-FACTORY_KWARGS = {
-    # Kron's preconditioner fit draws random probes (torch's generator vs jax's): with a refit probability of
-    # 1e-9 neither side refits in 30 steps, so the run is deterministic and still checks momentum, bias
-    # correction, the RMS cap and every weight-decay form. The fit itself is tested in test_kron.py.
-    **{n: dict(preconditioner_update_probability=1e-9) for n in KRON},
-}
-# Arguments for our side only, matched by a change to timm inside REFERENCE_MODE.
-OURS_ONLY = {
-    # timm runs Newton-Schulz in bfloat16 with no switch; both sides in float32 makes the 2e-4 bound apply
-    # (bf16 runs are compared with a bf16-derived bound in test_muon.py).
-    **{n: dict(ns_dtype='float32') for n in MUON},
-}
-REFERENCE_MODE = {**{n: timm_ns_float32 for n in MUON}, **{n: timm_kron_eager for n in KRON}}
-DEFAULT_LR = 1e-2
+from jaxopt_timm.parity import DEFAULT_LR, factory_parity, load_timm, reference_parity
 
 NAMES = jt.list_optimizers()
-
-
-def _kwargs(name):
-    kw = dict(lr=DEFAULT_LR)
-    kw.update(FACTORY_KWARGS.get(name, {}))
-    return kw
 
 
 @pytest.mark.parametrize('weight_decay', [0.0, 0.05])
 @pytest.mark.parametrize('name', NAMES)
 def test_factory_parity(name, weight_decay):
-    with REFERENCE_MODE.get(name, contextlib.nullcontext)():
-        factory_parity(name, weight_decay=weight_decay, ours_only=OURS_ONLY.get(name), **_kwargs(name)).check()
+    """Each name in its record's reference mode (``parity_mode``: float32 Newton-Schulz for the muon family, no
+    preconditioner refit for the kron family; see jaxopt_timm.parity), so the float32 bound applies to all."""
+    reference_parity(name, weight_decay=weight_decay, lr=DEFAULT_LR).check()
 
 
 @pytest.mark.parametrize('name', ['lookahead_' + n for n in ('sgd', 'adamw')])

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
-from timm_ref import load_timm
+from jaxopt_timm.parity import load_timm
 
 RTOL = 1e-6
 LR = 0.1

@@ -84,8 +84,9 @@ def test_schedule_in_optimizers():
 def test_lr_scale_multiplies_scheduled_lr():
     """timm's update_groups sets each group's lr to ``value * lr_scale``; the factory's layer decay does the same
     with a schedule (SGD, so the update is exactly ``-lr * lr_scale * g``)."""
-    from parity import VIT_GROUP_MATCHER, VIT_SHAPES, run_parity
-    timm_optim, timm_scheduler = load = __import__('timm_ref').load_timm()
+    from jaxopt_timm.parity import load_timm, run_parity
+    from parity import VIT_GROUP_MATCHER, VIT_SHAPES
+    timm_optim, timm_scheduler = load = load_timm()
     del load
     kw = dict(sched='cosine', num_epochs=6, warmup_epochs=1, warmup_lr=1e-3, min_lr=1e-4, step_on_epochs=False,
               updates_per_epoch=5)

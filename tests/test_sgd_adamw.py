@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
-from parity import alias_parity, run_parity, linear_decay
-from timm_ref import load_timm
+from jaxopt_timm.parity import load_timm, run_parity
+from parity import alias_parity, linear_decay
 
 
 @pytest.mark.parametrize('kwargs', [

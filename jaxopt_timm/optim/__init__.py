@@ -7,6 +7,23 @@ groups: ``weight_decay`` may be a per-leaf tree of floats, ``lr_scale`` a
 per-leaf tree of lr multipliers (layer decay), and ``max_lr`` the peak lr for
 corrected weight decay. :func:`create_optimizer_v2` builds those trees.
 
+Arguments shared by the aliases mean the same everywhere (an alias's docstring
+lists only the others): ``learning_rate`` a float >= 0 or a schedule
+``step -> lr``; ``betas`` the moment decay rates, each in [0, 1); ``maximize``
+ascend instead of descend (the gradient is negated first, as torch's flag);
+``lr_scale`` per-leaf lr multipliers (layer decay); ``max_lr`` the peak lr for
+corrected weight decay (default: the float lr or a package schedule's
+``base_lr``); ``mu_dtype`` / ``nu_dtype`` the dtypes of the first / second
+moment (default: the params' dtype; float32 for float16 params). Every alias is
+stepped the same way::
+
+    >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+    >>> params = {'w': jnp.ones((2, 2))}
+    >>> tx = jt.optim.adamw(1e-3, weight_decay=0.05)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
+    >>> params = optax.apply_updates(params, updates)
+
 Every private module of this package other than the registry, the factory
 and the param-group modules is an optimizer module: its ``__all__`` is
 exported here, and its ``OPTIMIZERS`` (:class:`OptimInfo` records) and

@@ -7,30 +7,22 @@ Reddi et al., 2018, "On the Convergence of Adam and Beyond".
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import add_decoupled_weight_decay, add_l2_weight_decay, scale_by_belief, scale_by_learning_rate
+from ..transforms import adam_args, add_decoupled_weight_decay, add_l2_weight_decay, scale_by_belief
+from ..transforms import scale_by_learning_rate
 from ._registry import OptimInfo
 
 __all__ = ['adabelief']
 
 
 def adabelief(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-16,
-        weight_decay: Any = 0.0,
-        amsgrad: bool = False,
-        decoupled_decay: bool = True,
-        fixed_decay: bool = False,
-        rectify: bool = True,
-        degenerated_to_sgd: bool = True,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
+        weight_decay: Any = 0.0, amsgrad: bool = False, decoupled_decay: bool = True, fixed_decay: bool = False,
+        rectify: bool = True, degenerated_to_sgd: bool = True, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdaBelief``: Adam whose second moment tracks the *belief* :math:`(g_t - m_t)^2`.
@@ -48,8 +40,7 @@ def adabelief(
     before, :math:`\eta\, m_t / (1-\beta_1^t)` (``degenerated_to_sgd``) or no step.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added inside the second-moment EMA *and* to the denominator (timm's
             placement; the paper's 1e-16 default relies on that).
         weight_decay: :math:`\lambda` (float or per-leaf tree).
@@ -62,17 +53,12 @@ def adabelief(
         rectify: RAdam's rectified step.
         degenerated_to_sgd: with ``rectify``, take SGD-with-momentum steps while
             :math:`\rho_t < 5`; if False the params only decay in those steps.
-        lr_scale: per-leaf lr multipliers (layer decay).
         mu_dtype: dtype of the first moment (default: the params' dtype, at least float32, as timm).
         nu_dtype: dtype of the second moment (default: the params' dtype, at least float32, as timm).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adabelief(1e-3, weight_decay=1e-2, rectify=False)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The class default ``rectify=True`` is timm's; timm's registry binds
@@ -82,15 +68,9 @@ def adabelief(
         groups); here every leaf shares the optimizer's step count, which is the
         same thing when all leaves are updated every step.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-    for name, value in (('amsgrad', amsgrad), ('decoupled_decay', decoupled_decay), ('fixed_decay', fixed_decay),
-                        ('rectify', rectify), ('degenerated_to_sgd', degenerated_to_sgd)):
-        check_bool(name, value)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad,
+        decoupled_decay=decoupled_decay, fixed_decay=fixed_decay, rectify=rectify,
+        degenerated_to_sgd=degenerated_to_sgd)
     direction = scale_by_belief(
         betas[0], betas[1], eps, amsgrad, rectify=rectify, degenerated_to_sgd=degenerated_to_sgd, mu_dtype=mu_dtype,
         nu_dtype=nu_dtype)
@@ -107,16 +87,13 @@ def adabelief(
     )
 
 
+_record = functools.partial(OptimInfo, alias=adabelief, timm_class='timm.optim.AdaBelief', has_betas=True,
+    packing='packed')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='adabelief', alias=adabelief, timm_class='timm.optim.AdaBelief',
-        description='Adapts learning rate based on gradient prediction error', has_betas=True,
-        defaults={'rectify': False},
-        packing='packed', benchmarked=True,
+    _record(name='adabelief', description='Adapts learning rate based on gradient prediction error',
+        defaults={'rectify': False}, benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adabelief(lr))),
-    OptimInfo(
-        name='radabelief', alias=adabelief, timm_class='timm.optim.AdaBelief',
-        description='Rectified AdaBelief with variance adaptation', has_betas=True,
-        defaults={'rectify': True},
-        packing='packed', default_lr=0.01),
+    _record(name='radabelief', description='Rectified AdaBelief with variance adaptation', defaults={'rectify': True},
+        default_lr=0.01),
 )

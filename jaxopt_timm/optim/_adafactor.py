@@ -12,6 +12,8 @@ written out here.
 """
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import jax
@@ -21,13 +23,13 @@ import optax
 from .._validate import (
     check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
 )
-from ..transforms import caution_mask, leaf_values, lr_at, safe_increment
+from ..transforms import (
+    LAYOUTS, as_stored, caution_mask, clip_by_rms, compute_dtype, init_second_moments, leaf_values, lr_at,
+    require_static, rms, safe_increment, torch_lerp_rounded_weight, torch_rule_axes, update_second_moment,
+)
 from ._registry import OptimInfo
 
 __all__ = ['adafactor', 'adafactor_factored_dims']
-
-_LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-
 
 def _timm_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> Optional[Tuple[int, int]]:
     """timm's rule on a torch-layout shape: leading (out, in) dims of >2-d tensors, else the last two."""
@@ -37,15 +39,6 @@ def _timm_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> Op
     if ndim >= 2 and shape[-2] > min_dim_size_to_factor and shape[-1] > min_dim_size_to_factor:
         return ndim - 2, ndim - 1
     return None
-
-
-def _flax_to_torch_axes(ndim: int) -> Tuple[int, ...]:
-    """For each torch dim, the Flax axis holding it: Dense ``(in, out)`` and conv ``(*k, I, O)`` -> ``(O, I, *k)``."""
-    if ndim < 2:
-        return tuple(range(ndim))
-    if ndim == 2:
-        return 1, 0
-    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
 
 
 def adafactor_factored_dims(
@@ -58,14 +51,8 @@ def adafactor_factored_dims(
     applies timm's rule to the equivalent torch tensor and maps the axes back,
     so a Flax model is factored exactly as timm factors the same model in torch.
     """
-    shape = tuple(shape)
-    if layout == 'torch':
-        return _timm_factored_dims(shape, min_dim_size_to_factor)
-    perm = _flax_to_torch_axes(len(shape))
-    dims = _timm_factored_dims(tuple(shape[a] for a in perm), min_dim_size_to_factor)
-    if dims is None:
-        return None
-    return perm[dims[0]], perm[dims[1]]
+    return torch_rule_axes(shape, layout, functools.partial(_timm_factored_dims,
+                                                            min_dim_size_to_factor=min_dim_size_to_factor))
 
 
 class ScaleByAdafactorState(NamedTuple):
@@ -76,149 +63,10 @@ class ScaleByAdafactorState(NamedTuple):
     exp_avg_sq_col: Any
 
 
-def _lerp(start: jax.Array, end: jax.Array, weight: jax.Array) -> jax.Array:
-    # torch's lerp switches formula at |w| = 0.5 for accuracy; mirror it so weight 1 gives exactly `end`
-    weight = jnp.asarray(weight, start.dtype)
-    return jnp.where(jnp.abs(weight) < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))
-
-
-def _rms(x: jax.Array) -> jax.Array:
-    return jnp.linalg.norm(x.reshape(-1)) / jnp.sqrt(jnp.asarray(x.size, x.dtype))
-
-
 def _state_dtype(p: jax.Array, requested: Any = None):
     # timm computes bf16/fp16 params' steps in float32 and keeps all their state in float32 (this module's
     # deliberate exception to the package's policy, which keeps bf16 state in bf16); `requested` wins
-    if requested is not None:
-        return jnp.dtype(requested)
-    return jnp.dtype(jnp.float32) if jnp.dtype(p.dtype) in _LOW_PRECISION else jnp.dtype(p.dtype)
-
-
-def _as_stored(x: jax.Array, buffer: jax.Array) -> jax.Array:
-    """``x`` (compute dtype) rounded to ``buffer``'s state dtype and back: the step uses what is stored."""
-    return x.astype(buffer.dtype).astype(x.dtype)
-
-
-def scale_by_adafactor(
-        learning_rate: Any = None,
-        eps: float = 1e-30,
-        eps_scale: float = 1e-3,
-        clip_threshold: float = 1.0,
-        decay_rate: float = -0.8,
-        beta1: Optional[float] = None,
-        weight_decay: Any = 0.0,
-        scale_parameter: bool = True,
-        warmup_init: bool = False,
-        min_dim_size_to_factor: int = 16,
-        caution: bool = False,
-        *,
-        layout: str = 'torch',
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
-) -> optax.GradientTransformation:
-    """The whole Adafactor step (lr and weight decay included) as one transform.
-
-    The lr cannot be a separate transform at the end: timm scales the clipped
-    update by the lr *before* its first-moment EMA, and in relative-step mode
-    the lr of each leaf depends on that leaf's RMS.
-
-    State dtypes: ``mu_dtype`` for the momentum, ``nu_dtype`` for the (full or
-    factored) second moments; by default float32 for bf16/fp16 params (as timm)
-    and the params' dtype otherwise. Each step is computed in float32 for
-    low-precision params (else in their dtype) and stored back in the state dtypes.
-    """
-    relative_step = learning_rate is None
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def _dims(p):
-        return adafactor_factored_dims(p.shape, min_dim_size_to_factor, layout)
-
-    def init_fn(params):
-        def full(p):
-            return None if _dims(p) is not None else jnp.zeros(p.shape, _state_dtype(p, nu_dtype))
-
-        def reduced(p, which):
-            dims = _dims(p)
-            if dims is None:
-                return None
-            axis = dims[1] if which == 'row' else dims[0]
-            shape = tuple(1 if i == axis else s for i, s in enumerate(p.shape))
-            return jnp.zeros(shape, _state_dtype(p, nu_dtype))
-
-        def momentum(p):
-            return None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p, mu_dtype))
-
-        return ScaleByAdafactorState(
-            count=jnp.zeros([], jnp.int32),
-            exp_avg=jax.tree.map(momentum, params),
-            exp_avg_sq=jax.tree.map(full, params),
-            exp_avg_sq_row=jax.tree.map(lambda p: reduced(p, 'row'), params),
-            exp_avg_sq_col=jax.tree.map(lambda p: reduced(p, 'col'), params),
-        )
-
-    def update_fn(grads, state, params=None):
-        if params is None:
-            raise ValueError('adafactor needs the params: call tx.update(grads, state, params)')
-        count = safe_increment(state.count)
-        t = count.astype(jnp.float32)
-        one_minus_beta2t = 1.0 - (1.0 - t ** jnp.asarray(decay_rate, jnp.float32))
-        if relative_step:
-            min_step = 1e-6 * t if warmup_init else jnp.float32(1e-2)
-            rel_lr = jnp.minimum(min_step, 1.0 / jnp.sqrt(t))
-        else:
-            ext_lr = lr_at(learning_rate, state.count)
-        treedef = jax.tree.structure(params)
-        flat = [treedef.flatten_up_to(x) for x in (
-            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_row, state.exp_avg_sq_col,
-            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
-        outs = []
-        for g_in, p_in, m_in, v_in, row_in, col_in, scale, wd in zip(*flat):
-            sdt = _state_dtype(p_in)  # the compute dtype: float32 for bf16/fp16 params, as timm
-            g, p = g_in.astype(sdt), p_in.astype(sdt)
-            m, v, row, col = (None if x is None else x.astype(sdt) for x in (m_in, v_in, row_in, col_in))
-            if relative_step:
-                lr = rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), _rms(p).astype(jnp.float32)) \
-                    if scale_parameter else rel_lr
-            else:
-                lr = ext_lr
-            if scale is not None:
-                lr = lr * scale
-            lr = lr.astype(sdt)
-            sq = g * g + jnp.asarray(eps, sdt)
-            dims = _dims(p_in)
-            if dims is not None:
-                col_axis, row_axis = dims
-                row = _as_stored(_lerp(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2t), row_in)
-                col = _as_stored(_lerp(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2t), col_in)
-                r_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=col_axis, keepdims=True))
-                u = (r_factor * jax.lax.rsqrt(col)) * g
-            else:
-                v = _as_stored(_lerp(v, sq, one_minus_beta2t), v_in)
-                u = jax.lax.rsqrt(v) * g
-            u = u / jnp.maximum(_rms(u) / jnp.asarray(clip_threshold, sdt), jnp.ones([], sdt))
-            u = u * lr
-            if beta1 is not None:
-                m = _as_stored(_lerp(m, u, jnp.float32(1.0 - beta1)), m_in)
-                u = m * caution_mask(m, g) if caution else m
-            out = -u
-            if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if group['weight_decay'] != 0`, per group
-                out = out - (wd * lr) * p
-            stored = tuple(None if x is None else x.astype(x_in.dtype)
-                           for x, x_in in ((m, m_in), (v, v_in), (row, row_in), (col, col_in)))
-            outs.append((out.astype(g_in.dtype),) + stored)
-        unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
-        return unflat[0], ScaleByAdafactorState(count, *unflat[1:])
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _require_static(name, value):
-    if isinstance(value, jax.core.Tracer):
-        raise ValueError(
-            f'Invalid {name}: a traced value; it decides state shapes, so pass it as a static argument '
-            f"(e.g. optax.inject_hyperparams(adafactor, static_args=('{name}',)))")
+    return jnp.dtype(requested) if requested is not None else compute_dtype(p.dtype)
 
 
 def adafactor(
@@ -313,9 +161,9 @@ def adafactor(
     check_bool('scale_parameter', scale_parameter)
     check_bool('warmup_init', warmup_init)
     check_range('min_dim_size_to_factor', min_dim_size_to_factor, 0, integer=True)
-    _require_static('min_dim_size_to_factor', min_dim_size_to_factor)
+    require_static('min_dim_size_to_factor', min_dim_size_to_factor, 'adafactor')
     check_bool('caution', caution)
-    check_choice('layout', layout, ('torch', 'flax'))
+    check_choice('layout', layout, LAYOUTS)
     if warmup_init and learning_rate is not None:
         raise ValueError(
             f'Invalid warmup_init: True with learning_rate={learning_rate!r}; warm-up initialisation is part of '
@@ -323,10 +171,69 @@ def adafactor(
     mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     beta1 = None if betas is None else float(betas[0])
-    return optax.with_extra_args_support(scale_by_adafactor(
-        learning_rate, eps, eps_scale, clip_threshold, decay_rate, beta1, weight_decay, scale_parameter,
-        warmup_init, int(min_dim_size_to_factor), caution, layout=layout, lr_scale=lr_scale, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype))
+    min_dim_size_to_factor = int(min_dim_size_to_factor)
+    relative_step = learning_rate is None
+    # The whole step (lr and weight decay included) is one transform. The lr cannot be a separate transform at
+    # the end: timm scales the clipped update by the lr *before* its first-moment EMA, and in relative-step mode
+    # the lr of each leaf depends on that leaf's RMS. Each step is computed in float32 for low-precision params
+    # (else in their dtype) and stored back in the state dtypes.
+
+    def _dims(p):
+        return adafactor_factored_dims(p.shape, min_dim_size_to_factor, layout)
+
+    def init_fn(params):
+        def momentum(p):
+            return None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p, mu_dtype))
+
+        return ScaleByAdafactorState(jnp.zeros([], jnp.int32), jax.tree.map(momentum, params),
+                                     *init_second_moments(params, _dims, lambda p: _state_dtype(p, nu_dtype)))
+
+    def update_fn(grads, state, params=None):
+        if params is None:
+            raise ValueError('adafactor needs the params: call tx.update(grads, state, params)')
+        count = safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        one_minus_beta2t = 1.0 - (1.0 - t ** jnp.asarray(decay_rate, jnp.float32))
+        if relative_step:
+            min_step = 1e-6 * t if warmup_init else jnp.float32(1e-2)
+            rel_lr = jnp.minimum(min_step, 1.0 / jnp.sqrt(t))
+        else:
+            ext_lr = lr_at(learning_rate, state.count)
+        treedef = jax.tree.structure(params)
+        flat = [treedef.flatten_up_to(x) for x in (
+            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_row, state.exp_avg_sq_col,
+            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
+        outs = []
+        for g_in, p_in, m_in, v_in, row_in, col_in, scale, wd in zip(*flat):
+            sdt = _state_dtype(p_in)  # the compute dtype: float32 for bf16/fp16 params, as timm
+            g, p = g_in.astype(sdt), p_in.astype(sdt)
+            m, v, row, col = (None if x is None else x.astype(sdt) for x in (m_in, v_in, row_in, col_in))
+            if relative_step:
+                lr = rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), rms(p).astype(jnp.float32)) \
+                    if scale_parameter else rel_lr
+            else:
+                lr = ext_lr
+            if scale is not None:
+                lr = lr * scale
+            lr = lr.astype(sdt)
+            sq = g * g + jnp.asarray(eps, sdt)
+            (v, row, col), inv_root = update_second_moment(
+                sq, (v, row, col), (v_in, row_in, col_in), _dims(p_in), one_minus_beta2t)
+            u = functools.reduce(operator.mul, inv_root) * g  # timm: (row_factor * col_factor) * g
+            u = clip_by_rms(u, clip_threshold) * lr
+            if beta1 is not None:
+                m = as_stored(torch_lerp_rounded_weight(m, u, jnp.float32(1.0 - beta1)), m_in)
+                u = m * caution_mask(m, g) if caution else m
+            out = -u
+            if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if group['weight_decay'] != 0`, per group
+                out = out - (wd * lr) * p
+            stored = tuple(None if x is None else x.astype(x_in.dtype)
+                           for x, x_in in ((m, m_in), (v, v_in), (row, row_in), (col, col_in)))
+            outs.append((out.astype(g_in.dtype),) + stored)
+        unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
+        return unflat[0], ScaleByAdafactorState(count, *unflat[1:])
+
+    return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
 OPTIMIZERS = (

@@ -16,6 +16,7 @@ inside the momentum branch have no optax equivalent.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import jax
@@ -23,8 +24,11 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import caution_mask, compute_dtype, leaf_values, lr_at, resolve_max_lr, safe_increment, state_dtype
-from ._adafactor import _as_stored, _flax_to_torch_axes, _lerp, _require_static, _rms
+from ..transforms import (
+    LAYOUTS, caution_mask, clip_by_rms, compute_dtype, decoupled_decay_factor, init_second_moments, leaf_values,
+    lr_at, require_static, resolve_max_lr, safe_increment, state_dtype, torch_lerp_rounded_weight, torch_rule_axes,
+    update_second_moment,
+)
 from ._registry import OptimInfo
 
 __all__ = ['adafactor_bv', 'adafactor_bv_factored_dims', 'ScaleByAdafactorBVState']
@@ -51,14 +55,8 @@ def adafactor_bv_factored_dims(
     equal sizes are tie-broken in torch's dim order, as timm does) and maps the
     axes back.
     """
-    shape = tuple(shape)
-    if layout == 'torch':
-        return _timm_bv_factored_dims(shape, min_dim_size_to_factor)
-    perm = _flax_to_torch_axes(len(shape))
-    dims = _timm_bv_factored_dims(tuple(shape[a] for a in perm), min_dim_size_to_factor)
-    if dims is None:
-        return None
-    return perm[dims[0]], perm[dims[1]]
+    return torch_rule_axes(shape, layout, functools.partial(_timm_bv_factored_dims,
+                                                            min_dim_size_to_factor=min_dim_size_to_factor))
 
 
 class ScaleByAdafactorBVState(NamedTuple):
@@ -67,120 +65,6 @@ class ScaleByAdafactorBVState(NamedTuple):
     exp_avg_sq: Any  # full second moment; None leaves for factored params
     exp_avg_sq_r: Any  # keepdims row statistics (size 1 along the largest axis); None when unfactored
     exp_avg_sq_c: Any  # keepdims column statistics (size 1 along the second largest axis)
-
-
-def _opmath(dtype) -> Any:
-    # torch's CPU kernels compute half-precision elementwise ops in float32 and round the result once
-    return jnp.dtype(jnp.float32) if jnp.dtype(dtype).itemsize < 4 else jnp.dtype(dtype)
-
-
-def scale_by_adafactor_bv(
-        learning_rate: Any = 1.0,
-        min_dim_size_to_factor: int = 16,
-        decay_rate: float = 0.8,
-        decay_offset: int = 0,
-        beta2_cap: float = 0.999,
-        momentum: Optional[float] = 0.9,
-        momentum_dtype: Any = jnp.bfloat16,
-        eps: Optional[float] = None,
-        weight_decay: Any = 0.0,
-        clipping_threshold: Optional[float] = None,
-        unscaled_wd: bool = False,
-        caution: bool = False,
-        max_lr: Optional[float] = None,
-        *,
-        layout: str = 'torch',
-        lr_scale: Any = None,
-) -> optax.GradientTransformation:
-    """The whole Big Vision Adafactor step (lr and weight decay included) as one transform.
-
-    Statistics live in the params' dtype (timm allocates them like the
-    gradient), float32 for float16 params (the package's state policy); the
-    momentum lives in ``momentum_dtype``. The step is computed in float32 for
-    bf16/fp16 params and the statistics rounded once when stored.
-    """
-    mom_dtype = None if momentum is None else jnp.dtype(momentum_dtype)
-    # 1 - min(cap, 1 - s**-c) == max(1 - cap, s**-c): computing the complement directly keeps it as exact
-    # in float32 as timm's double-precision Python scalar is after its cast
-    min_one_minus_beta2 = 1.0 - float(beta2_cap)
-
-    def _dims(p):
-        return adafactor_bv_factored_dims(p.shape, min_dim_size_to_factor, layout)
-
-    def init_fn(params):
-        def full(p):
-            return None if _dims(p) is not None else jnp.zeros(p.shape, state_dtype(p.dtype))
-
-        def reduced(p, which):
-            dims = _dims(p)
-            if dims is None:
-                return None
-            axis = dims[1] if which == 'r' else dims[0]
-            return jnp.zeros(tuple(1 if i == axis else s for i, s in enumerate(p.shape)), state_dtype(p.dtype))
-
-        return ScaleByAdafactorBVState(
-            count=jnp.zeros([], jnp.int32),
-            exp_avg=jax.tree.map(lambda p: None if momentum is None else jnp.zeros(p.shape, mom_dtype), params),
-            exp_avg_sq=jax.tree.map(full, params),
-            exp_avg_sq_r=jax.tree.map(lambda p: reduced(p, 'r'), params),
-            exp_avg_sq_c=jax.tree.map(lambda p: reduced(p, 'c'), params),
-        )
-
-    def update_fn(grads, state, params=None):
-        if params is None:
-            raise ValueError('adafactor_bv needs the params: call tx.update(grads, state, params)')
-        count = safe_increment(state.count)
-        decay_step = jnp.maximum(count - jnp.int32(decay_offset), 1).astype(jnp.float32)
-        one_minus_beta2 = jnp.maximum(
-            jnp.float32(min_one_minus_beta2), decay_step ** jnp.float32(-decay_rate))
-        base_lr = lr_at(learning_rate, state.count)
-        treedef = jax.tree.structure(params)
-        flat = [treedef.flatten_up_to(x) for x in (
-            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_r, state.exp_avg_sq_c,
-            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
-        outs = []
-        for g_in, p_in, m, v_in, row_in, col_in, scale, wd in zip(*flat):
-            dt = compute_dtype(g_in.dtype)  # float32 for bf16/fp16 params
-            g, p = g_in.astype(dt), p_in.astype(dt)
-            v, row, col = (None if x is None else x.astype(dt) for x in (v_in, row_in, col_in))
-            lr = base_lr if scale is None else base_lr * scale
-            leaf_eps = eps if eps is not None else (1e-7 if jnp.dtype(g_in.dtype) == jnp.float16 else 1e-30)
-            sq = jnp.square(g) + jnp.asarray(leaf_eps, dt)
-            dims = _dims(p)
-            if dims is not None:
-                dc, dr = dims
-                row = _as_stored(_lerp(row, jnp.mean(sq, axis=dr, keepdims=True), one_minus_beta2), row_in)
-                col = _as_stored(_lerp(col, jnp.mean(sq, axis=dc, keepdims=True), one_minus_beta2), col_in)
-                # timm's rows keep their dims, so the row mean is over the column axis directly
-                row_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=dc, keepdims=True))
-                u = g * row_factor * jax.lax.rsqrt(col)
-            else:
-                v = _as_stored(_lerp(v, sq, one_minus_beta2), v_in)
-                u = g * jax.lax.rsqrt(v)
-            if clipping_threshold is not None:
-                u = u / jnp.maximum(_rms(u) / jnp.asarray(clipping_threshold, dt), jnp.ones([], dt))
-            if momentum is not None:
-                op = _opmath(mom_dtype)
-                target = u.astype(mom_dtype).astype(op)
-                m = _lerp(m.astype(op), target, jnp.float32(1.0 - momentum)).astype(mom_dtype)
-                u = m.astype(dt)
-                if caution:  # timm masks only inside its momentum branch
-                    u = u * caution_mask(u, g)
-            u = u * lr.astype(dt)
-            out = -u
-            if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if weight_decay != 0`, per group
-                if unscaled_wd:  # big_vision's fully decoupled decay: no lr, or lr / max_lr when corrected
-                    c = jnp.float32(1.0) if max_lr is None else lr / max_lr
-                else:
-                    c = lr if max_lr is None else lr * lr / max_lr
-                out = out - (c * wd).astype(dt) * p
-            stats = tuple(None if x is None else x.astype(x_in.dtype)
-                          for x, x_in in ((v, v_in), (row, row_in), (col, col_in)))
-            outs.append((out.astype(g_in.dtype), m) + stats)
-        unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
-        return unflat[0], ScaleByAdafactorBVState(count, *unflat[1:])
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def adafactor_bv(
@@ -266,7 +150,7 @@ def adafactor_bv(
     """
     check_lr(learning_rate)
     check_range('min_dim_size_to_factor', min_dim_size_to_factor, 0, integer=True)
-    _require_static('min_dim_size_to_factor', min_dim_size_to_factor)
+    require_static('min_dim_size_to_factor', min_dim_size_to_factor, 'adafactor_bv')
     check_range('decay_rate', decay_rate, 0.0)
     check_range('decay_offset', decay_offset, 0, integer=True)
     check_range('beta2_cap', beta2_cap, 0.0, 1.0)
@@ -280,11 +164,77 @@ def adafactor_bv(
     for name, value in (('unscaled_wd', unscaled_wd), ('caution', caution),
                         ('corrected_weight_decay', corrected_weight_decay)):
         check_bool(name, value)
-    check_choice('layout', layout, ('torch', 'flax'))
+    check_choice('layout', layout, LAYOUTS)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    return optax.with_extra_args_support(scale_by_adafactor_bv(
-        learning_rate, int(min_dim_size_to_factor), decay_rate, decay_offset, beta2_cap, momentum, mom_dtype,
-        eps, weight_decay, clipping_threshold, unscaled_wd, caution, max_lr, layout=layout, lr_scale=lr_scale))
+    min_dim_size_to_factor = int(min_dim_size_to_factor)
+    mom_dtype = None if momentum is None else jnp.dtype(mom_dtype)
+    # The whole step (lr and weight decay included) is one transform. Statistics live in the params' dtype (timm
+    # allocates them like the gradient), float32 for float16 params (the package's state policy); the momentum
+    # lives in ``momentum_dtype``. The step is computed in float32 for bf16/fp16 params and the statistics
+    # rounded once when stored.
+    # 1 - min(cap, 1 - s**-c) == max(1 - cap, s**-c): computing the complement directly keeps it as exact
+    # in float32 as timm's double-precision Python scalar is after its cast
+    min_one_minus_beta2 = 1.0 - float(beta2_cap)
+
+    def _dims(p):
+        return adafactor_bv_factored_dims(p.shape, min_dim_size_to_factor, layout)
+
+    def init_fn(params):
+        return ScaleByAdafactorBVState(
+            jnp.zeros([], jnp.int32),
+            jax.tree.map(lambda p: None if momentum is None else jnp.zeros(p.shape, mom_dtype), params),
+            *init_second_moments(params, _dims, lambda p: state_dtype(p.dtype)))
+
+    def update_fn(grads, state, params=None):
+        if params is None:
+            raise ValueError('adafactor_bv needs the params: call tx.update(grads, state, params)')
+        count = safe_increment(state.count)
+        decay_step = jnp.maximum(count - jnp.int32(decay_offset), 1).astype(jnp.float32)
+        one_minus_beta2 = jnp.maximum(
+            jnp.float32(min_one_minus_beta2), decay_step ** jnp.float32(-decay_rate))
+        base_lr = lr_at(learning_rate, state.count)
+        treedef = jax.tree.structure(params)
+        flat = [treedef.flatten_up_to(x) for x in (
+            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_r, state.exp_avg_sq_c,
+            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
+        outs = []
+        for g_in, p_in, m, v_in, row_in, col_in, scale, wd in zip(*flat):
+            dt = compute_dtype(g_in.dtype)  # float32 for bf16/fp16 params
+            g, p = g_in.astype(dt), p_in.astype(dt)
+            v, row, col = (None if x is None else x.astype(dt) for x in (v_in, row_in, col_in))
+            lr = base_lr if scale is None else base_lr * scale
+            leaf_eps = eps if eps is not None else (1e-7 if jnp.dtype(g_in.dtype) == jnp.float16 else 1e-30)
+            sq = jnp.square(g) + jnp.asarray(leaf_eps, dt)
+            (v, row, col), inv_root = update_second_moment(
+                sq, (v, row, col), (v_in, row_in, col_in), _dims(p), one_minus_beta2)
+            u = g
+            for factor in inv_root:  # timm: g * row_factor * col_factor, left to right
+                u = u * factor
+            if clipping_threshold is not None:
+                u = clip_by_rms(u, clipping_threshold)
+            if momentum is not None:
+                # torch's CPU kernels compute half-precision elementwise ops in float32 and round the result once
+                op = compute_dtype(mom_dtype)
+                target = u.astype(mom_dtype).astype(op)
+                m = torch_lerp_rounded_weight(m.astype(op), target, jnp.float32(1.0 - momentum)).astype(mom_dtype)
+                u = m.astype(dt)
+                if caution:  # timm masks only inside its momentum branch
+                    u = u * caution_mask(u, g)
+            u = u * lr.astype(dt)
+            out = -u
+            if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if weight_decay != 0`, per group
+                if unscaled_wd:  # big_vision's fully decoupled decay: no lr, or lr / max_lr when corrected
+                    c = jnp.float32(1.0) if max_lr is None else lr / max_lr
+                else:
+                    c = decoupled_decay_factor(lr, max_lr)
+                out = out - (c * wd).astype(dt) * p
+            stats = tuple(None if x is None else x.astype(x_in.dtype)
+                          for x, x_in in ((v, v_in), (row, row_in), (col, col_in)))
+            outs.append((out.astype(g_in.dtype), m) + stats)
+        unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
+        return unflat[0], ScaleByAdafactorBVState(count, *unflat[1:])
+
+    return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
 _TIMM_CLASS = 'timm.optim.AdafactorBigVision'

@@ -12,16 +12,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, compute_dtype, hutchinson_diagonal, hvp_from_loss, safe_increment,
-    scale_by_learning_rate, tree_zeros_like,
-)
+from .._validate import check_choice, check_range, resolve_dtype
+from ..transforms import adam_args, add_decoupled_weight_decay, compute_dtype, hutchinson_diagonal, hvp_from_loss
+from ..transforms import pow_bias_correction, require_static, safe_increment, scale_by_learning_rate, torch_axes
+from ..transforms import tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['adahessian', 'hvp_fn_from_loss']
-
-_KERNEL_AXES = {'torch': (2, 3), 'flax': (0, 1)}  # spatial axes of a 2-d conv kernel in each layout
 
 
 def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any) -> Callable[[Any], Any]:
@@ -79,23 +76,14 @@ def _is_one(x) -> bool:
 def _average_conv_kernel(h: jax.Array, layout: str) -> jax.Array:
     if h.ndim != 4:
         return h
-    axes = _KERNEL_AXES[layout]
+    axes = torch_axes(4, layout)[2:]  # the spatial axes of a 2-d conv kernel stored in ``layout``
     return jnp.broadcast_to(jnp.mean(jnp.abs(h), axis=axes, keepdims=True), h.shape)
 
 
 def scale_by_adahessian(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        hessian_power: float = 1.0,
-        update_each: int = 1,
-        n_samples: int = 1,
-        avg_conv_kernel: bool = False,
-        *,
-        seed: int = 2147483647,
-        layout: str = 'torch',
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, hessian_power: float = 1.0, update_each: int = 1,
+        n_samples: int = 1, avg_conv_kernel: bool = False, *, seed: int = 2147483647, layout: str = 'torch',
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     """AdaHessian's direction ``(m_t / bc1) / ((v_t / bc2)^(k/2) + eps)``, with ``v_t`` the EMA of ``D_t^2``.
 
@@ -142,8 +130,7 @@ def scale_by_adahessian(
 
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-        bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
+        bc1, bc2 = pow_bias_correction(b1, t), pow_bias_correction(b2, t)
 
         def ema_m(g, m):
             cdt = compute_dtype(g.dtype)
@@ -172,19 +159,9 @@ def scale_by_adahessian(
 
 
 def adahessian(
-        learning_rate: Any = 0.1,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        hessian_power: float = 1.0,
-        update_each: int = 1,
-        n_samples: int = 1,
-        avg_conv_kernel: bool = False,
-        *,
-        seed: int = 2147483647,
-        layout: str = 'torch',
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any = 0.1, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: Any = 0.0,
+        hessian_power: float = 1.0, update_each: int = 1, n_samples: int = 1, avg_conv_kernel: bool = False, *,
+        seed: int = 2147483647, layout: str = 'torch', lr_scale: Any = None, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adahessian``: Adam on the Hutchinson estimate of the Hessian diagonal.
@@ -201,8 +178,7 @@ def adahessian(
     ``update_each`` steps (steps 0, k, 2k, ...) and reused in between.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the Hessian root.
         weight_decay: decoupled decay :math:`\lambda` (AdamW-style, float or per-leaf tree).
         hessian_power: :math:`k` in [0, 1].
@@ -213,7 +189,6 @@ def adahessian(
         seed: seed of the probe PRNG key kept in the state (timm's fixed generator seed by default).
         layout: ``'torch'`` (conv ``(O, I, kH, kW)``: average axes 2, 3) or ``'flax'``
             (conv ``(kH, kW, I, O)``: average axes 0, 1); only used by ``avg_conv_kernel``.
-        lr_scale: per-leaf lr multipliers (layer decay).
         mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment ``exp_hessian_diag_sq`` (default: the params' dtype; float32 for
             float16 params). The reused estimate :math:`D_t` (``hessian``) always takes the default.
@@ -235,23 +210,15 @@ def adahessian(
         noise (the expectation is the same); with a diagonal Hessian the
         estimate is exact and the runs match.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, avg_conv_kernel=avg_conv_kernel)
     check_range('hessian_power', hessian_power, 0.0, 1.0)
     check_range('update_each', update_each, 1, integer=True)
     check_range('n_samples', n_samples, 1, integer=True)
-    check_bool('avg_conv_kernel', avg_conv_kernel)
     for name, value in (('update_each', update_each), ('n_samples', n_samples), ('seed', seed)):
-        if isinstance(value, jax.core.Tracer):
-            raise ValueError(
-                f'Invalid {name}: a traced value; it sets the step structure, so pass it as a static argument '
-                f"(e.g. optax.inject_hyperparams(adahessian, static_args=('{name}',)))")
+        require_static(name, value, 'adahessian', 'the step structure')
     check_range('seed', seed, 0, integer=True)
     check_choice('layout', layout, ('torch', 'flax'))
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         scale_by_adahessian(
             betas[0], betas[1], eps, hessian_power, int(update_each), int(n_samples), avg_conv_kernel,

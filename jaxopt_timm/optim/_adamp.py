@@ -8,16 +8,16 @@ Optimizers" (arXiv:2411.16085); Spherical Cautious Optimizers
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like, upcast,
-)
+from .._validate import check_range
+from ..transforms import adam_args, leaf_lrs, leaf_values, moments_init, pow_bias_correction, require_params
+from ..transforms import safe_increment, tree_project_tangent, upcast
 from ._registry import OptimInfo
 
 __all__ = ['adamp']
@@ -30,18 +30,8 @@ class ScaleByAdamPState(NamedTuple):
 
 
 def scale_by_adamp(
-        learning_rate: Any,
-        b1: float,
-        b2: float,
-        eps: float,
-        weight_decay: Any,
-        delta: float,
-        wd_ratio: float,
-        nesterov: bool,
-        caution: bool,
-        lr_scale: Any = None,
-        *,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any, b1: float, b2: float, eps: float, weight_decay: Any, delta: float, wd_ratio: float,
+        nesterov: bool, caution: bool, lr_scale: Any = None, *, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """The whole AdamP step (direction, projection, lr and weight decay) as one transform.
@@ -53,21 +43,13 @@ def scale_by_adamp(
     state policy); the step, projection included, is computed in float32 for
     low-precision leaves and returned in the gradient's dtype.
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByAdamPState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype))
+    init_fn = moments_init(ScaleByAdamPState, mu_dtype, nu_dtype)
 
     def update_fn(grads, state, params=None):
-        if params is None:
-            raise ValueError('adamp needs the params: call tx.update(grads, state, params)')
+        require_params(params, 'adamp')
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-        bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(b2, jnp.float32) ** t)
+        bc1, bc2_sqrt = pow_bias_correction(b1, t), jnp.sqrt(pow_bias_correction(b2, t))
         # low-precision leaves are computed in float32 (``compute_dtype``) and the moments stored back
         grads_c = jax.tree.map(upcast, grads)
         params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
@@ -98,18 +80,9 @@ def scale_by_adamp(
 
 
 def adamp(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        delta: float = 0.1,
-        wd_ratio: float = 0.1,
-        nesterov: bool = False,
-        caution: bool = False,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 0.0, delta: float = 0.1, wd_ratio: float = 0.1, nesterov: bool = False,
+        caution: bool = False, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamP``: Adam whose update is projected onto the tangent space of scale-invariant weights.
 
@@ -128,55 +101,40 @@ def adamp(
     ``weight_decay > 0``.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: denominator term; also the norm clamp in the cosine test and projection.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         delta: threshold of the cosine test (``delta / sqrt(row width)``), >= 0.
         wd_ratio: weight-decay multiplier for projected leaves, >= 0.
         nesterov: Nesterov-style first moment in the direction.
         caution: cautious mask (spherical for projected leaves), as timm's ``cadamp``.
-        lr_scale: per-leaf lr multipliers (layer decay).
         mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
             params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((4, 3))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adamp(1e-3, weight_decay=1e-2, nesterov=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((4, 3))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Note:
         timm's registry binds ``wd_ratio=0.01`` and ``nesterov=True`` for
         ``adamp``; the class (and this alias) default to 0.1 and False.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, nesterov=nesterov,
+        caution=caution)
     check_range('delta', delta, 0.0)
     check_range('wd_ratio', wd_ratio, 0.0)
-    check_bool('nesterov', nesterov)
-    check_bool('caution', caution)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(scale_by_adamp(
         learning_rate, betas[0], betas[1], eps, weight_decay, delta, wd_ratio, nesterov, caution, lr_scale,
         mu_dtype=mu_dtype, nu_dtype=nu_dtype))
 
 
+_record = functools.partial(OptimInfo, alias=adamp, timm_class='timm.optim.AdamP', has_betas=True, packing='stacked')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='adamp', alias=adamp, timm_class='timm.optim.AdamP',
-        description='Adam with built-in projection to unit norm sphere', has_betas=True,
-        defaults={'wd_ratio': 0.01, 'nesterov': True},
-        packing='stacked'),
-    OptimInfo(
-        name='cadamp', alias=adamp, timm_class='timm.optim.AdamP',
+    _record(name='adamp', description='Adam with built-in projection to unit norm sphere',
+        defaults={'wd_ratio': 0.01, 'nesterov': True}),
+    _record(name='cadamp',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to AdamP',
-        has_betas=True, defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True},
-        packing='stacked'),
+        defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True}),
 )

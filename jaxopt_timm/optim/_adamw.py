@@ -7,30 +7,22 @@ of Adam and Beyond" (amsgrad); Liang et al., 2024, "Cautious Optimizers"
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Tuple
 
 import optax
 
-from .._validate import check_adam_args, check_bool, check_range, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_adam, scale_by_learning_rate,
-)
+from .._validate import check_range
+from ..transforms import adam_args, decay_chain, resolve_max_lr, scale_by_adam
 from ._registry import OptimInfo
 
 __all__ = ['adamw', 'adamw_legacy']
 
 
 def adamw(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 1e-2,
-        amsgrad: bool = False,
-        *,
-        maximize: bool = False,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 1e-2, amsgrad: bool = False, *, maximize: bool = False, lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.AdamW``: Adam with weight decay decoupled from the gradient.
 
@@ -45,51 +37,25 @@ def adamw(
     per-group lr exactly as torch does.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, maximize, lr_scale, mu_dtype, nu_dtype: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the bias-corrected root second moment.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         amsgrad: use the running maximum of the second moment.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
-        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adamw(1e-3, weight_decay=0.05)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
-    check_bool('amsgrad', amsgrad)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
-    )
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad)
+    direction = scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return decay_chain(direction, learning_rate, weight_decay, lr_scale, maximize=maximize)
 
 
 def adamw_legacy(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 1e-2,
-        amsgrad: bool = False,
-        caution: bool = False,
-        corrected_weight_decay: bool = False,
-        maximize: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
-        clipping_threshold: Optional[float] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 1e-2, amsgrad: bool = False, caution: bool = False, corrected_weight_decay: bool = False,
+        maximize: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
+        nu_dtype: Optional[Any] = None, clipping_threshold: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamWLegacy``: AdamW plus caution and corrected weight decay.
 
@@ -109,47 +75,30 @@ def adamw_legacy(
     Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
     and ``cadamc`` (both).
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
-    for name, value in (('amsgrad', amsgrad), ('caution', caution),
-                        ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
-        check_bool(name, value)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad,
+        caution=caution, corrected_weight_decay=corrected_weight_decay, maximize=maximize)
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     direction = scale_by_adam(
         betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype,
         nu_dtype=nu_dtype)
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        cautious(direction) if caution else direction,
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
-    )
+    return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
+
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed')
 
 OPTIMIZERS = (
-    OptimInfo(
-        name='adamw', alias=adamw, timm_class='torch.optim.AdamW',
-        description='torch.optim.AdamW, Adam with decoupled weight decay', has_betas=True,
-        packing='packed', benchmarked=True, torch_fused=True,
+    _record(name='adamw', alias=adamw, timm_class='torch.optim.AdamW',
+        description='torch.optim.AdamW, Adam with decoupled weight decay', benchmarked=True, torch_fused=True,
         optax_equivalent=lambda lr, wd: optax.adamw(lr, weight_decay=wd)),
-    OptimInfo(
-        name='adamwlegacy', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='legacy impl of AdamW that pre-dates inclusion to torch.optim', has_betas=True,
-        packing='packed'),
-    OptimInfo(
-        name='cadamw', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='Cautious AdamW', has_betas=True, defaults={'caution': True},
-        packing='packed'),
-    OptimInfo(
-        name='adamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'corrected_weight_decay': True},
-        packing='packed'),
-    OptimInfo(
-        name='cadamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='Cautious AdamW with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'caution': True, 'corrected_weight_decay': True},
-        packing='packed'),
+    _record(name='adamwlegacy', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='legacy impl of AdamW that pre-dates inclusion to torch.optim'),
+    _record(name='cadamw', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy', description='Cautious AdamW',
+        defaults={'caution': True}),
+    _record(name='adamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='AdamW with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True}),
+    _record(name='cadamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        description='Cautious AdamW with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'caution': True, 'corrected_weight_decay': True}),
 )

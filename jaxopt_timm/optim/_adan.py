@@ -6,18 +6,16 @@ Faster Optimizing Deep Models" (arXiv:2208.06677); caution from Liang et al.,
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, caution_mask, compute_dtype, leaf_lrs, leaf_values, safe_increment,
-    scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
-)
-from ._adopt import torch_lerp
+from .._validate import resolve_dtype
+from ..transforms import adam_args, add_decoupled_weight_decay, caution_mask, compute_dtype, pow_bias_correction
+from ..transforms import safe_increment, scale_by_learning_rate, torch_lerp, tree_unzip, tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['adan']
@@ -32,14 +30,8 @@ class ScaleByAdanState(NamedTuple):
 
 
 def scale_by_adan(
-        b1: float = 0.98,
-        b2: float = 0.92,
-        b3: float = 0.99,
-        eps: float = 1e-8,
-        caution: bool = False,
-        *,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8, caution: bool = False, *,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adan's direction (before the lr), as timm computes it.
 
@@ -69,9 +61,8 @@ def scale_by_adan(
         first = state.count == 0
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-        bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
-        bc3_sqrt = jnp.sqrt(1.0 - jnp.asarray(b3, jnp.float32) ** t)
+        bc1, bc2 = pow_bias_correction(b1, t), pow_bias_correction(b2, t)
+        bc3_sqrt = jnp.sqrt(pow_bias_correction(b3, t))
         diff_scale = jnp.asarray(b2, jnp.float32) / bc2
 
         def leaf(g_in, m_in, n_in, d_in, prev_in):
@@ -89,58 +80,16 @@ def scale_by_adan(
             return out.astype(g_in.dtype), m, n, d, g_in.astype(prev_in.dtype)
 
         res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_diff, state.pre_grad)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(res)
-        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
-        return pick(0), ScaleByAdanState(
-            count=count, exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_diff=pick(3), pre_grad=pick(4))
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class AddProximalWeightDecayState(NamedTuple):
-    count: jax.Array
-
-
-def add_proximal_weight_decay(
-        weight_decay: Any, learning_rate: Any, lr_scale: Any = None,
-) -> optax.GradientTransformation:
-    """Adan's proximal decay of the updated params: ``p' = (p + u) / (1 + lr*wd)``.
-
-    The proximal step of the L2 penalty (the paper's default), applied after
-    the lr-scaled step; ``add_decoupled_weight_decay`` is the ``no_prox`` form.
-    """
-
-    def init_fn(params):
-        del params
-        return AddProximalWeightDecayState(count=jnp.zeros([], jnp.int32))
-
-    def update_fn(updates, state, params=None):
-        new_state = AddProximalWeightDecayState(count=safe_increment(state.count))
-        if not tree_any_nonzero(weight_decay):
-            return updates, new_state
-        if params is None:
-            raise ValueError('adan needs the params for weight decay: call tx.update(grads, state, params)')
-        wds = leaf_values(weight_decay, updates)
-        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
-        updates = jax.tree.map(
-            lambda u, p, wd, lr: (p + u) / (1.0 + lr * wd).astype(u.dtype) - p, updates, params, wds, lrs)
-        return updates, new_state
+        out, m, n, d, prev = tree_unzip(res, updates, 5)
+        return out, ScaleByAdanState(count=count, exp_avg=m, exp_avg_sq=n, exp_avg_diff=d, pre_grad=prev)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def adan(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float, float] = (0.98, 0.92, 0.99),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        no_prox: bool = False,
-        caution: bool = False,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float, float] = (0.98, 0.92, 0.99), eps: float = 1e-8,
+        weight_decay: Any = 0.0, no_prox: bool = False, caution: bool = False, *, lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adan``: Nesterov momentum estimated from gradient differences.
 
@@ -156,43 +105,30 @@ def adan(
     :math:`\theta_t = \theta_{t-1}(1 - \eta_t\lambda) - \eta_t u_t`.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
+        learning_rate, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         betas: :math:`(\beta_1, \beta_2, \beta_3)`, each in [0, 1).
         eps: added to the bias-corrected root of :math:`n_t`.
         weight_decay: :math:`\lambda` (float or per-leaf tree).
         no_prox: decoupled decay instead of the proximal step.
         caution: mask :math:`m_t` where its sign disagrees with the gradient.
-        lr_scale: per-leaf lr multipliers (layer decay).
         mu_dtype: dtype of the first-moment-like buffers, :math:`m_t` (``exp_avg``) and :math:`d_t`
             (``exp_avg_diff``) (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment :math:`n_t` (``exp_avg_sq``) (default: the params' dtype; float32
             for float16 params). The previous gradient (``pre_grad``) always takes the default.
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adan(1e-3, weight_decay=0.02)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         timm's betas are the paper's :math:`1-\beta_i` (the paper writes
         :math:`\beta_1 = 0.02`, timm 0.98). The difference term is weighted by
         :math:`\beta_2/(1-\beta_2^t)` as in the official implementation.
     """
-    check_lr(learning_rate)
-    check_betas(betas, num=3)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-    check_bool('no_prox', no_prox)
-    check_bool('caution', caution)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    if no_prox:
-        decay = add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale)
-    else:
-        decay = add_proximal_weight_decay(weight_decay, learning_rate, lr_scale)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, num_betas=3,
+        no_prox=no_prox, caution=caution)
+    # the proximal step of the L2 penalty (the paper's default), p' = (p + u) / (1 + lr*wd), or decoupled decay
+    decay = add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, order='pre' if no_prox else 'proximal')
     return optax.with_extra_args_support(optax.chain(
         scale_by_adan(betas[0], betas[1], betas[2], eps, caution, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
@@ -200,25 +136,16 @@ def adan(
     ))
 
 
+_record = functools.partial(OptimInfo, alias=adan, timm_class='timm.optim.Adan', has_betas=True, num_betas=3,
+    packing='packed')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='adan', alias=adan, timm_class='timm.optim.Adan',
-        description='Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
-        defaults={'no_prox': False},
-        packing='packed', benchmarked=True),
-    OptimInfo(
-        name='adanw', alias=adan, timm_class='timm.optim.Adan',
-        description='Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
-        defaults={'no_prox': True},
-        packing='packed'),
-    OptimInfo(
-        name='cadan', alias=adan, timm_class='timm.optim.Adan',
-        description='Cautious Adaptive Nesterov Momentum Algorithm', has_betas=True, num_betas=3,
-        defaults={'caution': True, 'no_prox': False},
-        packing='packed'),
-    OptimInfo(
-        name='cadanw', alias=adan, timm_class='timm.optim.Adan',
-        description='Cautious Adaptive Nesterov Momentum with decoupled weight decay', has_betas=True, num_betas=3,
-        defaults={'caution': True, 'no_prox': True},
-        packing='packed'),
+    _record(name='adan', description='Adaptive Nesterov Momentum Algorithm', defaults={'no_prox': False},
+        benchmarked=True),
+    _record(name='adanw', description='Adaptive Nesterov Momentum with decoupled weight decay',
+        defaults={'no_prox': True}),
+    _record(name='cadan', description='Cautious Adaptive Nesterov Momentum Algorithm',
+        defaults={'caution': True, 'no_prox': False}),
+    _record(name='cadanw', description='Cautious Adaptive Nesterov Momentum with decoupled weight decay',
+        defaults={'caution': True, 'no_prox': True}),
 )

@@ -6,27 +6,20 @@ beta2 with the Optimal Rate" (arXiv:2411.02853); caution from Liang et al.,
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, compute_dtype, cpu_fence, l2_leaf, leaf_values, lr_at,
-    resolve_max_lr, safe_increment, scale_by_learning_rate, tree_any_nonzero, tree_zeros_like,
-)
+from .._validate import check_range
+from ..transforms import adam_args, add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, folded_l2
+from ..transforms import lr_at, moments_init, negate_if, resolve_max_lr, safe_increment, scale_by_learning_rate
+from ..transforms import torch_lerp, upcast
 from ._registry import OptimInfo
 
 __all__ = ['adopt']
-
-
-def torch_lerp(start: jax.Array, end: jax.Array, weight: float) -> jax.Array:
-    """``torch.lerp`` with a Python weight, rounding as torch does (it switches formula at 0.5)."""
-    if weight < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1.0 - weight)
 
 
 class ScaleByAdoptState(NamedTuple):
@@ -36,14 +29,8 @@ class ScaleByAdoptState(NamedTuple):
 
 
 def scale_by_adopt(
-        b1: float = 0.9,
-        b2: float = 0.9999,
-        eps: float = 1e-6,
-        clip_exp: Optional[float] = 0.333,
-        *,
-        weight_decay: Any = 0.0,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, clip_exp: Optional[float] = 0.333, *,
+        weight_decay: Any = 0.0, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """ADOPT's direction: normalise by the *previous* second moment, then take the momentum.
 
@@ -60,27 +47,17 @@ def scale_by_adopt(
     params' dtype, float32 for float16 params); low-precision leaves are
     computed in float32 and the output has the gradient's dtype.
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByAdoptState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype))
+    init_fn = moments_init(ScaleByAdoptState, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None):
-        l2 = tree_any_nonzero(weight_decay)
-        if l2 and params is None:
-            raise ValueError('scale_by_adopt with weight_decay needs params: call update(grads, state, params)')
+        l2 = folded_l2(weight_decay, updates, params, 'scale_by_adopt with weight_decay')
         first = state.count == 0
         count = safe_increment(state.count)
         clip = None if clip_exp is None else (count.astype(jnp.float32) - 1.0) ** jnp.float32(clip_exp)
-        wds = leaf_values(weight_decay, updates)
-        ps = params if l2 else jax.tree.map(lambda _: None, updates)
+        wds, ps = l2.wds, l2.params
 
         def grad(g_in, p, wd):
-            g = g_in.astype(compute_dtype(g_in.dtype))  # float32 for low-precision leaves
-            return l2_leaf(g, p, wd) if l2 else g
+            return l2.grad(upcast(g_in), p, wd)  # float32 for low-precision leaves
 
         def first_moment(g_in, m_in, v_in, p, wd):
             if g_in is None:
@@ -121,20 +98,10 @@ def _skip_first_step(learning_rate: Any):
 
 
 def adopt(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.9999),
-        eps: float = 1e-6,
-        clip_exp: Optional[float] = 0.333,
-        weight_decay: Any = 0.0,
-        decoupled: bool = False,
-        corrected_weight_decay: bool = False,
-        *,
-        caution: bool = False,
-        maximize: bool = False,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
+        clip_exp: Optional[float] = 0.333, weight_decay: Any = 0.0, decoupled: bool = False,
+        corrected_weight_decay: bool = False, *, caution: bool = False, maximize: bool = False, lr_scale: Any = None,
+        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adopt``: Adam with the second moment lagged by one step, so any :math:`\beta_2` converges.
 
@@ -150,51 +117,36 @@ def adopt(
     ``corrected_weight_decay``) from step 2 on.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, maximize, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: floor of the root second moment.
         clip_exp: exponent of the clipping schedule :math:`(t-1)^{c}`; None: no clipping.
         weight_decay: :math:`\lambda` (float or per-leaf tree).
         decoupled: decoupled (AdamW-style) instead of L2 decay.
         corrected_weight_decay: decoupled decay by :math:`\lambda\eta_t^2/\eta_{max}` (needs ``decoupled``).
         caution: mask the momentum where its sign disagrees with the gradient.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
         mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
             params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adopt(1e-3, weight_decay=0.05, decoupled=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The clipping schedule is the paper's stabilising variant (its
         Algorithm 2 with :math:`c = 1/3`, timm's 0.333). The first update only
         initialises :math:`v` and leaves the params untouched, as in the paper.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, decoupled=decoupled,
+        corrected_weight_decay=corrected_weight_decay, caution=caution, maximize=maximize)
     check_range('clip_exp', clip_exp, allow_none=True)
-    check_weight_decay(weight_decay)
-    for name, value in (('decoupled', decoupled), ('corrected_weight_decay', corrected_weight_decay),
-                        ('caution', caution), ('maximize', maximize)):
-        check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     l2 = 0.0 if decoupled else weight_decay
     # the L2 term is folded into the direction, except under caution, whose mask reads the decayed gradient
     direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp, weight_decay=0.0 if caution else l2,
                                mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
+        negate_if(maximize),
         add_l2_weight_decay(l2 if caution else 0.0),
         cautious(direction) if caution else direction,
         scale_by_learning_rate(learning_rate, lr_scale),
@@ -203,33 +155,20 @@ def adopt(
     )
 
 
+_record = functools.partial(OptimInfo, alias=adopt, timm_class='timm.optim.Adopt', has_betas=True, packing='packed')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='adopt', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Modified Adam that can converge with any β2 with the optimal rate', has_betas=True,
-        packing='packed', benchmarked=True,
+    _record(name='adopt', description='Modified Adam that can converge with any β2 with the optimal rate',
+        benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr))),
-    OptimInfo(
-        name='adoptw', alias=adopt, timm_class='timm.optim.Adopt',
+    _record(name='adoptw',
         description='Modified AdamW (decoupled decay) that can converge with any β2 with the optimal rate',
-        has_betas=True, defaults={'decoupled': True},
-        packing='packed'),
-    OptimInfo(
-        name='cadopt', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Cautious Adopt', has_betas=True, defaults={'caution': True},
-        packing='packed'),
-    OptimInfo(
-        name='cadoptw', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Cautious AdoptW (decoupled decay)', has_betas=True, defaults={'decoupled': True, 'caution': True},
-        packing='packed'),
-    OptimInfo(
-        name='adoptc', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled': True, 'corrected_weight_decay': True},
-        packing='packed'),
-    OptimInfo(
-        name='cadoptc', alias=adopt, timm_class='timm.optim.Adopt',
-        description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True},
-        packing='packed'),
+        defaults={'decoupled': True}),
+    _record(name='cadopt', description='Cautious Adopt', defaults={'caution': True}),
+    _record(name='cadoptw', description='Cautious AdoptW (decoupled decay)',
+        defaults={'decoupled': True, 'caution': True}),
+    _record(name='adoptc', description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled': True, 'corrected_weight_decay': True}),
+    _record(name='cadoptc', description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True}),
 )

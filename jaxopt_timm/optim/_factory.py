@@ -9,7 +9,7 @@ import optax
 
 from .._validate import check_lr, check_range
 from ..transforms import packed, stacked
-from ._lamb import clip_by_global_norm_ratio
+from ..transforms import clip_by_global_norm_ratio
 from ._lookahead import lookahead
 from ._param_groups import ParamGroups, build_param_groups, params_of
 from ._registry import get_optimizer_info, list_optimizers

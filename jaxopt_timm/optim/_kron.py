@@ -6,8 +6,10 @@ Descent" (arXiv:1512.04202) and "Preconditioner on Matrix Lie Group for SGD"
 (arXiv:1809.10232); timm's port of Evan Walters' ``kron_torch``; corrected
 decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 
-Nothing in optax learns a PSGD preconditioner, so the direction is written out
-here; the lr and the weight decay are this package's shared primitives.
+Nothing in optax learns a PSGD preconditioner: its math (factor structure,
+``P g``, the factor fit) is :mod:`jaxopt_timm.transforms._kron_preconditioner`;
+this module keeps the state, timm's refit schedule and the random draws; the
+lr and the weight decay are this package's shared primitives.
 Randomness (the Gaussian probe of each preconditioner fit, timm's ~1% chance of
 re-balancing the factors, and stochastic weight decay) comes from a
 ``jax.random`` key kept in the state: runs are reproducible from ``seed``, but
@@ -16,7 +18,7 @@ not bit-equal to timm's, which draws from torch's and Python's generators.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -25,15 +27,15 @@ import optax
 
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr,
-    safe_increment, scale_by_learning_rate, state_dtype, upcast,
+    LAYOUTS, KronLeafPlan, add_decoupled_weight_decay, add_l2_weight_decay, add_stochastic_weight_decay,
+    from_factor_space, kron_balance_factors, kron_factor_kinds, kron_init_factors, kron_leaf_plan,
+    kron_precondition, kron_update_factors, require_static, resolve_max_lr, safe_increment, scale_by_learning_rate,
+    state_dtype, to_factor_space, upcast,
 )
-from ._adafactor import _flax_to_torch_axes
 from ._registry import OptimInfo
 
 __all__ = ['kron', 'scale_by_kron', 'precond_update_prob_schedule', 'kron_factor_kinds']
 
-_TINY = float(jnp.finfo(jnp.bfloat16).tiny)  # timm's guard in the factor-update denominators
 _BALANCE_PROBABILITY = 0.01  # timm re-balances the factors' scales on ~1% of the preconditioner updates
 _MEMORY_SAVE_MODES = (None, 'one_diag', 'smart_one_diag', 'all_diag')
 
@@ -50,150 +52,6 @@ def precond_update_prob_schedule(
     n = jnp.asarray(n, jnp.float32)
     prob = max_prob * jnp.exp(-decay * (n - flat_start))
     return jnp.clip(prob, min_prob, max_prob)
-
-
-# ---- preconditioner structure ----------------------------------------------------------------------------
-
-def _flat_shape(shape: Tuple[int, ...], start_dim: int, end_dim: int) -> Tuple[int, ...]:
-    """Shape after timm's ``safe_flatten``: dims ``start..end`` merged, or unchanged when that range is empty."""
-    ndim = len(shape)
-    end = min(end_dim if end_dim >= 0 else ndim + end_dim, ndim - 1)
-    if ndim <= start_dim or start_dim > end:
-        return shape
-    return shape[:start_dim] + (int(np.prod(shape[start_dim:end + 1])),) + shape[end + 1:]
-
-
-def kron_factor_kinds(
-        shape: Sequence[int], max_size_triangular: int = 2048, min_ndim_triangular: int = 2,
-        memory_save_mode: Optional[str] = None,
-) -> Tuple[bool, ...]:
-    """For each dim of a (torch-layout) shape, whether its factor is triangular (True) or diagonal (False).
-
-    timm's rule: a dim is diagonal if its size is 1 or above ``max_size_triangular``, if the tensor has fewer
-    than ``min_ndim_triangular`` dims, or if ``memory_save_mode`` makes it so (``'one_diag'``: the largest dim,
-    the last of equal largest; ``'smart_one_diag'``: the same, only when it is strictly the largest;
-    ``'all_diag'``: every dim). A 0-d tensor has one scalar factor and no dims.
-    """
-    shape = tuple(int(s) for s in shape)
-    if not shape:
-        return ()
-    diag = [False] * len(shape)
-    if memory_save_mode in ('one_diag', 'smart_one_diag'):
-        largest = int(np.argsort(shape)[::-1][0])  # numpy's (stable for small arrays) order, as timm uses
-        ordered = sorted(shape)
-        if memory_save_mode == 'one_diag' or (len(shape) >= 2 and ordered[-1] > ordered[-2]):
-            diag[largest] = True
-    elif memory_save_mode == 'all_diag':
-        diag = [True] * len(shape)
-    return tuple(
-        not (size == 1 or size > max_size_triangular or len(shape) < min_ndim_triangular or d)
-        for size, d in zip(shape, diag))
-
-
-def _init_factors(shape: Tuple[int, ...], kinds: Tuple[bool, ...], scale: float, dtype) -> Tuple[jax.Array, ...]:
-    if not shape:
-        return (jnp.full((), scale, dtype),)
-    per_dim = scale ** (1 / len(shape))
-    return tuple(
-        per_dim * jnp.eye(size, dtype=dtype) if tri else jnp.full((size,), per_dim, dtype)
-        for size, tri in zip(shape, kinds))
-
-
-# ---- the deterministic pieces: applying and fitting the factors ------------------------------------------
-
-def _along(x: jax.Array, axis: int, q: jax.Array) -> jax.Array:
-    """``Q`` acting on ``x`` along ``axis``: ``Q @ x`` (triangular factor) or ``q * x`` (diagonal factor)."""
-    if q.ndim == 2:
-        return jnp.moveaxis(jnp.tensordot(q, x, axes=([1], [axis])), 0, axis)
-    shape = [1] * x.ndim
-    shape[axis] = q.shape[0]
-    return x * q.reshape(shape)
-
-
-def _along_transposed(x: jax.Array, axis: int, q: jax.Array) -> jax.Array:
-    if q.ndim == 2:
-        return _along(x, axis, q.T)
-    return _along(x, axis, q)
-
-
-def _solve_along(x: jax.Array, axis: int, q: jax.Array) -> jax.Array:
-    """``Q^{-T}`` acting on ``x`` along ``axis`` (``x @ inv(Q)`` on that dim; the solve runs in float32 as timm's)."""
-    if q.ndim < 2:
-        shape = [1] * x.ndim
-        if x.ndim:
-            shape[axis] = q.shape[0]
-        return x / q.reshape(shape)
-    moved = jnp.moveaxis(x, axis, -1)
-    flat = moved.reshape(-1, moved.shape[-1]).astype(jnp.float32)
-    solved = jax.lax.linalg.triangular_solve(q.astype(jnp.float32), flat, left_side=False, lower=False)
-    return jnp.moveaxis(solved.reshape(moved.shape).astype(x.dtype), -1, axis)
-
-
-def precondition(factors: Sequence[jax.Array], g: jax.Array) -> jax.Array:
-    """``P g`` with ``P = (Q_1^T Q_1) x ... x (Q_n^T Q_n)``, each factor acting on its own dim of ``g``."""
-    if g.ndim == 0:
-        return factors[0] * factors[0] * g
-    out = g
-    for axis, q in enumerate(factors):
-        out = _along_transposed(_along(out, axis, q), axis, q)
-    return out
-
-
-def _norm_lower_bound(a: jax.Array) -> jax.Array:
-    """timm's cheap lower bound of the spectral norm of a (symmetric) matrix: one power-iteration step
-    started from its largest row/column."""
-    max_abs = jnp.max(jnp.abs(a))
-    x = a / jnp.where(max_abs > 0, max_abs, jnp.ones_like(max_abs))
-    sq = x * x
-    col, row = jnp.sum(sq, axis=0), jnp.sum(sq, axis=1)
-    i, j = jnp.argmax(col), jnp.argmax(row)
-    y0 = x[:, i] @ x
-    y1 = x @ x[j]
-    r0 = jnp.linalg.norm((y0 / jnp.linalg.norm(y0)) @ x.T)
-    r1 = jnp.linalg.norm(x.T @ (y1 / jnp.linalg.norm(y1)))
-    bound = max_abs * jnp.where(col[i] > row[j], r0, r1)
-    return jnp.where(max_abs > 0, bound, max_abs)
-
-
-def _other_axes(ndim: int, axis: int) -> Tuple[int, ...]:
-    return tuple(k for k in range(ndim) if k != axis)
-
-
-def update_factors(
-        factors: Sequence[jax.Array], g: jax.Array, v: jax.Array, precond_lr: float,
-) -> Tuple[jax.Array, ...]:
-    """One PSGD fit of the Kronecker factors on ``(g, v)``: ``A = Q g``, ``B = Q^{-T} v``, and for each factor
-    ``Q_i <- Q_i - lr * (A_i A_i^T - B_i B_i^T) / ||A_i A_i^T + B_i B_i^T|| * Q_i`` (upper triangle of the
-    step for triangular factors, spectral-norm lower bound; elementwise and max-norm for diagonal ones)."""
-    if g.ndim == 0:
-        q = factors[0]
-        a, b = q * g, v / q
-        t1, t2 = a * a, b * b
-        return (q - (t1 - t2) * precond_lr * q / (jnp.abs(t1 + t2) + _TINY),)
-    a, b = g, v
-    for axis, q in enumerate(factors):
-        a = _along(a, axis, q)
-        b = _solve_along(b, axis, q)
-    out = []
-    for axis, q in enumerate(factors):
-        others = _other_axes(g.ndim, axis)
-        if q.ndim < 2:
-            t1 = jnp.sum(a * a, axis=others)
-            t2 = jnp.sum(b * b, axis=others)
-            step = (t1 - t2) * precond_lr * q / (jnp.max(jnp.abs(t1 + t2)) + _TINY)
-        else:
-            t1 = jnp.tensordot(a, a, axes=(others, others))
-            t2 = jnp.tensordot(b, b, axes=(others, others))
-            step = jnp.triu((t1 - t2) * precond_lr) / (_norm_lower_bound(t1 + t2) + _TINY) @ q
-        out.append(q - step.astype(q.dtype))
-    return tuple(out)
-
-
-def balance_factors(factors: Sequence[jax.Array]) -> Tuple[jax.Array, ...]:
-    """Rescale the factors to equal max-norms (their geometric mean), leaving their product unchanged."""
-    norms = jnp.stack([jnp.max(jnp.abs(q)) for q in factors])
-    mean = jnp.prod(norms) ** (1 / len(factors))
-    return tuple(q * (mean / norms[k]).astype(q.dtype) for k, q in enumerate(factors))
 
 
 # ---- randomness (module-level so a test can substitute fixed draws on both sides) ------------------------
@@ -216,13 +74,6 @@ class ScaleByKronState(NamedTuple):
     factors: Tuple[Tuple[jax.Array, ...], ...]  # per leaf (in tree order), the Kronecker factors
 
 
-
-
-class _LeafPlan(NamedTuple):
-    perm: Optional[Tuple[int, ...]]  # flax -> torch axes, None for torch layout
-    torch_shape: Tuple[int, ...]
-    shape: Tuple[int, ...]  # the shape the factors act on (torch layout, flattened if asked)
-    kinds: Tuple[bool, ...]
 
 
 def scale_by_kron(
@@ -257,33 +108,16 @@ def scale_by_kron(
         every = math.ceil(1.0 / float(prob)) if float(prob) > 0 else None
         every = None if every is not None and every > np.iinfo(np.int32).max else every
 
-    def plan(p) -> _LeafPlan:
-        shape = tuple(p.shape)
-        perm = None
-        if layout == 'flax' and len(shape) >= 2:
-            perm = _flax_to_torch_axes(len(shape))
-            shape = tuple(shape[a] for a in perm)
-        flat = _flat_shape(shape, flatten_start_dim, flatten_end_dim) if flatten else shape
-        return _LeafPlan(perm, shape, flat, kron_factor_kinds(flat, max_size_triangular, min_ndim_triangular,
-                                                              memory_save_mode))
-
-    def to_work(x, pl: _LeafPlan):
-        if pl.perm is not None:
-            x = jnp.transpose(x, pl.perm)
-        return x.reshape(pl.shape)
-
-    def from_work(x, pl: _LeafPlan):
-        x = x.reshape(pl.torch_shape)
-        if pl.perm is not None:
-            x = jnp.transpose(x, np.argsort(pl.perm))
-        return x
+    def plan(p) -> KronLeafPlan:
+        return kron_leaf_plan(p.shape, layout, (flatten_start_dim, flatten_end_dim) if flatten else None,
+                              max_size_triangular, min_ndim_triangular, memory_save_mode)
 
     def init_fn(params):
-        leaves = jax.tree.leaves(params)
         factors = []
-        for p in leaves:
+        for p in jax.tree.leaves(params):
             pl = plan(p)
-            factors.append(_init_factors(pl.shape, pl.kinds, precond_init_scale, state_dtype(p.dtype, precond_dtype)))
+            factors.append(kron_init_factors(pl.shape, pl.kinds, precond_init_scale,
+                                             state_dtype(p.dtype, precond_dtype)))
         return ScaleByKronState(
             count=jnp.zeros([], jnp.int32),
             update_counter=jnp.zeros([], jnp.int32),
@@ -319,66 +153,27 @@ def scale_by_kron(
             pdt = state_dtype(g.dtype, precond_dtype)
             m = (momentum * m.astype(jnp.float32) + (1.0 - momentum) * g.astype(jnp.float32)).astype(m.dtype)
             new_mus.append(m)
-            debiased = to_work((m / bias_correction.astype(m.dtype)).astype(pdt), pl)
-            fit_on = debiased if momentum_into_precond_update else to_work(g, pl).astype(pdt)
+            debiased = to_factor_space((m / bias_correction.astype(m.dtype)).astype(pdt), pl)
+            fit_on = debiased if momentum_into_precond_update else to_factor_space(g, pl).astype(pdt)
             balance = jnp.logical_and(_draw_uniform(jax.random.fold_in(coin_key, idx)) < _BALANCE_PROBABILITY,
                                       do_update)
 
             def refit(qs, fit_on=fit_on, balance=balance, idx=idx, ndim=len(pl.shape), pdt=pdt):
                 if ndim > 1:
-                    qs = jax.lax.cond(balance, balance_factors, tuple, qs)
+                    qs = jax.lax.cond(balance, kron_balance_factors, tuple, qs)
                 probe = _draw_probe(jax.random.fold_in(probe_key, idx), fit_on.shape, pdt)
-                return update_factors(qs, fit_on, probe, precond_lr)
+                return kron_update_factors(qs, fit_on, probe, precond_lr)
 
             qs = jax.lax.cond(do_update, refit, tuple, tuple(qs))
             new_factors.append(qs)
             # the RMS cap in float32 for low-precision leaves (fp16 squares underflow), then the grad's dtype
-            pre = upcast(precondition(qs, debiased).astype(g.dtype))
+            pre = upcast(kron_precondition(qs, debiased).astype(g.dtype))
             rms = jnp.sqrt(jnp.mean(jnp.square(pre)))
             pre = pre * jnp.minimum(1.1 / (rms + 1e-8), 1.0)
-            outs.append(from_work(pre.astype(g.dtype), pl))
+            outs.append(from_factor_space(pre.astype(g.dtype), pl))
         return jax.tree.unflatten(treedef, outs), ScaleByKronState(
             count=count, update_counter=counter, key=key, mu=jax.tree.unflatten(treedef, new_mus),
             factors=tuple(new_factors))
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class AddStochasticWeightDecayState(NamedTuple):
-    count: jax.Array
-    key: jax.Array
-
-
-def _add_stochastic_weight_decay(
-        weight_decay: Any, learning_rate: Any, lr_scale: Any, decoupled: bool, max_lr: Optional[float], seed: int,
-) -> optax.GradientTransformation:
-    """timm Kron's ``stochastic_weight_decay``: each leaf's decay is ``2 u * wd``, ``u ~ U[0, 1)`` per step.
-
-    Runs after the lr scaling: ``u <- u - c * (2 u wd) * p`` with ``c`` the group lr (L2: the decay joins the
-    preconditioned direction before the lr multiply, which is the same) or the decoupled / corrected factor.
-    """
-
-    def init_fn(params):
-        del params
-        return AddStochasticWeightDecayState(jnp.zeros([], jnp.int32), jax.random.PRNGKey(seed))
-
-    def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError('kron weight decay needs the params: call tx.update(grads, state, params)')
-        key, draw_key = jax.random.split(state.key)
-        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
-        wds = leaf_values(weight_decay, updates)
-        treedef = jax.tree.structure(updates)
-        flat = [treedef.flatten_up_to(x) for x in (updates, params, lrs, wds)]
-        outs = []
-        for idx, (u, p, lr, wd) in enumerate(zip(*flat)):
-            if not isinstance(wd, jax.core.Tracer) and wd == 0:
-                outs.append(u)
-                continue
-            factor = decoupled_decay_factor(lr, max_lr) if decoupled else lr
-            wd_now = 2.0 * _draw_uniform(jax.random.fold_in(draw_key, idx)) * wd
-            outs.append(u - (factor * wd_now).astype(u.dtype) * p)
-        return jax.tree.unflatten(treedef, outs), AddStochasticWeightDecayState(safe_increment(state.count), key)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -492,12 +287,10 @@ def kron(
     check_range('flatten_start_dim', flatten_start_dim, 0, integer=True)
     check_range('flatten_end_dim', flatten_end_dim, integer=True)
     check_range('seed', seed, 0, integer=True)
-    check_choice('layout', layout, ('torch', 'flax'))
+    check_choice('layout', layout, LAYOUTS)
     for name, value in (('max_size_triangular', max_size_triangular), ('min_ndim_triangular', min_ndim_triangular),
                         ('precond_init_scale', precond_init_scale), ('seed', seed)):
-        if isinstance(value, jax.core.Tracer):
-            raise ValueError(f'Invalid {name}: a traced value; it decides state shapes or keys, so pass it as a '
-                             f"static argument (optax.inject_hyperparams(kron, static_args=('{name}',)))")
+        require_static(name, value, 'kron', 'state shapes or keys')
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
     direction = scale_by_kron(
         momentum, preconditioner_update_probability, int(max_size_triangular), int(min_ndim_triangular),
@@ -507,8 +300,9 @@ def kron(
         return optax.with_extra_args_support(optax.chain(
             direction,
             scale_by_learning_rate(learning_rate, lr_scale),
-            _add_stochastic_weight_decay(weight_decay, learning_rate, lr_scale, decoupled_decay, max_lr,
-                                         int(seed) + 1),
+            # max_lr is None unless decoupled and corrected, so the decay factor is the group lr or lr**2 / max_lr
+            add_stochastic_weight_decay(weight_decay, learning_rate, lr_scale, max_lr, seed=int(seed) + 1,
+                                        draw_uniform=lambda key: _draw_uniform(key)),  # late-bound: tests patch it
         ))
     if decoupled_decay:
         return optax.with_extra_args_support(optax.chain(

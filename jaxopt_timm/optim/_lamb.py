@@ -8,50 +8,20 @@ Convergence of Adam and Beyond"; Liang et al., 2024, "Cautious Optimizers"
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, apply_leaf_ratio, cautious, compute_dtype, cpu_fence,
-    lamb_leaf_ratio, leaf_lrs, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
-    scale_by_trust_ratio, tree_any_nonzero, tree_zeros_like,
-)
+from .._validate import check_range
+from ..transforms import adam_args, add_decoupled_weight_decay, add_l2_weight_decay, apply_leaf_ratio, cautious
+from ..transforms import clip_by_global_norm_ratio, compute_dtype, cpu_fence, global_norm_divisor, lamb_leaf_ratio
+from ..transforms import leaf_lrs, leaf_values, moments_init, one_minus_pow, pow_bias_correction, require_params
+from ..transforms import resolve_max_lr, safe_increment, scale_by_learning_rate, scale_by_trust_ratio, tree_any_nonzero
 from ._registry import OptimInfo
 
 __all__ = ['clip_by_global_norm_ratio', 'ScaleByLambState', 'scale_by_lamb', 'scale_by_lamb_trust_ratio', 'lamb']
-
-
-def _global_norm_divisor(updates: Any, max_norm: float) -> jax.Array:
-    """``max(1, ||g||_global / max_norm)`` over every leaf, in float32."""
-    # one reduction over the stacked per-leaf sums: a Python sum() of 2,000 scalars is a chain of adds that XLA's
-    # fusion pass merges one by one (its compile time grows with the square of the leaf count)
-    sq = jnp.sum(jax.lax.optimization_barrier(
-        jnp.stack([jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(updates)])))
-    return jnp.maximum(jnp.sqrt(sq) / max_norm, 1.0)
-
-
-def clip_by_global_norm_ratio(max_norm: float) -> optax.GradientTransformation:
-    """timm Lamb's global clipping: ``g <- g / max(1, ||g||_global / max_norm)`` over *all* leaves at once.
-
-    Same math as ``optax.clip_by_global_norm`` (which multiplies by
-    ``max_norm / norm``); written in timm's form so the rounding follows it.
-    The norm is taken over every leaf, not per parameter group.
-    """
-
-    def update_fn(updates, state, params=None):
-        del params
-        if not jax.tree.leaves(updates):
-            return updates, state
-        divisor = _global_norm_divisor(updates, max_norm)
-        updates = jax.tree.map(lambda g: g / divisor.astype(g.dtype), updates)
-        return updates, state
-
-    return optax.GradientTransformation(optax.init_empty_state, update_fn)
 
 
 class ScaleByLambState(NamedTuple):
@@ -61,22 +31,16 @@ class ScaleByLambState(NamedTuple):
 
 
 def _bias_correction(beta: Any, t: jax.Array) -> jax.Array:
-    """``1 - beta**t`` as ``-expm1(t * log(beta))``: accurate in float32 where ``1 - beta**t`` is tiny."""
-    if isinstance(beta, jax.core.Tracer):
-        return 1.0 - jnp.asarray(beta, jnp.float32) ** t
-    log_beta = math.log(beta) if beta > 0 else -math.inf
-    return -jnp.expm1(t * jnp.float32(log_beta))
+    """``1 - beta**t`` as ``-expm1(t * log(beta))``: accurate in float32 where ``1 - beta**t`` is tiny.
+
+    A traced beta keeps the plain power, as Lamb's traced-hyperparameter parity was measured with.
+    """
+    return pow_bias_correction(beta, t) if isinstance(beta, jax.core.Tracer) else one_minus_pow(beta, t)
 
 
 def scale_by_lamb(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-6,
-        *,
-        bias_correction: bool = True,
-        grad_averaging: bool = True,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, *, bias_correction: bool = True,
+        grad_averaging: bool = True, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Lamb's Adam-style direction before decay and trust ratio.
 
@@ -90,13 +54,7 @@ def scale_by_lamb(
     params' dtype, float32 for float16 params); low-precision leaves are
     computed in float32 and the output has the gradient's dtype.
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByLambState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype))
+    init_fn = moments_init(ScaleByLambState, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None):
         del params
@@ -142,21 +100,10 @@ class _LambStep:
 
 
 def scale_by_lamb_trust_ratio(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-6,
-        weight_decay: Any = 0.0,
-        *,
-        max_grad_norm: Optional[float] = None,
-        bias_correction: bool = True,
-        grad_averaging: bool = True,
-        trust_clip: bool = False,
-        always_adapt: bool = False,
-        decoupled_decay: bool = False,
-        learning_rate: Any = None,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, weight_decay: Any = 0.0, *,
+        max_grad_norm: Optional[float] = None, bias_correction: bool = True, grad_averaging: bool = True,
+        trust_clip: bool = False, always_adapt: bool = False, decoupled_decay: bool = False, learning_rate: Any = None,
+        lr_scale: Any = None, max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Lamb's clipped moments, direction, L2 term and trust ratio as one transform.
@@ -171,14 +118,10 @@ def scale_by_lamb_trust_ratio(
     """
     l2 = not decoupled_decay and tree_any_nonzero(weight_decay)
 
-    def init_fn(params):
-        return ScaleByLambState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype))
+    init_fn = moments_init(ScaleByLambState, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError('lamb needs the params: call tx.update(grads, state, params)')
+        require_params(params, 'lamb')
         count = safe_increment(state.count)
         step = _LambStep(b1, b2, eps, bias_correction, grad_averaging, count)
         wds = leaf_values(weight_decay, updates)
@@ -186,7 +129,7 @@ def scale_by_lamb_trust_ratio(
             lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
         else:
             lrs = jax.tree.map(lambda _: None, updates)
-        divisor = None if max_grad_norm is None or not jax.tree.leaves(updates) else _global_norm_divisor(
+        divisor = None if max_grad_norm is None or not jax.tree.leaves(updates) else global_norm_divisor(
             updates, max_grad_norm)
 
         def clipped(g, div):
@@ -213,23 +156,11 @@ def scale_by_lamb_trust_ratio(
 
 
 def lamb(
-        learning_rate: Any = 1e-3,
-        bias_correction: bool = True,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6,
-        weight_decay: Any = 0.01,
-        grad_averaging: bool = True,
-        max_grad_norm: Optional[float] = 1.0,
-        trust_clip: bool = False,
-        always_adapt: bool = False,
-        caution: bool = False,
-        decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, bias_correction: bool = True, betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6, weight_decay: Any = 0.01, grad_averaging: bool = True, max_grad_norm: Optional[float] = 1.0,
+        trust_clip: bool = False, always_adapt: bool = False, caution: bool = False, decoupled_decay: bool = False,
+        corrected_weight_decay: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lamb``: Adam direction, weight decay, layer-wise trust ratio, global grad clipping.
 
@@ -248,9 +179,8 @@ def lamb(
     uses :math:`\|\theta'\|`, as timm's in-place order does.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
+        learning_rate, betas, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         bias_correction: divide the moments by :math:`1-\beta_i^t`.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
         eps: added to the bias-corrected root second moment.
         weight_decay: :math:`\lambda` (float or per-leaf tree); also gates the
             trust ratio per leaf.
@@ -265,7 +195,6 @@ def lamb(
             :math:`\lambda\theta` to the update.
         corrected_weight_decay: with ``decoupled_decay``, decay by
             :math:`\lambda\eta^2/\eta_{max}` (ignored otherwise, as in timm).
-        lr_scale: per-leaf lr multipliers (layer decay).
         max_lr: peak lr for corrected decay (default: the float lr or the
             schedule's ``base_lr``).
         mu_dtype: dtype of the first moment ``exp_avg`` (default: the params'
@@ -274,12 +203,8 @@ def lamb(
             params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 3)), 'b': jnp.zeros(2)}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.lamb(1e-3, weight_decay={'w': 0.01, 'b': 0.0})
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 3)), 'b': jnp.ones(2)}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         As in timm (and NVIDIA's FusedLAMB), not the paper: ``eps`` defaults
@@ -287,18 +212,12 @@ def lamb(
         trust ratio is unclipped by default (the paper's :math:`\phi` is the
         identity) and is skipped on undecayed leaves.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
+        bias_correction=bias_correction, grad_averaging=grad_averaging, trust_clip=trust_clip,
+        always_adapt=always_adapt, caution=caution, decoupled_decay=decoupled_decay,
+        corrected_weight_decay=corrected_weight_decay)
     check_range('max_grad_norm', max_grad_norm, 0.0, lo_open=True, allow_none=True)
-    for name, value in (('bias_correction', bias_correction), ('grad_averaging', grad_averaging),
-                        ('trust_clip', trust_clip), ('always_adapt', always_adapt), ('caution', caution),
-                        ('decoupled_decay', decoupled_decay), ('corrected_weight_decay', corrected_weight_decay)):
-        check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     if not caution:
         return optax.chain(
             scale_by_lamb_trust_ratio(

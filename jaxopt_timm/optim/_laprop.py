@@ -6,17 +6,15 @@ corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    caution_mask, compute_dtype, decoupled_decay_factor, leaf_lrs, leaf_values, resolve_max_lr, safe_increment,
-    tree_any_nonzero, tree_zeros_like,
-)
+from ..transforms import adam_args, add_decoupled_weight_decay, caution_mask, compute_dtype, leaf_lrs, resolve_max_lr
+from ..transforms import moments_init, safe_increment, tree_unzip
 from ._registry import OptimInfo
 
 __all__ = ['laprop']
@@ -31,15 +29,8 @@ class ScaleByLapropState(NamedTuple):
 
 
 def scale_by_laprop(
-        learning_rate: Any,
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-15,
-        caution: bool = False,
-        lr_scale: Any = None,
-        *,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-15, caution: bool = False,
+        lr_scale: Any = None, *, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """LaProp's step (already lr-scaled, positive: subtract it), as timm computes it.
 
@@ -54,17 +45,10 @@ def scale_by_laprop(
     scalars. Low-precision leaves are computed in float32 and the output has
     the gradient's dtype.
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByLapropState(
-            count=jnp.zeros([], jnp.int32),
-            exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype),
-            exp_avg_lr_1=jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
-            exp_avg_lr_2=jnp.zeros([], jnp.float32),
-        )
+    init_fn = moments_init(
+        ScaleByLapropState, mu_dtype, nu_dtype,
+        exp_avg_lr_1=lambda params: jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
+        exp_avg_lr_2=lambda params: jnp.zeros([], jnp.float32))
 
     def update_fn(updates, state, params=None):
         del params
@@ -85,66 +69,17 @@ def scale_by_laprop(
             return (shown * step_size.astype(cdt)).astype(g_in.dtype), m, v, lr1
 
         out = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_lr_1, lrs)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(out)
-        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
-        return pick(0), ScaleByLapropState(
-            count=safe_increment(state.count), exp_avg=pick(1), exp_avg_sq=pick(2), exp_avg_lr_1=pick(3),
-            exp_avg_lr_2=bc2)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class AddPostStepWeightDecayState(NamedTuple):
-    count: jax.Array
-
-
-def add_post_step_weight_decay(
-        weight_decay: Any,
-        learning_rate: Any,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-) -> optax.GradientTransformation:
-    """Decoupled decay of the *already updated* params: ``u <- u - c*wd*(p + u)``.
-
-    timm's LaProp shrinks the params after the step (``p' = (p + u)(1 - c*wd)``),
-    not before it as AdamW does; the difference ``c*wd*u`` is second order but
-    compounds beyond the parity tolerance, so it gets its own primitive. ``c``
-    is the group lr, or ``lr**2 / max_lr`` with corrected decay.
-    """
-
-    def init_fn(params):
-        del params
-        return AddPostStepWeightDecayState(count=jnp.zeros([], jnp.int32))
-
-    def update_fn(updates, state, params=None):
-        new_state = AddPostStepWeightDecayState(count=safe_increment(state.count))
-        if not tree_any_nonzero(weight_decay):
-            return updates, new_state
-        if params is None:
-            raise ValueError('laprop needs the params for weight decay: call tx.update(grads, state, params)')
-        wds = leaf_values(weight_decay, updates)
-        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
-        updates = jax.tree.map(
-            lambda u, p, wd, lr: u - (decoupled_decay_factor(lr, max_lr) * wd).astype(u.dtype) * (p + u),
-            updates, params, wds, lrs)
-        return updates, new_state
+        out, m, v, lr1 = tree_unzip(out, updates, 4)
+        return out, ScaleByLapropState(
+            count=safe_increment(state.count), exp_avg=m, exp_avg_sq=v, exp_avg_lr_1=lr1, exp_avg_lr_2=bc2)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def laprop(
-        learning_rate: Any = 4e-4,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-15,
-        weight_decay: Any = 0.0,
-        caution: bool = False,
-        corrected_weight_decay: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 4e-4, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-15,
+        weight_decay: Any = 0.0, caution: bool = False, corrected_weight_decay: bool = False, *, lr_scale: Any = None,
+        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``LaProp``: momentum over the *normalised* gradient, decoupling momentum from adaptivity.
 
@@ -161,60 +96,41 @@ def laprop(
     shrinks the params *after* the step, as timm does.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the bias-corrected root second moment.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         caution: mask the momentum step where its sign disagrees with the gradient.
         corrected_weight_decay: decay by :math:`\lambda\eta_t^2/\eta_{max}`.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
         mu_dtype: dtype of the momentum ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
             params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.laprop(4e-4, weight_decay=0.05)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The paper has no weight decay; timm's decoupled decay is kept, with its
         post-step order. A schedule's past lrs stay in the momentum, so LaProp
         with a schedule is not Adam-with-a-schedule.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-    for name, value in (('caution', caution), ('corrected_weight_decay', corrected_weight_decay)):
-        check_bool(name, value)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, caution=caution,
+        corrected_weight_decay=corrected_weight_decay)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
         scale_by_laprop(learning_rate, betas[0], betas[1], eps, caution, lr_scale, mu_dtype=mu_dtype,
                         nu_dtype=nu_dtype),
         optax.scale(-1.0),
-        add_post_step_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
+        # timm's LaProp shrinks the params after the step, p' = (p + u)(1 - c*wd), not before it as AdamW
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr, order='post'),
     ))
 
 
+_record = functools.partial(OptimInfo, alias=laprop, timm_class='timm.optim.LaProp', has_betas=True, packing='packed')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='laprop', alias=laprop, timm_class='timm.optim.LaProp',
-        description='Separating Momentum and Adaptivity in Adam', has_betas=True,
-        packing='packed', benchmarked=True),
-    OptimInfo(
-        name='claprop', alias=laprop, timm_class='timm.optim.LaProp',
-        description='Cautious LaProp', has_betas=True, defaults={'caution': True},
-        packing='packed'),
-    OptimInfo(
-        name='lapropc', alias=laprop, timm_class='timm.optim.LaProp',
-        description='LaProp with corrected weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'corrected_weight_decay': True},
-        packing='packed'),
+    _record(name='laprop', description='Separating Momentum and Adaptivity in Adam', benchmarked=True),
+    _record(name='claprop', description='Cautious LaProp', defaults={'caution': True}),
+    _record(name='lapropc', description='LaProp with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True}),
 )

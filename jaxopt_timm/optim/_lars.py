@@ -19,17 +19,9 @@ __all__ = ['lars']
 
 
 def lars(
-        learning_rate: Any = 1.0,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: Any = 0.0,
-        nesterov: bool = False,
-        trust_coeff: float = 0.001,
-        eps: float = 1e-8,
-        trust_clip: bool = False,
-        always_adapt: bool = False,
-        *,
-        lr_scale: Any = None,
+        learning_rate: Any = 1.0, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
+        nesterov: bool = False, trust_coeff: float = 0.001, eps: float = 1e-8, trust_clip: bool = False,
+        always_adapt: bool = False, *, lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lars``: per-leaf trust ratio (LARS, or LARC with ``trust_clip``) then torch SGD momentum.
 
@@ -59,12 +51,8 @@ def lars(
             scaled group lr.
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 3))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.lars(0.1, momentum=0.9, weight_decay=1e-4, trust_clip=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 3))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         As in timm, ``lr`` defaults to 1.0 (the trust ratio with

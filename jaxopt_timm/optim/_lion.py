@@ -6,27 +6,22 @@ Reference: Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, cautious, resolve_max_lr, safe_increment, scale_by_learning_rate, tree_zeros_like,
-    upcast,
-)
+from .._validate import resolve_dtype
+from ..transforms import adam_args, decay_chain, resolve_max_lr, safe_increment, tree_zeros_like, upcast
 from ._registry import OptimInfo
 
 __all__ = ['lion']
 
 
 def scale_by_lion(
-        b1: float = 0.9,
-        b2: float = 0.99,
-        *,
-        mu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.99, *, mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""Lion's direction :math:`\operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t)` (to be multiplied by ``-lr``).
 
@@ -64,16 +59,9 @@ def scale_by_lion(
 
 
 def lion(
-        learning_rate: Any = 1e-4,
-        betas: Tuple[float, float] = (0.9, 0.99),
-        weight_decay: Any = 0.0,
-        caution: bool = False,
-        corrected_weight_decay: bool = False,
-        maximize: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-4, betas: Tuple[float, float] = (0.9, 0.99), weight_decay: Any = 0.0,
+        caution: bool = False, corrected_weight_decay: bool = False, maximize: bool = False, *, lr_scale: Any = None,
+        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lion``: the sign of an interpolated momentum, with decoupled weight decay.
 
@@ -90,62 +78,36 @@ def lion(
     :func:`jaxopt_timm.transforms.caution_mask` against :math:`g_t`.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, maximize, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         caution: mask update components whose sign disagrees with the gradient.
         corrected_weight_decay: decay by :math:`\lambda\eta_t^2/\eta_{max}`.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
         mu_dtype: dtype of the momentum (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.lion(1e-4, weight_decay=1.0)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The paper recommends an lr 3-10x smaller and a weight decay 3-10x
         larger than AdamW's; timm's defaults (``lr=1e-4``, no decay) are kept.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_weight_decay(weight_decay)
-    for name, value in (('caution', caution), ('corrected_weight_decay', corrected_weight_decay),
-                        ('maximize', maximize)):
-        check_bool(name, value)
+    mu_dtype, _ = adam_args(learning_rate, betas, None, weight_decay, mu_dtype, caution=caution,
+                            corrected_weight_decay=corrected_weight_decay, maximize=maximize)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    direction = scale_by_lion(betas[0], betas[1], mu_dtype=resolve_dtype('mu_dtype', mu_dtype))
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        cautious(direction) if caution else direction,
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
-    )
+    direction = scale_by_lion(betas[0], betas[1], mu_dtype=mu_dtype)
+    return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
+
+_record = functools.partial(OptimInfo, alias=lion, timm_class='timm.optim.Lion', has_eps=False, has_betas=True,
+    packing='packed')
 
 OPTIMIZERS = (
-    OptimInfo(
-        name='lion', alias=lion, timm_class='timm.optim.Lion',
-        description='Evolved Sign Momentum optimizer for improved convergence', has_eps=False, has_betas=True,
-        packing='packed', benchmarked=True,
+    _record(name='lion', description='Evolved Sign Momentum optimizer for improved convergence', benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.lion(lr, weight_decay=wd)),
-    OptimInfo(
-        name='clion', alias=lion, timm_class='timm.optim.Lion',
-        description='Cautious Lion', has_eps=False, has_betas=True, defaults={'caution': True},
-        packing='packed'),
-    OptimInfo(
-        name='lionc', alias=lion, timm_class='timm.optim.Lion',
-        description='Lion with corrected weight decay (lr²/max_lr scaling)', has_eps=False, has_betas=True,
-        defaults={'corrected_weight_decay': True},
-        packing='packed'),
-    OptimInfo(
-        name='clionc', alias=lion, timm_class='timm.optim.Lion',
-        description='Cautious Lion with corrected weight decay (lr²/max_lr scaling)', has_eps=False,
-        has_betas=True, defaults={'caution': True, 'corrected_weight_decay': True},
-        packing='packed'),
+    _record(name='clion', description='Cautious Lion', defaults={'caution': True}),
+    _record(name='lionc', description='Lion with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True}),
+    _record(name='clionc', description='Cautious Lion with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'caution': True, 'corrected_weight_decay': True}),
 )

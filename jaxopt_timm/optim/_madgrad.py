@@ -13,6 +13,7 @@ that returns ``x_{k+1} - x_k``.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -20,9 +21,8 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_range, check_weight_decay, is_schedule
-from ..transforms import (
-    compute_dtype, cube_root, leaf_lrs, leaf_values, safe_increment, state_dtype, tree_any_nonzero, tree_zeros_like,
-)
+from ..transforms import compute_dtype, cube_root, leaf_lrs, leaf_values, require_params, safe_increment, state_dtype
+from ..transforms import tree_any_nonzero, tree_unzip, tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['madgrad']
@@ -36,12 +36,8 @@ class ScaleByMadgradState(NamedTuple):
 
 
 def scale_by_madgrad(
-        learning_rate: Any,
-        momentum: float = 0.9,
-        weight_decay: Any = 0.0,
-        eps: float = 1e-6,
-        decoupled_decay: bool = False,
-        lr_scale: Any = None,
+        learning_rate: Any, momentum: float = 0.9, weight_decay: Any = 0.0, eps: float = 1e-6,
+        decoupled_decay: bool = False, lr_scale: Any = None,
 ) -> optax.GradientTransformation:
     """The whole MADGRAD step (direction, lr and weight decay) as the param delta ``x_{k+1} - x_k``.
 
@@ -69,8 +65,7 @@ def scale_by_madgrad(
         )
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError('madgrad needs the params: call tx.update(grads, state, params)')
+        require_params(params, 'madgrad')
         count = safe_increment(state.count)
         sqrt_k = jnp.sqrt(count.astype(jnp.float32))
         lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
@@ -98,24 +93,15 @@ def scale_by_madgrad(
 
         out = jax.tree.map(
             leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(out)
-        new_updates = treedef.unflatten([o[0] for o in flat])
-        gss = treedef.unflatten([o[1] for o in flat])
-        s = treedef.unflatten([o[2] for o in flat])
+        new_updates, gss, s = tree_unzip(out, updates, 3)
         return new_updates, ScaleByMadgradState(count=count, grad_sum_sq=gss, s=s, x0=state.x0)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def madgrad(
-        learning_rate: Any = 1e-2,
-        momentum: float = 0.9,
-        weight_decay: Any = 0.0,
-        eps: float = 1e-6,
-        decoupled_decay: bool = False,
-        *,
-        lr_scale: Any = None,
+        learning_rate: Any = 1e-2, momentum: float = 0.9, weight_decay: Any = 0.0, eps: float = 1e-6,
+        decoupled_decay: bool = False, *, lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``MADGRAD``: momentumized, adaptive, dual-averaged gradient method.
 
@@ -142,12 +128,8 @@ def madgrad(
             :math:`\lambda_k`, so a scaled group is not a scaled update.
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones(3)}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.madgrad(1e-2, momentum=0.9)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The paper's :math:`\lambda_k = \eta\sqrt{k+1}` for 0-based :math:`k`
@@ -166,15 +148,11 @@ def madgrad(
         scale_by_madgrad(learning_rate, momentum, weight_decay, eps, decoupled_decay, lr_scale))
 
 
+_record = functools.partial(OptimInfo, alias=madgrad, timm_class='timm.optim.MADGRAD', has_momentum=True,
+    packing='packed', default_lr=0.01)
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='madgrad', alias=madgrad, timm_class='timm.optim.MADGRAD',
-        description='Momentum-based Adaptive gradient method', has_momentum=True,
-        packing='packed', default_lr=0.01, benchmarked=True,
+    _record(name='madgrad', description='Momentum-based Adaptive gradient method', benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.contrib.madgrad(lr, weight_decay=wd)),
-    OptimInfo(
-        name='madgradw', alias=madgrad, timm_class='timm.optim.MADGRAD',
-        description='MADGRAD with decoupled weight decay', has_momentum=True,
-        defaults={'decoupled_decay': True},
-        packing='packed', default_lr=0.01),
+    _record(name='madgradw', description='MADGRAD with decoupled weight decay', defaults={'decoupled_decay': True}),
 )

@@ -6,19 +6,16 @@ al., 2024 (arXiv:2411.16085).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import (
-    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
-)
-from ..transforms import (
-    caution_mask, compute_dtype, leaf_values, safe_increment, scale_by_learning_rate, tree_any_nonzero,
-    tree_zeros_like,
-)
+from .._validate import check_betas, check_choice, check_range, resolve_dtype
+from ..transforms import adam_args, caution_mask, compute_dtype, folded_l2, pow_bias_correction, safe_increment
+from ..transforms import scale_by_learning_rate, tree_unzip, tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['mars']
@@ -32,18 +29,9 @@ class ScaleByMarsState(NamedTuple):
 
 
 def scale_by_mars(
-        b1: float = 0.9,
-        b2: float = 0.99,
-        eps: float = 1e-8,
-        gamma: float = 0.025,
-        mars_type: str = 'adamw',
-        optimize_1d: bool = False,
-        lr_1d_factor: float = 1.0,
-        betas_1d: Optional[Tuple[float, float]] = None,
-        caution: bool = False,
-        weight_decay: Any = 0.0,
-        *,
-        mu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.99, eps: float = 1e-8, gamma: float = 0.025, mars_type: str = 'adamw',
+        optimize_1d: bool = False, lr_1d_factor: float = 1.0, betas_1d: Optional[Tuple[float, float]] = None,
+        caution: bool = False, weight_decay: Any = 0.0, *, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """MARS's update before the lr: a variance-reduced, norm-clipped gradient fed to AdamW or Lion.
@@ -74,18 +62,14 @@ def scale_by_mars(
             exp_avg_sq=tree_zeros_like(params, nu_dtype), last_grad=tree_zeros_like(params))
 
     def update_fn(updates, state, params=None):
-        decay = tree_any_nonzero(weight_decay)
-        if decay and params is None:
-            raise ValueError('mars needs the params for weight decay: call tx.update(grads, state, params)')
+        decay = folded_l2(weight_decay, updates, params, 'mars with weight_decay')
         first = state.count == 0
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
-        wds = leaf_values(weight_decay, updates)
-        ps = params if decay else jax.tree.map(lambda _: None, updates)
+        wds, ps = decay.wds, decay.params
 
         def adam_dir(m, v, beta1, beta2):
-            bc1 = 1.0 - jnp.asarray(beta1, jnp.float32) ** t
-            bc2_sqrt = jnp.sqrt(1.0 - jnp.asarray(beta2, jnp.float32) ** t)
+            bc1, bc2_sqrt = pow_bias_correction(beta1, t), jnp.sqrt(pow_bias_correction(beta2, t))
             denom = jnp.sqrt(v) / bc2_sqrt.astype(v.dtype) + eps
             return (m / bc1.astype(m.dtype)) / denom
 
@@ -116,29 +100,17 @@ def scale_by_mars(
             return d.astype(g_in.dtype), m.astype(m_in.dtype), v.astype(v_in.dtype), g_in.astype(last_in.dtype)
 
         res = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.last_grad, ps, wds)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(res)
-        pick = lambda i: treedef.unflatten([o[i] for o in flat])  # noqa: E731
-        return pick(0), ScaleByMarsState(count=count, exp_avg=pick(1), exp_avg_sq=pick(2), last_grad=pick(3))
+        out, m, v, last = tree_unzip(res, updates, 4)
+        return out, ScaleByMarsState(count=count, exp_avg=m, exp_avg_sq=v, last_grad=last)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def mars(
-        learning_rate: Any = 3e-3,
-        betas: Tuple[float, float] = (0.9, 0.99),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        gamma: float = 0.025,
-        mars_type: str = 'adamw',
-        optimize_1d: bool = False,
-        lr_1d_factor: float = 1.0,
-        betas_1d: Optional[Tuple[float, float]] = None,
-        caution: bool = False,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 3e-3, betas: Tuple[float, float] = (0.9, 0.99), eps: float = 1e-8, weight_decay: Any = 0.0,
+        gamma: float = 0.025, mars_type: str = 'adamw', optimize_1d: bool = False, lr_1d_factor: float = 1.0,
+        betas_1d: Optional[Tuple[float, float]] = None, caution: bool = False, *, lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Mars``: variance-reduced gradients (MARS) in an AdamW or Lion step.
 
@@ -157,8 +129,7 @@ def mars(
     lr :math:`\eta_t \cdot` ``lr_1d_factor``.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the bias-corrected root second moment.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         gamma: weight :math:`\gamma` of the gradient-difference correction.
@@ -167,18 +138,13 @@ def mars(
         lr_1d_factor: lr multiplier of the AdamW-updated 1-d leaves.
         betas_1d: betas of the 1-d AdamW (default: ``betas``).
         caution: mask the momentum where its sign disagrees with the gradient.
-        lr_scale: per-leaf lr multipliers (layer decay).
         mu_dtype: dtype of the first moment ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the second moment ``exp_avg_sq`` (default: the params' dtype; float32 for float16
             params). The previous gradient (``last_grad``) always takes the default.
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2)), 'b': jnp.zeros(2)}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.mars(3e-3, weight_decay=0.05)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2)), 'b': jnp.ones(2)}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         On the first step there is no previous gradient; timm (and this port)
@@ -186,19 +152,13 @@ def mars(
         leaves count as "1-d" follows timm (``ndim < 2``), so a Flax conv
         kernel is treated like a PyTorch one.
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, optimize_1d=optimize_1d,
+        caution=caution)
     check_range('gamma', gamma)
     check_choice('mars_type', mars_type, ('adamw', 'lion'))
-    check_bool('optimize_1d', optimize_1d)
     check_range('lr_1d_factor', lr_1d_factor, 0.0)
     if betas_1d is not None:
         check_betas(betas_1d, name='betas_1d')
-    check_bool('caution', caution)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
         scale_by_mars(betas[0], betas[1], eps, gamma, mars_type, optimize_1d, lr_1d_factor, betas_1d, caution,
                       weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -206,13 +166,10 @@ def mars(
     ))
 
 
+_record = functools.partial(OptimInfo, alias=mars, timm_class='timm.optim.Mars', has_betas=True, packing='stacked')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='mars', alias=mars, timm_class='timm.optim.Mars',
-        description='Unleashing the Power of Variance Reduction for Training Large Models', has_betas=True,
-        packing='stacked', benchmarked=True),
-    OptimInfo(
-        name='cmars', alias=mars, timm_class='timm.optim.Mars',
-        description='Cautious MARS', has_betas=True, defaults={'caution': True},
-        packing='stacked'),
+    _record(name='mars', description='Unleashing the Power of Variance Reduction for Training Large Models',
+        benchmarked=True),
+    _record(name='cmars', description='Cautious MARS', defaults={'caution': True}),
 )

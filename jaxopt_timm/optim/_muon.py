@@ -17,7 +17,6 @@ leaves whose matrices share a shape).
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
@@ -30,10 +29,10 @@ from .._validate import (
     check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
 )
 from ..transforms import (
-    add_decoupled_weight_decay, compute_dtype, leaf_values, safe_increment, scale_by_adam, scale_by_learning_rate,
-    tree_zeros_like,
+    LAYOUTS, add_decoupled_weight_decay, compute_dtype, from_torch_layout, leaf_values, muon_lr_adjustment,
+    orthogonalizable_shape, orthogonalize_tensors, resolve_ns_coefficients, safe_increment, scale_by_adam,
+    scale_by_learning_rate, to_torch_layout, torch_axes, torch_lerp_rounded_weight, tree_zeros_like,
 )
-from ..transforms._orthogonalize import orthogonalize_via_newton_schulz, resolve_ns_coefficients
 from ._registry import OptimInfo
 
 __all__ = ['muon', 'scale_by_muon', 'muon_routes_to_fallback']
@@ -46,27 +45,6 @@ _ADAMUON_ADJUST = (None, 'match_rms_adamw', 'rms_to_rms', 'rsqrt_in')
 
 # ------------------------------------------------------------------------------------------------ layouts, routing
 
-def _torch_axes(ndim: int, layout: str) -> Tuple[int, ...]:
-    """For each torch dim, the axis of the stored array holding it (Flax: Dense ``(in, out)``, conv ``(*k, I, O)``)."""
-    if layout == 'torch' or ndim < 2:
-        return tuple(range(ndim))
-    if ndim == 2:
-        return 1, 0
-    return (ndim - 1, ndim - 2) + tuple(range(ndim - 2))
-
-
-def _suitable(shape: Sequence[int], min_dim_size: int = 4, max_aspect_ratio: float = 128.) -> bool:
-    """timm's shape rule on a torch-layout shape: a matrix (after flattening trailing dims) that is not degenerate."""
-    if len(shape) < 2 or sum(1 for s in shape if s > 1) < 2:
-        return False
-    if shape[0] == 1 or shape[1] == 1:  # position embeddings (1, seq, dim), depthwise convs (out, 1, kh, kw)
-        return False
-    dims = (shape[0], math.prod(shape[1:])) if len(shape) >= 3 else tuple(shape)
-    if min(dims) < min_dim_size:
-        return False
-    return max(dims) / min(dims) <= max_aspect_ratio
-
-
 def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, layout: str = 'torch') -> bool:
     """Whether a leaf of ``shape`` takes the Adam fallback: an explicit ``use_fallback``, else timm's shape rule.
 
@@ -77,49 +55,10 @@ def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, la
     if use_fallback:
         return True
     shape = tuple(shape)
-    return not _suitable(tuple(shape[a] for a in _torch_axes(len(shape), layout)))
+    return not orthogonalizable_shape(tuple(shape[a] for a in torch_axes(len(shape), layout)))
 
 
 # ------------------------------------------------------------------------------------------------ Muon direction
-
-def _torch_lerp(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
-    # torch's lerp switches formula at |w| = 0.5; mirrored so momentum buffers round as timm's do
-    w = jnp.asarray(weight, start.dtype)
-    return jnp.where(jnp.abs(w) < 0.5, start + w * (end - start), end - (end - start) * (1 - w))
-
-
-def _as_matrices(u: jax.Array, conv_mode: str) -> jax.Array:
-    """A torch-layout tensor as a batch of matrices ``(batch, m, n)`` (timm's ``reshape_for_muon``)."""
-    if u.ndim == 2:
-        return u[None]
-    if conv_mode == 'flatten':
-        return u.reshape(1, u.shape[0], -1)
-    return jnp.transpose(u.reshape(u.shape[0], u.shape[1], -1), (2, 0, 1))
-
-
-def _from_matrices(x: jax.Array, shape: Tuple[int, ...], conv_mode: str) -> jax.Array:
-    if len(shape) >= 3 and conv_mode == 'batched':
-        return jnp.transpose(x, (1, 2, 0)).reshape(shape)
-    return x.reshape(shape)
-
-
-def _shape_scale(mat_shape: Tuple[int, ...], adjust_lr_fn: Optional[str], algo: str) -> Tuple[float, bool]:
-    """timm's per-tensor lr multiplier from the orthogonalised matrix shape, and whether AdaMuon RMS-normalises."""
-    if not adjust_lr_fn:
-        return 1.0, False
-    out_chs, in_chs = mat_shape[-2], mat_shape[-1]
-    if algo == 'adamuon':
-        if adjust_lr_fn == 'match_rms_adamw':
-            return 0.2 * math.prod(mat_shape) ** 0.5, True
-        if adjust_lr_fn == 'rms_to_rms':
-            return (out_chs / in_chs) ** 0.5, False
-        return in_chs ** -0.5, False  # rsqrt_in
-    if adjust_lr_fn == 'original':
-        return max(1, out_chs / in_chs) ** 0.5, False
-    if adjust_lr_fn == 'match_rms_adamw':
-        return 0.2 * max(out_chs, in_chs) ** 0.5, False
-    return (out_chs / in_chs) ** 0.5, False  # rms_to_rms
-
 
 class ScaleByMuonState(NamedTuple):
     count: jax.Array
@@ -157,7 +96,7 @@ def scale_by_muon(
 
     with :math:`s` timm's shape-dependent ``adjust_lr_fn`` factor. The
     caller multiplies by :math:`-\eta`. Newton–Schulz (see
-    :func:`jaxopt_timm.transforms._orthogonalize.orthogonalize_via_newton_schulz`)
+    :func:`jaxopt_timm.transforms.orthogonalize_via_newton_schulz`)
     runs once per distinct matrix shape, batched over the leaves sharing it.
 
     :math:`B_t` is kept in ``mu_dtype`` and AdaMuon's :math:`v_t` in
@@ -182,54 +121,34 @@ def scale_by_muon(
         count = safe_increment(state.count)
         leaves, treedef = jax.tree.flatten(updates)
         bufs = treedef.flatten_up_to(state.momentum_buffer)
-        new_bufs, mats, infos = [], [], []
+        new_bufs, dirs = [], []
         for g, buf in zip(leaves, bufs):
             cdt = compute_dtype(buf.dtype)  # low-precision buffers: the EMA in float32, rounded once when stored
-            buf = _torch_lerp(buf.astype(cdt), g.astype(cdt), 1.0 - momentum).astype(buf.dtype)
+            buf = torch_lerp_rounded_weight(buf.astype(cdt), g.astype(cdt), 1.0 - momentum).astype(buf.dtype)
             new_bufs.append(buf)
-            u = _torch_lerp(g.astype(cdt), buf.astype(cdt), momentum) if nesterov else buf
-            axes = _torch_axes(u.ndim, layout)
-            u = jnp.transpose(u, axes)
-            mat = _as_matrices(u, conv_mode)
-            mats.append(mat)
-            infos.append((u.shape, axes, mat.shape if u.ndim >= 3 else mat.shape[1:]))
+            u = torch_lerp_rounded_weight(g.astype(cdt), buf.astype(cdt), momentum) if nesterov else buf
+            dirs.append(to_torch_layout(u, layout))
         # One Newton–Schulz call per matrix shape, batched over the leaves (and kernel taps) that share it.
-        by_shape = {}
-        for i, mat in enumerate(mats):
-            by_shape.setdefault(mat.shape[1:], []).append(i)
-        ortho = [None] * len(mats)
-        for idx in by_shape.values():
-            stacked = jnp.concatenate([mats[i] for i in idx], axis=0) if len(idx) > 1 else mats[idx[0]]
-            out = orthogonalize_via_newton_schulz(
-                stacked, ns_steps, coefficients, eps, safety_factor, ns_dtype, scale_eps)
-            splits = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
-            for i, part in zip(idx, jnp.split(out, splits, axis=0) if len(idx) > 1 else [out]):
-                ortho[i] = part
+        ortho = orthogonalize_tensors(dirs, conv_mode, ns_steps, coefficients, eps, safety_factor, ns_dtype, scale_eps)
         sq_leaves = treedef.flatten_up_to(state.exp_avg_sq)
         t = count.astype(jnp.float32)
         outs, new_sqs = [], []
-        for g, o, sq, (torch_shape, axes, mat_shape) in zip(leaves, ortho, sq_leaves, infos):
-            scale, rms_norm = _shape_scale(mat_shape, adjust_lr_fn, algo)
-            batched = conv_mode == 'batched' and len(torch_shape) >= 3
-            if batched and normalize_spatial:
-                scale *= math.prod(torch_shape[2:]) ** -0.5
-            o = _from_matrices(o, torch_shape, conv_mode).astype(jnp.float32)
+        for g, o, sq in zip(leaves, ortho, sq_leaves):
+            scale, rms_norm = muon_lr_adjustment(o.shape, adjust_lr_fn, algo, conv_mode, normalize_spatial)
+            o = o.astype(jnp.float32)
             if ada:
-                sq_t = jnp.transpose(sq, axes).astype(jnp.float32)
+                sq_t = to_torch_layout(sq, layout).astype(jnp.float32)
                 sq_t = (beta2 * sq_t + (1.0 - beta2) * o * o).astype(sq.dtype)  # as stored
-                new_sqs.append(jnp.transpose(sq_t, np.argsort(axes)))
+                new_sqs.append(from_torch_layout(sq_t, layout))
                 sq_t = sq_t.astype(jnp.float32)
-                if rms_norm:  # the norm rescaling below makes bias correction moot (timm skips it)
-                    denom = jnp.sqrt(sq_t) + eps
-                else:
-                    denom = jnp.sqrt(sq_t / (1.0 - jnp.float32(beta2) ** t)) + eps
-                o = o / denom
+                # with rms_norm, the norm rescaling below makes bias correction moot (timm skips it)
+                o = o / (jnp.sqrt(sq_t if rms_norm else sq_t / (1.0 - jnp.float32(beta2) ** t)) + eps)
                 if rms_norm:
                     o = o / (jnp.sqrt(jnp.sum(o * o)) + eps)
             else:
                 new_sqs.append(sq)
             d = jnp.float32(scale) * o
-            outs.append(jnp.transpose(d, np.argsort(axes)).astype(g.dtype))
+            outs.append(from_torch_layout(d, layout).astype(g.dtype))
         new_state = ScaleByMuonState(
             count=count,
             momentum_buffer=jax.tree.unflatten(treedef, new_bufs),
@@ -355,7 +274,7 @@ def muon(
     for name, value in (('normalize_spatial', normalize_spatial), ('scale_eps', scale_eps),
                         ('capturable', capturable), ('verbose', verbose)):
         check_bool(name, value)
-    check_choice('layout', layout, ('torch', 'flax'))
+    check_choice('layout', layout, LAYOUTS)
     ns_dtype = resolve_dtype('ns_dtype', ns_dtype)
     mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
@@ -372,10 +291,7 @@ def muon(
         momentum, nesterov, int(ns_steps), coefficients, eps, safety_factor, adjust_lr_fn, conv_mode,
         normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout, mu_dtype=mu_dtype,
         nu_dtype=nu_dtype)
-    if nesterov:
-        fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=True, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
-    else:
-        fallback = scale_by_adam(betas[0], betas[1], eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def build(like):
         # Routing is static (shapes and concrete flags), so it is recomputed identically in init and update.

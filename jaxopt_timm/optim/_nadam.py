@@ -7,6 +7,7 @@ report; decoupled decay from Loshchilov & Hutter, 2019 (arXiv:1711.05101).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple, Optional, Tuple
 
@@ -14,12 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_adam_args, check_bool, check_range, resolve_dtype
-from ..transforms import (
-    upcast,
-    add_decoupled_weight_decay, add_l2_weight_decay, one_minus_pow, safe_increment, scale_by_learning_rate,
-    tree_zeros_like,
-)
+from .._validate import check_range, resolve_dtype
+from ..transforms import adam_args, adam_moments, add_l2_weight_decay, decay_chain, one_minus_pow, safe_increment
+from ..transforms import scale_by_learning_rate, tree_zeros_like, upcast
 from ._registry import OptimInfo
 
 __all__ = ['nadam', 'nadam_legacy']
@@ -36,13 +34,8 @@ class ScaleByNAdamState(NamedTuple):
 
 
 def scale_by_nadam(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        momentum_decay: float = 4e-3,
-        *,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3, *,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""NAdam's direction with torch's momentum schedule (to be multiplied by ``-lr``).
 
@@ -81,11 +74,7 @@ def scale_by_nadam(
         avg_coef = mu_next / (1.0 - mu_product * mu_next)
         bc2 = one_minus_pow(b2, t)
 
-        mu = jax.tree.map(
-            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
-        nu = jax.tree.map(
-            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype),
-            updates, state.exp_avg_sq)
+        mu, nu = adam_moments(updates, state.exp_avg, state.exp_avg_sq, b1, b2)
 
         def direction(g, m, v):
             denom = jnp.sqrt(upcast(v) / bc2) + eps
@@ -98,17 +87,9 @@ def scale_by_nadam(
 
 
 def nadam(
-        learning_rate: Any = 2e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        momentum_decay: float = 4e-3,
-        decoupled_weight_decay: bool = False,
-        *,
-        maximize: bool = False,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 0.0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, *,
+        maximize: bool = False, lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.NAdam``: Adam with Nesterov momentum and a warming momentum schedule.
 
@@ -123,53 +104,30 @@ def nadam(
     :math:`\theta \mathrel{*}= 1 - \eta\lambda` (NAdamW).
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, maximize, lr_scale, mu_dtype, nu_dtype: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the bias-corrected root second moment.
         weight_decay: :math:`\lambda` (float or per-leaf tree).
         momentum_decay: :math:`\psi` of the momentum schedule, >= 0.
         decoupled_weight_decay: AdamW-style decay instead of L2.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
-        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.nadam(2e-3, weight_decay=1e-2, decoupled_weight_decay=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The schedule of Dozat's report uses :math:`\psi = 0.004`, torch's default.
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
     check_range('momentum_decay', momentum_decay, 0.0)
-    check_bool('decoupled_weight_decay', decoupled_weight_decay)
-    check_bool('maximize', maximize)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
-        scale_by_nadam(betas[0], betas[1], eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
-        else optax.identity(),
-    )
+    direction = scale_by_nadam(betas[0], betas[1], eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return decay_chain(
+        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay)
 
 
 def nadam_legacy(
-        learning_rate: Any = 2e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        schedule_decay: float = 4e-3,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 0.0, schedule_decay: float = 4e-3, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NAdamLegacy``: the pre-torch NAdam, L2 weight decay only.
@@ -180,27 +138,17 @@ def nadam_legacy(
     :func:`scale_by_nadam`; weight decay is always added to the gradient.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale, mu_dtype, nu_dtype: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the bias-corrected root second moment.
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
         schedule_decay: :math:`\psi` of the momentum schedule, >= 0.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
-        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.nadam_legacy(2e-3, schedule_decay=4e-3)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype)
     check_range('schedule_decay', schedule_decay, 0.0)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.chain(
         add_l2_weight_decay(weight_decay),
         scale_by_nadam(betas[0], betas[1], eps, schedule_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -208,14 +156,12 @@ def nadam_legacy(
     )
 
 
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed')
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='nadam', alias=nadam, timm_class='torch.optim.NAdam',
-        description='torch.optim.NAdam, Adam with Nesterov momentum', has_betas=True,
-        packing='packed', benchmarked=True,
+    _record(name='nadam', alias=nadam, timm_class='torch.optim.NAdam',
+        description='torch.optim.NAdam, Adam with Nesterov momentum', benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.nadam(lr))),
-    OptimInfo(
-        name='nadamlegacy', alias=nadam_legacy, timm_class='timm.optim.NAdamLegacy',
-        description='legacy impl of NAdam that pre-dates inclusion in torch.optim', has_betas=True,
-        packing='packed'),
+    _record(name='nadamlegacy', alias=nadam_legacy, timm_class='timm.optim.NAdamLegacy',
+        description='legacy impl of NAdam that pre-dates inclusion in torch.optim'),
 )

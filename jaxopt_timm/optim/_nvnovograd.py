@@ -7,17 +7,16 @@ decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    add_decoupled_weight_decay, compute_dtype, leaf_values, resolve_max_lr, safe_increment, scale_by_learning_rate,
-    tree_any_nonzero, tree_zeros_like,
-)
+from .._validate import resolve_dtype
+from ..transforms import adam_args, add_decoupled_weight_decay, compute_dtype, folded_l2, resolve_max_lr, safe_increment
+from ..transforms import scale_by_learning_rate, tree_any_nonzero, tree_unzip, tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['novograd']
@@ -31,15 +30,8 @@ class ScaleByNovogradState(NamedTuple):
 
 
 def scale_by_novograd(
-        b1: float = 0.95,
-        b2: float = 0.98,
-        eps: float = 1e-8,
-        grad_averaging: bool = False,
-        amsgrad: bool = False,
-        weight_decay: Any = 0.0,
-        *,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.95, b2: float = 0.98, eps: float = 1e-8, grad_averaging: bool = False, amsgrad: bool = False,
+        weight_decay: Any = 0.0, *, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """NovoGrad's direction: a momentum of the gradient normalised by its layer-wise norm EMA.
 
@@ -70,11 +62,8 @@ def scale_by_novograd(
         )
 
     def update_fn(updates, state, params=None):
-        l2 = tree_any_nonzero(weight_decay)
-        if l2 and params is None:
-            raise ValueError('novograd needs the params for L2 weight decay: call tx.update(grads, state, params)')
-        wds = leaf_values(weight_decay, updates)
-        ps = params if l2 else jax.tree.map(lambda _: None, updates)
+        l2 = folded_l2(weight_decay, updates, params, 'novograd with weight_decay')
+        wds, ps = l2.wds, l2.params
         vmaxs = state.max_exp_avg_sq if amsgrad else jax.tree.map(lambda _: None, updates)
 
         def leaf(g_in, p, m_in, v_in, vmax_in, wd):
@@ -97,32 +86,18 @@ def scale_by_novograd(
 
         out = jax.tree.map(
             leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds)
-        treedef = jax.tree.structure(updates)
-        flat = treedef.flatten_up_to(out)
-        direction = treedef.unflatten([o[0] for o in flat])
-        mu = treedef.unflatten([o[1] for o in flat])
-        nu = treedef.unflatten([o[2] for o in flat])
-        vmax = treedef.unflatten([o[3] for o in flat]) if amsgrad else None
+        direction, mu, nu, vmax = tree_unzip(out, updates, 4)
         return direction, ScaleByNovogradState(
-            count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax)
+            count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax if amsgrad else None)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def novograd(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.95, 0.98),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        grad_averaging: bool = False,
-        amsgrad: bool = False,
-        decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.95, 0.98), eps: float = 1e-8,
+        weight_decay: Any = 0.0, grad_averaging: bool = False, amsgrad: bool = False, decoupled_decay: bool = False,
+        corrected_weight_decay: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NvNovoGrad``: SGD momentum on gradients normalised by a layer-wise second moment.
 
@@ -142,28 +117,21 @@ def novograd(
     (:math:`1 - \lambda\eta_t^2/\eta_{max}` with ``corrected_weight_decay``).
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the root of the norm EMA.
         weight_decay: :math:`\lambda` (float or per-leaf tree).
         grad_averaging: scale the momentum input by :math:`1 - \beta_1`.
         amsgrad: normalise by the running maximum of the norm EMA.
         decoupled_decay: decay the weights directly instead of through the momentum.
         corrected_weight_decay: decoupled decay scaled by :math:`\eta_t^2/\eta_{max}` (needs ``decoupled_decay``).
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
         mu_dtype: dtype of the momentum ``exp_avg`` (default: the params' dtype; float32 for float16 params).
         nu_dtype: dtype of the per-leaf norm EMA :math:`v^l` (``exp_avg_sq``, and ``max_exp_avg_sq`` with
             ``amsgrad``) (default: float32 for every params' dtype, as timm's scalars: they cost one number
             per leaf).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 3))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.novograd(1e-2, weight_decay=1e-3, grad_averaging=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 3))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         Like timm (and NVIDIA's Jasper code) there is no bias correction and
@@ -172,16 +140,10 @@ def novograd(
         is still exactly zero, keyed on the value as timm does (a leaf whose
         gradients stay zero keeps being re-seeded).
     """
-    check_lr(learning_rate)
-    check_betas(betas)
-    check_range('eps', eps, 0.0)
-    check_weight_decay(weight_decay)
-    for name, value in (('grad_averaging', grad_averaging), ('amsgrad', amsgrad),
-                        ('decoupled_decay', decoupled_decay), ('corrected_weight_decay', corrected_weight_decay)):
-        check_bool(name, value)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
+        grad_averaging=grad_averaging, amsgrad=amsgrad, decoupled_decay=decoupled_decay,
+        corrected_weight_decay=corrected_weight_decay)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     return optax.with_extra_args_support(optax.chain(
         scale_by_novograd(betas[0], betas[1], eps, grad_averaging, amsgrad,
                           0.0 if decoupled_decay else weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -190,20 +152,13 @@ def novograd(
     ))
 
 
+_record = functools.partial(OptimInfo, alias=novograd, timm_class='timm.optim.NvNovoGrad', has_betas=True,
+    packing='stacked', default_lr=0.01)
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='novograd', alias=novograd, timm_class='timm.optim.NvNovoGrad',
-        description='Normalized Adam with L2 norm gradient normalization', has_betas=True,
-        packing='stacked', default_lr=0.01, benchmarked=True,
+    _record(name='novograd', description='Normalized Adam with L2 norm gradient normalization', benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.novograd(lr, weight_decay=wd)),
-    OptimInfo(
-        name='novogradw', alias=novograd, timm_class='timm.optim.NvNovoGrad',
-        description='NovoGrad with decoupled weight decay', has_betas=True,
-        defaults={'decoupled_decay': True},
-        packing='stacked', default_lr=0.01),
-    OptimInfo(
-        name='novogradc', alias=novograd, timm_class='timm.optim.NvNovoGrad',
-        description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)', has_betas=True,
-        defaults={'decoupled_decay': True, 'corrected_weight_decay': True},
-        packing='stacked', default_lr=0.01),
+    _record(name='novogradw', description='NovoGrad with decoupled weight decay', defaults={'decoupled_decay': True}),
+    _record(name='novogradc', description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled_decay': True, 'corrected_weight_decay': True}),
 )

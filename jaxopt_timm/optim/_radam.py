@@ -6,18 +6,15 @@ and Beyond" (ICLR 2020, arXiv:1908.03265). The rectification scalars live in
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from .._validate import check_adam_args, check_bool, resolve_dtype
-from ..transforms import (
-    upcast,
-    add_decoupled_weight_decay, add_l2_weight_decay, rectified_step_size, safe_increment, scale_by_learning_rate,
-    tree_zeros_like,
-)
+from ..transforms import adam_args, adam_moments, add_decoupled_weight_decay, decay_chain, moments_init
+from ..transforms import rectified_step_size, safe_increment, scale_by_learning_rate, upcast
 from ._registry import OptimInfo
 
 __all__ = ['radam', 'radam_legacy']
@@ -31,13 +28,8 @@ class ScaleByRAdamState(NamedTuple):
 
 
 def scale_by_radam(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        *,
-        inclusive_threshold: bool = False,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, inclusive_threshold: bool = False,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""RAdam's direction: ``r_t sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v) + eps)`` past ``rho_t = 5``, else ``m/(1-b1^t)``.
 
@@ -48,25 +40,13 @@ def scale_by_radam(
     ``rho_t > 5``. ``mu_dtype`` / ``nu_dtype`` set the dtypes of ``exp_avg`` /
     ``exp_avg_sq`` (default: :func:`jaxopt_timm.transforms.state_dtype` of each leaf).
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByRAdamState(
-            count=jnp.zeros([], jnp.int32),
-            exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype),
-        )
+    init_fn = moments_init(ScaleByRAdamState, mu_dtype, nu_dtype)
 
     def update_fn(updates, state, params=None):
         del params
         count = safe_increment(state.count)
         rs = rectified_step_size(count.astype(jnp.float32), b1, b2, inclusive=inclusive_threshold)
-        mu = jax.tree.map(
-            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
-        nu = jax.tree.map(
-            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype),
-            updates, state.exp_avg_sq)
+        mu, nu = adam_moments(updates, state.exp_avg, state.exp_avg_sq, b1, b2)
 
         def direction(m, v, g):
             m, v = upcast(m), upcast(v)
@@ -80,16 +60,9 @@ def scale_by_radam(
 
 
 def radam(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        decoupled_weight_decay: bool = False,
-        *,
-        maximize: bool = False,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 0.0, decoupled_weight_decay: bool = False, *, maximize: bool = False, lr_scale: Any = None,
+        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RAdam``: Adam with the variance of its adaptive lr rectified.
 
@@ -105,52 +78,31 @@ def radam(
     ``decoupled_weight_decay``, :math:`\theta \mathrel{*}= 1 - \eta\lambda` (``radamw``).
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, maximize, lr_scale, mu_dtype, nu_dtype: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the raw root second moment.
         weight_decay: :math:`\lambda` (float or per-leaf tree).
         decoupled_weight_decay: AdamW-style decay instead of L2.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
-        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.radam(1e-3, weight_decay=1e-2, decoupled_weight_decay=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         With the default :math:`\beta_2 = 0.999` the first five steps are
         un-normalized momentum steps (:math:`\rho_t \le 5`), so RAdam needs no
         warmup but moves by :math:`\eta |m_t|` early on.
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
-    check_bool('decoupled_weight_decay', decoupled_weight_decay)
-    check_bool('maximize', maximize)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        optax.identity() if decoupled_weight_decay else add_l2_weight_decay(weight_decay),
-        scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale) if decoupled_weight_decay
-        else optax.identity(),
-    )
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
+        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    direction = scale_by_radam(
+        betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    return decay_chain(
+        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay)
 
 
 def radam_legacy(
-        learning_rate: Any = 1e-3,
-        betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: Any = 0.0,
-        *,
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
+        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        weight_decay: Any = 0.0, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
         nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``RAdamLegacy``: :func:`radam` with decoupled decay and a ``rho_t >= 5`` threshold.
@@ -160,30 +112,20 @@ def radam_legacy(
     always decoupled, :math:`\theta \mathrel{*}= 1 - \eta\lambda`.
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
-        betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
+        learning_rate, betas, lr_scale, mu_dtype, nu_dtype: as for every alias (see :mod:`jaxopt_timm.optim`).
         eps: added to the raw root second moment.
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
-        lr_scale: per-leaf lr multipliers (layer decay).
-        mu_dtype: dtype of the first moment (default: the params' dtype; float32 for float16 params).
-        nu_dtype: dtype of the second moment (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.radam_legacy(1e-3, weight_decay=1e-2)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         The original implementation cached the step size in a buffer shared by
         all param groups (with the first group's lr baked in); timm's version,
         and this one, use each group's own lr.
     """
-    check_adam_args(learning_rate, betas, eps, weight_decay)
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype)
     return optax.chain(
         scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=True, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate, lr_scale),
@@ -191,19 +133,15 @@ def radam_legacy(
     )
 
 
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed', default_lr=0.01)
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='radam', alias=radam, timm_class='torch.optim.RAdam',
-        description='torch.optim.RAdam, Rectified Adam with variance adaptation', has_betas=True,
-        packing='packed', default_lr=0.01, benchmarked=True,
+    _record(name='radam', alias=radam, timm_class='torch.optim.RAdam',
+        description='torch.optim.RAdam, Rectified Adam with variance adaptation', benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.radam(lr))),
-    OptimInfo(
-        name='radamlegacy', alias=radam_legacy, timm_class='timm.optim.RAdamLegacy',
-        description='legacy impl of RAdam that predates inclusion in torch.optim', has_betas=True,
-        packing='packed', default_lr=0.01),
-    OptimInfo(
-        name='radamw', alias=radam, timm_class='torch.optim.RAdam',
+    _record(name='radamlegacy', alias=radam_legacy, timm_class='timm.optim.RAdamLegacy',
+        description='legacy impl of RAdam that predates inclusion in torch.optim'),
+    _record(name='radamw', alias=radam, timm_class='torch.optim.RAdam',
         description='torch.optim.RAdamW, Rectified Adam with variance adaptation and decoupled weight decay',
-        has_betas=True, defaults={'decoupled_weight_decay': True},
-        packing='packed', default_lr=0.01),
+        defaults={'decoupled_weight_decay': True}),
 )

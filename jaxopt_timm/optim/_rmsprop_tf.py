@@ -8,6 +8,7 @@ Recurrent Neural Networks" (arXiv:1308.0850, the centered form); Liang et al.,
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
 import jax
@@ -15,17 +16,16 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
-from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, l2_decayed, resolve_max_lr,
-    scale_by_learning_rate, tree_any_nonzero, with_state_dtype,
-)
+from ..transforms import add_decoupled_weight_decay, add_l2_weight_decay, cautious, cpu_fence, l2_decayed
+from ..transforms import require_params, resolve_max_lr, scale_by_learning_rate, tree_any_nonzero, with_state_dtype
 from ._registry import OptimInfo
 
 __all__ = ['rmsprop_tf']
 
 
-def _rms_with_l2(normalise: optax.GradientTransformation, rest: list, weight_decay: Any, centered: bool,
-                 eps: float) -> optax.GradientTransformation:
+def _rms_with_l2(
+        normalise: optax.GradientTransformation, rest: list, weight_decay: Any, centered: bool, eps: float,
+) -> optax.GradientTransformation:
     """``chain(add_l2_weight_decay(weight_decay), normalise, *rest)`` with the L2 sum computed twice.
 
     Same state (``normalise``'s, then each of ``rest``'s; ``normalise``'s alone when ``rest`` is empty)
@@ -39,8 +39,7 @@ def _rms_with_l2(normalise: optax.GradientTransformation, rest: list, weight_dec
     inner = optax.chain(normalise, *rest) if rest else normalise
 
     def update_fn(updates, state, params=None):
-        if params is None:
-            raise ValueError('RMSpropTF with weight_decay needs params: call update(grads, state, params)')
+        require_params(params, 'RMSpropTF with weight_decay')
 
         def l2(g_tree, p_tree):
             return l2_decayed(g_tree, p_tree, weight_decay)
@@ -68,19 +67,10 @@ def _rms_with_l2(normalise: optax.GradientTransformation, rest: list, weight_dec
 
 
 def rmsprop_tf(
-        learning_rate: Any = 1e-2,
-        alpha: float = 0.9,
-        eps: float = 1e-10,
-        weight_decay: Any = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
-        decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False,
-        lr_in_momentum: bool = True,
-        caution: bool = False,
-        *,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
+        learning_rate: Any = 1e-2, alpha: float = 0.9, eps: float = 1e-10, weight_decay: Any = 0.0,
+        momentum: float = 0.0, centered: bool = False, decoupled_decay: bool = False,
+        corrected_weight_decay: bool = False, lr_in_momentum: bool = True, caution: bool = False, *,
+        lr_scale: Any = None, max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``RMSpropTF``: RMSprop with TensorFlow's epsilon, initial state and momentum.
 
@@ -100,7 +90,7 @@ def rmsprop_tf(
     (:math:`1 - \lambda\eta_t^2/\eta_{max}` with ``corrected_weight_decay``).
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
+        learning_rate, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         alpha: smoothing constant of the squared-gradient average, in [0, 1].
         eps: added *inside* the square root (TF style).
         weight_decay: :math:`\lambda` (float or per-leaf tree).
@@ -111,16 +101,10 @@ def rmsprop_tf(
         lr_in_momentum: accumulate the lr-scaled step in the momentum buffer
             (TF); with a schedule the buffer then remembers past lrs.
         caution: mask the momentum buffer's step by its sign agreement with the gradient.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or a package schedule's ``base_lr``).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 3))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.rmsprop_tf(1e-2, momentum=0.9, weight_decay=1e-5)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 3))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         Unlike ``torch.optim.RMSprop`` (and Hinton's slides) the second moment
@@ -177,27 +161,19 @@ def rmsprop_tf(
     ))
 
 
+_record = functools.partial(OptimInfo, alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF', has_momentum=True,
+    packing='packed', default_lr=0.01)
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='rmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
-        description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation', has_momentum=True,
-        defaults={'alpha': 0.9},
-        packing='packed', default_lr=0.01, benchmarked=True,
+    _record(name='rmsproptf', description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation',
+        defaults={'alpha': 0.9}, benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(
             optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, eps=1e-3, initial_scale=1.0, momentum=0.9))),
-    OptimInfo(
-        name='rmsproptfw', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
-        description='TensorFlow-style RMSprop with decoupled weight decay', has_momentum=True,
-        defaults={'alpha': 0.9, 'decoupled_decay': True},
-        packing='packed', default_lr=0.01),
-    OptimInfo(
-        name='rmsproptfc', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
+    _record(name='rmsproptfw', description='TensorFlow-style RMSprop with decoupled weight decay',
+        defaults={'alpha': 0.9, 'decoupled_decay': True}),
+    _record(name='rmsproptfc',
         description='RMSprop TF-style with corrected decoupled weight decay (lr²/max_lr scaling)',
-        has_momentum=True, defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True},
-        packing='packed', default_lr=0.01),
-    OptimInfo(
-        name='crmsproptf', alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF',
-        description='Cautious TensorFlow-style RMSprop', has_momentum=True,
-        defaults={'alpha': 0.9, 'caution': True},
-        packing='packed', default_lr=0.01),
+        defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True}),
+    _record(name='crmsproptf', description='Cautious TensorFlow-style RMSprop',
+        defaults={'alpha': 0.9, 'caution': True}),
 )

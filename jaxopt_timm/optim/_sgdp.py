@@ -1,13 +1,12 @@
 """SGDP: SGD with the update projected off scale-invariant weights (timm ``SGDP``).
 
-Names: ``sgdp`` and ``csgdp`` (plain + spherical caution). References: Heo et
-al., 2021, "AdamP: Slowing Down the Slowdown for Momentum Optimizers on
-Scale-invariant Weights" (arXiv:2006.08217); Liang et al., 2024, "Cautious
-Optimizers" (arXiv:2411.16085); Spherical Cautious Optimizers
-(https://openreview.net/forum?id=OyT2CJ4fh7).
+Names: ``sgdp`` and ``csgdp`` (plain + spherical caution). The projection is
+AdamP's (Heo et al., 2021, arXiv:2006.08217), applied to SGD momentum; the
+references for both caution forms are listed in :mod:`jaxopt_timm.optim._adamp`.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -15,7 +14,8 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import check_bool, check_lr, check_range, check_weight_decay
-from ..transforms import leaf_lrs, leaf_values, safe_increment, tree_project_tangent, tree_zeros_like, upcast
+from ..transforms import leaf_lrs, leaf_values, require_params, safe_increment, tree_project_tangent, tree_zeros_like
+from ..transforms import upcast
 from ._registry import OptimInfo
 
 __all__ = ['sgdp']
@@ -27,16 +27,8 @@ class ScaleBySGDPState(NamedTuple):
 
 
 def scale_by_sgdp(
-        learning_rate: Any,
-        momentum: float,
-        dampening: float,
-        weight_decay: Any,
-        nesterov: bool,
-        eps: float,
-        delta: float,
-        wd_ratio: float,
-        caution: bool,
-        lr_scale: Any = None,
+        learning_rate: Any, momentum: float, dampening: float, weight_decay: Any, nesterov: bool, eps: float,
+        delta: float, wd_ratio: float, caution: bool, lr_scale: Any = None,
 ) -> optax.GradientTransformation:
     """The whole SGDP step (momentum, projection, lr and weight decay) as one transform.
 
@@ -53,8 +45,7 @@ def scale_by_sgdp(
         return ScaleBySGDPState(count=jnp.zeros([], jnp.int32), momentum_buffer=tree_zeros_like(params))
 
     def update_fn(grads, state, params=None):
-        if params is None:
-            raise ValueError('sgdp needs the params: call tx.update(grads, state, params)')
+        require_params(params, 'sgdp')
         grads_c = jax.tree.map(upcast, grads)  # float32 for low-precision leaves
         params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
         bufs = jax.tree.map(lambda g, b: (momentum * b.astype(g.dtype) + (1.0 - dampening) * g).astype(b.dtype),
@@ -81,16 +72,8 @@ def scale_by_sgdp(
 
 
 def sgdp(
-        learning_rate: Any = None,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: Any = 0.0,
-        nesterov: bool = False,
-        eps: float = 1e-8,
-        delta: float = 0.1,
-        wd_ratio: float = 0.1,
-        caution: bool = False,
-        *,
+        learning_rate: Any = None, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
+        nesterov: bool = False, eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1, caution: bool = False, *,
         lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``SGDP``: momentum SGD whose update is projected onto the tangent space of scale-invariant weights.
@@ -119,12 +102,8 @@ def sgdp(
         lr_scale: per-leaf lr multipliers (layer decay).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((4, 3))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.sgdp(0.1, momentum=0.9, nesterov=True, weight_decay=1e-4)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((4, 3))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
     """
     check_lr(learning_rate)
     check_range('momentum', momentum, 0.0, 1.0, hi_open=True)
@@ -139,15 +118,12 @@ def sgdp(
         learning_rate, momentum, dampening, weight_decay, nesterov, eps, delta, wd_ratio, caution, lr_scale))
 
 
+_record = functools.partial(OptimInfo, alias=sgdp, timm_class='timm.optim.SGDP', has_momentum=True, packing='stacked',
+    default_lr=0.05)
+
 OPTIMIZERS = (
-    OptimInfo(
-        name='sgdp', alias=sgdp, timm_class='timm.optim.SGDP',
-        description='SGD with built-in projection to unit norm sphere', has_momentum=True,
-        defaults={'nesterov': True},
-        packing='stacked', default_lr=0.05),
-    OptimInfo(
-        name='csgdp', alias=sgdp, timm_class='timm.optim.SGDP',
+    _record(name='sgdp', description='SGD with built-in projection to unit norm sphere', defaults={'nesterov': True}),
+    _record(name='csgdp',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to SGDP',
-        has_momentum=True, defaults={'nesterov': True, 'caution': True},
-        packing='stacked', default_lr=0.05),
+        defaults={'nesterov': True, 'caution': True}),
 )

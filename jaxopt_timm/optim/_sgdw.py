@@ -8,32 +8,22 @@ corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional
 
-import jax
 import optax
 
 from .._validate import check_bool, check_nesterov, check_lr, check_range, check_weight_decay
-from ..transforms import (
-    add_decoupled_weight_decay, cautious, resolve_max_lr, scale_by_learning_rate, scale_by_torch_momentum,
-)
+from ..transforms import decay_chain, resolve_max_lr, scale_by_torch_momentum, tree_any_nonzero
 from ._registry import OptimInfo
 
 __all__ = ['sgdw']
 
 
 def sgdw(
-        learning_rate: Any = 1e-3,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: Any = 0.0,
-        nesterov: bool = False,
-        *,
-        caution: bool = False,
-        corrected_weight_decay: bool = False,
-        maximize: bool = False,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
+        learning_rate: Any = 1e-3, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
+        nesterov: bool = False, *, caution: bool = False, corrected_weight_decay: bool = False, maximize: bool = False,
+        lr_scale: Any = None, max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``SGDW``: torch's SGD momentum with the weight decay decoupled from the gradient.
 
@@ -49,24 +39,17 @@ def sgdw(
     is the gradient itself, which always agrees with it).
 
     Args:
-        learning_rate: float or schedule ``step -> lr``.
+        learning_rate, maximize, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
         momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
         dampening: dampening :math:`\tau` of the momentum, in [0, 1].
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
         caution: mask the update where it disagrees in sign with the gradient.
         corrected_weight_decay: decay by :math:`\lambda\eta^2/\eta_{max}` instead of :math:`\lambda\eta`.
-        maximize: ascend instead of descend.
-        lr_scale: per-leaf lr multipliers (layer decay).
-        max_lr: peak lr for corrected decay (default: the float lr or the schedule's ``base_lr``).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
-        >>> params = {'w': jnp.ones((2, 2))}
+        >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.sgdw(0.1, momentum=0.9, weight_decay=1e-4, nesterov=True, caution=True)
-        >>> state = tx.init(params)
-        >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
-        >>> params = optax.apply_updates(params, updates)
 
     Notes:
         Registered as ``sgdw`` (alias ``nesterovw``), ``csgdw`` (caution),
@@ -82,38 +65,24 @@ def sgdw(
     check_nesterov(nesterov, momentum, dampening)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_torch_momentum(momentum, dampening, nesterov)
-    with_momentum = isinstance(momentum, jax.core.Tracer) or momentum != 0
-    return optax.chain(
-        optax.scale(-1.0) if maximize else optax.identity(),
-        cautious(direction) if caution and with_momentum else direction,
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr),
-    )
+    # as in timm, caution only acts with momentum (without it the direction is the gradient itself)
+    return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize,
+                       caution=caution and tree_any_nonzero(momentum))
 
+
+_record = functools.partial(OptimInfo, alias=sgdw, timm_class='timm.optim.SGDW', has_eps=False, has_momentum=True,
+    packing='packed', default_lr=0.05)
 
 OPTIMIZERS = (
-    OptimInfo(
-        name='sgdw', alias=sgdw, timm_class='timm.optim.SGDW',
-        description='SGD with decoupled weight decay and Nesterov momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True},
-        packing='packed', default_lr=0.05, benchmarked=True,
+    _record(name='sgdw', description='SGD with decoupled weight decay and Nesterov momentum',
+        defaults={'nesterov': True}, benchmarked=True,
         optax_equivalent=lambda lr, wd: (
             optax.chain(optax.sgd(lr, momentum=0.9, nesterov=True), optax.add_decayed_weights(-lr * wd)))),
-    OptimInfo(
-        name='csgdw', alias=sgdw, timm_class='timm.optim.SGDW',
-        description='Cautious SGD with decoupled weight decay and Nesterov momentum',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'caution': True},
-        packing='packed', default_lr=0.05),
-    OptimInfo(
-        name='sgdc', alias=sgdw, timm_class='timm.optim.SGDW',
-        description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        has_eps=False, has_momentum=True, defaults={'nesterov': True, 'corrected_weight_decay': True},
-        packing='packed', default_lr=0.05),
-    OptimInfo(
-        name='csgdc', alias=sgdw, timm_class='timm.optim.SGDW',
-        description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        has_eps=False, has_momentum=True,
-        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True},
-        packing='packed', default_lr=0.05),
+    _record(name='csgdw', description='Cautious SGD with decoupled weight decay and Nesterov momentum',
+        defaults={'nesterov': True, 'caution': True}),
+    _record(name='sgdc', description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'nesterov': True, 'corrected_weight_decay': True}),
+    _record(name='csgdc', description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True}),
 )
 ALIASES = {'nesterovw': 'sgdw'}

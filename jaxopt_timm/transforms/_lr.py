@@ -19,6 +19,7 @@ from ._tree import leaf_values, safe_increment
 
 __all__ = [
     'LearningRate', 'lr_at', 'leaf_lrs', 'resolve_max_lr', 'ScaleByLearningRateState', 'scale_by_learning_rate',
+    'negate_if',
 ]
 
 LearningRate = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
@@ -98,3 +99,8 @@ def scale_by_learning_rate(
         return updates, ScaleByLearningRateState(count=safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def negate_if(maximize: bool) -> optax.GradientTransformation:
+    """torch's ``maximize``: negate the gradient first (ascend instead of descend); the identity otherwise."""
+    return optax.scale(-1.0) if maximize else optax.identity()

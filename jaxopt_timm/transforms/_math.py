@@ -1,10 +1,13 @@
-"""Elementwise math that XLA:CPU computes slowly, rewritten from cheap operations."""
+"""Elementwise math: what XLA:CPU computes slowly, rewritten from cheap operations, and torch's
+rounding of ``lerp`` (which timm's EMAs use), mirrored so buffers round as timm's do."""
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ['cube_root']
+__all__ = ['cube_root', 'torch_lerp', 'torch_lerp_rounded_weight']
 
 _INV_CBRT_MAGIC = 0x54A21D2A  # int32 bits of float32 x -> rough x**(-1/3) after `magic - bits // 3`
 
@@ -38,3 +41,27 @@ def _cube_root_f32(x32: jax.Array) -> jax.Array:
     y = (x32 * r) * r
     y = y + y * (jnp.float32(1.0) - ((x32 * r) * r) * r) * jnp.float32(2.0 / 3.0)
     return jnp.where(x32 < jnp.inf, jnp.where(x32 > 0, y, jnp.float32(0.0)), x32)
+
+
+def torch_lerp(start: jax.Array, end: jax.Array, weight: float) -> jax.Array:
+    """``torch.lerp`` with a Python weight, rounding as torch does (it switches formula at 0.5).
+
+    The branch is chosen in Python and ``1 - weight`` is taken in double precision before it meets the
+    array (ADOPT, Adan). For a weight that may be traced, or whose complement must be taken after rounding
+    the weight to the array's dtype, use :func:`torch_lerp_rounded_weight`: the two differ by an ulp
+    for weights >= 0.5 (float32 ``1 - f32(0.9)`` is not ``f32(1 - 0.9)``).
+    """
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1.0 - weight)
+
+
+def torch_lerp_rounded_weight(start: jax.Array, end: jax.Array, weight: Any) -> jax.Array:
+    """``torch.lerp`` as torch's kernel computes it: the weight rounded to ``start``'s dtype first.
+
+    torch's lerp switches formula at ``|w| = 0.5`` for accuracy (so weight 1 gives exactly ``end``) and
+    computes ``1 - w`` from the already-rounded weight; mirrored so EMA buffers round as timm's do
+    (Adafactor, Muon). ``weight`` may be a Python float, a NumPy scalar or a traced array.
+    """
+    weight = jnp.asarray(weight, start.dtype)
+    return jnp.where(jnp.abs(weight) < 0.5, start + weight * (end - start), end - (end - start) * (1 - weight))

@@ -21,13 +21,43 @@ from ._weight_decay import l2_decayed
 
 __all__ = [
     'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
-    'rms_clip_factor', 'with_state_dtype',
+    'rms_clip_factor', 'with_state_dtype', 'moments_init', 'adam_moments',
 ]
 
 
 def tree_zeros_like(tree: Any, dtype: Optional[Any] = None) -> Any:
     """Zero state buffers: ``dtype`` if given, else :func:`state_dtype` of each leaf (its own; fp32 for fp16)."""
     return state_zeros(tree, dtype)
+
+
+def moments_init(state_cls: Any, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None, **extra: Any) -> Any:
+    """``init`` of an Adam-style ``state_cls(count, exp_avg, exp_avg_sq, ...)``: a zero int32 count and zero moments.
+
+    ``exp_avg`` is kept in ``mu_dtype`` and ``exp_avg_sq`` in ``nu_dtype`` (None, a dtype or timm's
+    strings; default: :func:`state_dtype` of each leaf, the params' dtype or float32 for float16).
+    Each further field is ``extra[field](params)``.
+    """
+    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
+    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
+
+    def init_fn(params):
+        return state_cls(count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
+                         exp_avg_sq=tree_zeros_like(params, nu_dtype), **{k: f(params) for k, f in extra.items()})
+
+    return init_fn
+
+
+def adam_moments(updates: Any, exp_avg: Any, exp_avg_sq: Any, b1: Any, b2: Any) -> Any:
+    """Adam's new moments ``(m + (1-b1)(g - m), b2 v + (1-b2) g^2)``, rounded as torch's ``lerp_`` / ``addcmul_``.
+
+    Computed in each leaf's compute dtype (float32 for low-precision leaves) and stored back in the
+    buffers' own dtypes.
+    """
+    mu = jax.tree.map(
+        lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, exp_avg)
+    nu = jax.tree.map(
+        lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype), updates, exp_avg_sq)
+    return mu, nu
 
 
 def _to_state_dtype(tree: Any) -> Any:
@@ -160,16 +190,9 @@ def scale_by_adam(
     :func:`jaxopt_timm.transforms.state_dtype` of each leaf, its own dtype or
     float32 for float16); the arithmetic is float32 or wider whatever they are.
     """
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32),
-            exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype),
-            max_exp_avg_sq=tree_zeros_like(params, nu_dtype) if amsgrad else None,
-        )
+    init_fn = moments_init(ScaleByAdamState, mu_dtype, nu_dtype,
+                           max_exp_avg_sq=lambda params: tree_zeros_like(params, nu_dtype) if amsgrad else None)
 
     def update_fn(updates, state, params=None):
         del params

@@ -9,18 +9,28 @@ fused matrix product ``beta * C + alpha * A @ B`` accumulates in float32 and is
 rounded once. References: Jordan et al., 2024, "Muon: An optimizer for hidden
 layers in neural networks"; Amsel et al., 2025, "The Polar Express"
 (arXiv:2505.16932); eps damping from arXiv:2512.05620.
+
+Also here, timm Muon's view of a tensor as matrices: which torch shapes it orthogonalises, how >2-d
+kernels become matrices ('flatten' or one per tap), the lr factor each matrix shape gets
+(``adjust_lr_fn``), and one Newton–Schulz call per distinct matrix shape, batched over the tensors that
+share it (so a model's many equal blocks cost one iteration).
 """
 from __future__ import annotations
 
+import math
 import numbers
-from typing import Any, Mapping, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxopt_timm.transforms._tree import cpu_fence
 
-__all__ = ['NS_COEFFICIENTS', 'resolve_ns_coefficients', 'ns_coefficient_sequence', 'orthogonalize_via_newton_schulz']
+__all__ = [
+    'NS_COEFFICIENTS', 'resolve_ns_coefficients', 'ns_coefficient_sequence', 'orthogonalize_via_newton_schulz',
+    'orthogonalizable_shape', 'orthogonalize_tensors', 'muon_lr_adjustment',
+]
 
 Coefficients = Tuple[Tuple[float, float, float], ...]
 
@@ -156,3 +166,90 @@ def orthogonalize_via_newton_schulz(
     if transposed:
         x = jnp.swapaxes(x, -1, -2)
     return x
+
+
+# ---- timm Muon's view of a tensor as matrices (on its torch layout: Linear (out, in), conv (O, I, *k)) ----
+
+def orthogonalizable_shape(shape: Sequence[int], min_dim_size: int = 4, max_aspect_ratio: float = 128.) -> bool:
+    """timm's shape rule on a torch-layout shape: a matrix (after flattening trailing dims) that is not degenerate."""
+    if len(shape) < 2 or sum(1 for s in shape if s > 1) < 2:
+        return False
+    if shape[0] == 1 or shape[1] == 1:  # position embeddings (1, seq, dim), depthwise convs (out, 1, kh, kw)
+        return False
+    dims = (shape[0], math.prod(shape[1:])) if len(shape) >= 3 else tuple(shape)
+    if min(dims) < min_dim_size:
+        return False
+    return max(dims) / min(dims) <= max_aspect_ratio
+
+
+def _to_matrix_batch(u: jax.Array, conv_mode: str) -> jax.Array:
+    """A torch-layout tensor as a batch of matrices ``(batch, m, n)`` (timm's ``reshape_for_muon``): >2-d
+    tensors flattened to ``(out, in * prod(kernel))`` (``'flatten'``) or one ``(out, in)`` matrix per tap."""
+    if u.ndim == 2:
+        return u[None]
+    if conv_mode == 'flatten':
+        return u.reshape(1, u.shape[0], -1)
+    return jnp.transpose(u.reshape(u.shape[0], u.shape[1], -1), (2, 0, 1))
+
+
+def _from_matrix_batch(x: jax.Array, shape: Tuple[int, ...], conv_mode: str) -> jax.Array:
+    """Inverse of :func:`_to_matrix_batch`: the batch back as a torch-layout tensor of ``shape``."""
+    if len(shape) >= 3 and conv_mode == 'batched':
+        return jnp.transpose(x, (1, 2, 0)).reshape(shape)
+    return x.reshape(shape)
+
+
+def orthogonalize_tensors(tensors: Sequence[jax.Array], conv_mode: str, *args: Any, **kwargs: Any) -> List[jax.Array]:
+    """Each torch-layout tensor orthogonalised as timm's Muon does (as matrices, see :func:`_to_matrix_batch`),
+    returned in its own shape and in the Newton–Schulz dtype; ``args``/``kwargs`` are those of
+    :func:`orthogonalize_via_newton_schulz` after ``g``. One Newton–Schulz call per distinct matrix shape
+    ``(m, n)``, batched over the tensors (and kernel taps) that share it."""
+    mats = [_to_matrix_batch(u, conv_mode) for u in tensors]
+    by_shape = {}
+    for i, mat in enumerate(mats):
+        by_shape.setdefault(mat.shape[1:], []).append(i)
+    ortho = [None] * len(mats)
+    for idx in by_shape.values():
+        stacked = jnp.concatenate([mats[i] for i in idx], axis=0) if len(idx) > 1 else mats[idx[0]]
+        out = orthogonalize_via_newton_schulz(stacked, *args, **kwargs)
+        splits = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
+        for i, part in zip(idx, jnp.split(out, splits, axis=0) if len(idx) > 1 else [out]):
+            ortho[i] = part
+    return [_from_matrix_batch(o, u.shape, conv_mode) for o, u in zip(ortho, tensors)]
+
+
+def muon_lr_adjustment(
+        shape: Tuple[int, ...], adjust_lr_fn: Optional[str], algo: str, conv_mode: str = 'flatten',
+        normalize_spatial: bool = True,
+) -> Tuple[float, bool]:
+    """timm's lr multiplier for a torch-layout tensor of ``shape`` (from its matrix-batch shape, and
+    ``prod(kernel) ** -0.5`` for batched kernels with ``normalize_spatial``), and whether AdaMuon RMS-normalises."""
+    shape = tuple(shape)
+    if len(shape) < 3:
+        mat_shape = shape
+    elif conv_mode == 'flatten':
+        mat_shape = (1, shape[0], math.prod(shape[1:]))
+    else:  # batched: one (out, in) matrix per kernel tap
+        mat_shape = (math.prod(shape[2:]), shape[0], shape[1])
+    scale, rms_norm = _matrix_lr_adjustment(mat_shape, adjust_lr_fn, algo)
+    if conv_mode == 'batched' and len(shape) >= 3 and normalize_spatial:
+        scale *= math.prod(shape[2:]) ** -0.5
+    return scale, rms_norm
+
+
+def _matrix_lr_adjustment(mat_shape: Tuple[int, ...], adjust_lr_fn: Optional[str], algo: str) -> Tuple[float, bool]:
+    """``adjust_lr_fn``'s multiplier for the orthogonalised matrix shape (batch included for >2-d tensors)."""
+    if not adjust_lr_fn:
+        return 1.0, False
+    out_chs, in_chs = mat_shape[-2], mat_shape[-1]
+    if algo == 'adamuon':
+        if adjust_lr_fn == 'match_rms_adamw':
+            return 0.2 * math.prod(mat_shape) ** 0.5, True
+        if adjust_lr_fn == 'rms_to_rms':
+            return (out_chs / in_chs) ** 0.5, False
+        return in_chs ** -0.5, False  # rsqrt_in
+    if adjust_lr_fn == 'original':
+        return max(1, out_chs / in_chs) ** 0.5, False
+    if adjust_lr_fn == 'match_rms_adamw':
+        return 0.2 * max(out_chs, in_chs) ** 0.5, False
+    return (out_chs / in_chs) ** 0.5, False  # rms_to_rms

@@ -28,7 +28,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ['one_minus_pow', 'sma_length', 'rectification', 'RectifiedStepSize', 'rectified_step_size']
+__all__ = [
+    'one_minus_pow', 'pow_bias_correction', 'sma_length', 'rectification', 'RectifiedStepSize', 'rectified_step_size',
+]
 
 
 def _is_concrete(value: Any) -> bool:
@@ -46,6 +48,15 @@ def _log_beta(beta: Any) -> jax.Array:
 def one_minus_pow(beta: Any, t: jax.Array) -> jax.Array:
     """``1 - beta**t`` in float32 without cancellation (``-expm1(t log beta)``); ``t`` is a float32 step >= 1."""
     return -jnp.expm1(t * _log_beta(beta))
+
+
+def pow_bias_correction(beta: Any, t: jax.Array) -> jax.Array:
+    """``1 - beta**t`` formed as written, ``1 - float32(beta) ** t`` (the optimizers that match timm this way).
+
+    Rounds differently from :func:`one_minus_pow` (which avoids the cancellation); each optimizer keeps the
+    form its parity was measured with.
+    """
+    return 1.0 - jnp.asarray(beta, jnp.float32) ** t
 
 
 def _expm1_remainder(y: jax.Array) -> jax.Array:

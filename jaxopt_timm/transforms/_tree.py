@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = [
     'is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast', 'state_dtype',
-    'state_zeros', 'cpu_fence',
+    'state_zeros', 'cpu_fence', 'require_params', 'tree_unzip',
 ]
 
 
@@ -41,6 +41,23 @@ def tree_any_nonzero(value: Any) -> bool:
     if is_scalar(value):
         return isinstance(value, jax.core.Tracer) or bool(value != 0)
     return any(tree_any_nonzero(v) for v in jax.tree.leaves(value))
+
+
+def require_params(params: Any, name: str) -> None:
+    """Raise the package's one error for an ``update`` called without the params a step needs."""
+    if params is None:
+        raise ValueError(f'{name} needs the params: call tx.update(grads, state, params)')
+
+
+def tree_unzip(out: Any, like: Any, n: int) -> tuple:
+    """Split a per-leaf map that returned ``n``-tuples (``jax.tree.map(leaf, like, ...)``) into ``n`` trees.
+
+    One map computing several outputs per leaf (direction and new buffers) lets a step read each input
+    once; the tuples are then regrouped into trees shaped like ``like``.
+    """
+    treedef = jax.tree.structure(like)
+    flat = treedef.flatten_up_to(out)
+    return tuple(treedef.unflatten([o[i] for o in flat]) for i in range(n))
 
 
 def safe_increment(count: jax.Array) -> jax.Array:

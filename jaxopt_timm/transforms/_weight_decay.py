@@ -15,12 +15,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validate import check_choice
 from ._lr import LearningRate, leaf_lrs
-from ._tree import leaf_values, safe_increment, tree_any_nonzero
+from ._tree import leaf_values, require_params, safe_increment, tree_any_nonzero
 
 __all__ = [
     'add_l2_weight_decay', 'AddDecoupledWeightDecayState', 'add_decoupled_weight_decay', 'decoupled_decay_factor',
-    'l2_leaf', 'l2_decayed',
+    'l2_leaf', 'l2_decayed', 'FoldedL2', 'folded_l2',
 ]
 
 
@@ -39,9 +40,29 @@ def l2_decayed(updates: Any, params: Any, weight_decay: Any) -> Any:
     return jax.tree.map(l2_leaf, updates, params, leaf_values(weight_decay, updates), is_leaf=lambda x: x is None)
 
 
-def _require_params(params, name):
-    if params is None:
-        raise ValueError(f'{name} needs the params: call tx.update(grads, state, params)')
+class FoldedL2(NamedTuple):
+    """What a direction that folds torch's L2 term in needs per leaf (see :func:`folded_l2`)."""
+    on: bool  # any non-zero weight decay (a traced one counts)
+    params: Any  # the params, or a tree of None when off (nothing of them is read)
+    wds: Any  # per-leaf weight decays
+
+    def grad(self, g: Any, p: Any, wd: Any) -> Any:
+        """``g + wd * p`` (:func:`l2_leaf`) when on, else ``g``."""
+        return l2_leaf(g, p, wd) if self.on else g
+
+
+def folded_l2(weight_decay: Any, updates: Any, params: Any, name: str) -> FoldedL2:
+    """The inputs of an L2 term folded into a direction instead of a separate :func:`add_l2_weight_decay`.
+
+    Directions that fold it (SGD momentum, ADOPT, Adagrad) recompute ``g + wd*p`` after a
+    :func:`cpu_fence` rather than share it between two loops, which XLA:CPU (no multi-output fusion)
+    would write to a full-size temporary; :meth:`FoldedL2.grad` keeps both computations identical.
+    """
+    on = tree_any_nonzero(weight_decay)
+    if on:
+        require_params(params, name)
+    ps = params if on else jax.tree.map(lambda _: None, updates)
+    return FoldedL2(on, ps, leaf_values(weight_decay, updates))
 
 
 def add_l2_weight_decay(weight_decay: Any) -> optax.GradientTransformation:
@@ -59,7 +80,7 @@ def add_l2_weight_decay(weight_decay: Any) -> optax.GradientTransformation:
     def update_fn(updates, state, params=None):
         if not tree_any_nonzero(weight_decay):
             return updates, state
-        _require_params(params, 'add_l2_weight_decay')
+        require_params(params, 'add_l2_weight_decay')
         return l2_decayed(updates, params, weight_decay), state
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -79,6 +100,8 @@ def add_decoupled_weight_decay(
         learning_rate: Optional[LearningRate] = None,
         lr_scale: Any = None,
         max_lr: Optional[float] = None,
+        *,
+        order: str = 'pre',
 ) -> optax.GradientTransformation:
     """Decoupled weight decay applied after the lr scaling: ``u <- u - c * wd * p``.
 
@@ -90,8 +113,23 @@ def add_decoupled_weight_decay(
 
     Because ``p`` is untouched by the direction in these optimizers,
     ``p * (1 - c*wd) - lr*d`` (timm's in-place order) equals
-    ``p + (-lr*d - c*wd*p)``.
+    ``p + (-lr*d - c*wd*p)``. ``order`` says when timm shrinks the params:
+
+    * ``'pre'``: before the step, as above (AdamW);
+    * ``'post'``: after it, ``p' = (p + u)(1 - c*wd)``, so ``u <- u - c*wd*(p + u)`` (LaProp; the
+      difference ``c*wd*u`` is second order but compounds beyond the parity tolerance);
+    * ``'proximal'``: the proximal step of the L2 penalty, ``p' = (p + u) / (1 + c*wd)`` (Adan's default).
     """
+    check_choice('order', order, ('pre', 'post', 'proximal'))
+    if order != 'pre' and learning_rate is None:
+        raise ValueError(f"Invalid learning_rate: None with order={order!r}, expected a float >= 0 or a schedule")
+
+    def leaf(u, p, wd, c):
+        if u is None:
+            return None
+        if order == 'proximal':
+            return (p + u) / (1.0 + c * wd).astype(u.dtype) - p
+        return u - (c * wd).astype(u.dtype) * ((p + u) if order == 'post' else p)
 
     def init_fn(params):
         del params
@@ -101,16 +139,14 @@ def add_decoupled_weight_decay(
         new_state = AddDecoupledWeightDecayState(count=safe_increment(state.count))
         if not tree_any_nonzero(weight_decay):
             return updates, new_state
-        _require_params(params, 'add_decoupled_weight_decay')
+        require_params(params, 'add_decoupled_weight_decay')
         wds = leaf_values(weight_decay, updates)
         if learning_rate is None:
             factors = jax.tree.map(lambda _: jnp.float32(1.0), updates)
         else:
             lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
             factors = jax.tree.map(lambda lr: decoupled_decay_factor(lr, max_lr), lrs)
-        updates = jax.tree.map(
-            lambda u, p, wd, c: None if u is None else u - (c * wd).astype(u.dtype) * p,
-            updates, params, wds, factors, is_leaf=lambda x: x is None)
+        updates = jax.tree.map(leaf, updates, params, wds, factors, is_leaf=lambda x: x is None)
         return updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,16 +1,15 @@
 """Load an installed timm's ``timm.optim`` / ``timm.scheduler`` without its torchvision-bound top level.
 
-The tests and the ``jaxopt-timm parity`` command both load timm through it:
-timm's package ``__init__`` imports its models and, through them,
-torchvision, which the optimizers and schedulers do not need. A bare ``timm``
-package module is put in ``sys.modules`` with a minimal ``timm.layers`` and a
-``timm.models`` exposing ``group_parameters`` from timm's own
-``_manipulate.py``. Nothing here is imported by the package at import time:
-torch and timm load only when :func:`load_timm` is called.
+Every parity run (the tests, the ``jaxopt-timm parity`` command, the step
+benchmark) needs timm's optimizers and schedulers, but timm's package
+``__init__`` imports its models and, through them, torchvision, which those do
+not need. A bare ``timm`` package module is put in ``sys.modules`` with a
+minimal ``timm.layers`` and a ``timm.models`` exposing ``group_parameters``
+from timm's own ``_manipulate.py``. torch and timm load only when
+:func:`load_timm` is called, never at import: torch is a test-time dependency.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -21,7 +20,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-__all__ = ['load_timm', 'TimmNotInstalled', 'INSTALL_HINT', 'torch_module', 'kron_eager']
+__all__ = ['load_timm', 'timm_optim_module', 'TimmNotInstalled', 'INSTALL_HINT', 'torch_module']
 
 INSTALL_HINT = (
     'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
@@ -32,7 +31,7 @@ _find_spec = importlib.util.find_spec  # indirection: tests simulate a missing t
 
 
 class TimmNotInstalled(RuntimeError):
-    """torch or timm is missing."""
+    """torch or timm is missing: a parity check cannot run (and must fail, never skip)."""
 
 
 def _bare_package(name: str, path: str) -> types.ModuleType:
@@ -81,6 +80,12 @@ def load_timm():
     return optim, scheduler
 
 
+def timm_optim_module(name: str) -> types.ModuleType:
+    """timm's ``timm.optim.<name>`` module (e.g. ``'muon'``), importable only once :func:`load_timm` has run."""
+    load_timm()
+    return importlib.import_module(f'timm.optim.{name}')
+
+
 def torch_module(flat: Dict[str, Any]) -> Any:
     """A ``torch.nn.Module`` whose parameters are ``flat``'s arrays under their dotted names (copied)."""
     import torch
@@ -94,16 +99,3 @@ def torch_module(flat: Dict[str, Any]) -> Any:
             mod = getattr(mod, part)
         mod.register_parameter(leaf, torch.nn.Parameter(torch.tensor(np.array(value, copy=True))))
     return root
-
-
-@contextlib.contextmanager
-def kron_eager():
-    """Run timm's Kron helpers eagerly: timm wraps them in ``torch.compile`` when dynamo imports, which needs a
-    C++ toolchain on CPU; the eager path computes the same numbers."""
-    mod = importlib.import_module('timm.optim.kron')
-    original = mod.has_dynamo
-    mod.has_dynamo = False
-    try:
-        yield
-    finally:
-        mod.has_dynamo = original
