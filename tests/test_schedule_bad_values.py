@@ -21,6 +21,9 @@ import argparse
 import math
 from typing import Any, Callable, NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxopt_timm as jt
@@ -303,3 +306,28 @@ def test_every_entry_point_has_rows():
     few_scheds = {s: counts.get(f'create_scheduler_v2[{s}]', 0) for s in S.SCHEDULERS
                   if counts.get(f'create_scheduler_v2[{s}]', 0) < 3}
     assert not few_scheds, f'create_scheduler_v2 sched names with fewer than 3 bad-value rows: {few_scheds}'
+
+
+@pytest.mark.parametrize('sched', ['cosine', 'tanh', 'step', 'multistep', 'wsd', 'poly', 'onecycle'])
+@pytest.mark.parametrize('step', [2.5, float('nan'), float('inf'), -0.5, np.float32(1.25), jnp.asarray(2.5),
+                                  jnp.asarray([1.0, float('nan')])], ids=repr)
+def test_fractional_or_nan_step_is_refused(sched, step):
+    """Flooring 2.5 gave cosine's epoch-2 lr (0.0905) where timm's fractional epoch gives 0.0854, and a NaN step
+    gave the step-0 lr: both plausible and wrong. Whole floats still work; a traced float cannot be checked."""
+    schedule, _ = jt.create_scheduler_v2(0.1, sched=sched, num_epochs=10, warmup_epochs=2)
+    with pytest.raises(ValueError, match=r'Invalid step: .*expected a whole number'):
+        schedule(step)
+    assert float(schedule(3.0)) == float(schedule(3)) == float(schedule(jnp.asarray(3.0)))
+    with pytest.raises(TypeError, match='must be an integer; got a traced float32'):
+        jax.jit(schedule)(jnp.float32(3))
+
+
+@pytest.mark.parametrize('metric', ['x', True, [1.0], jnp.ones(3), jnp.asarray(1 + 1j), object()], ids=repr)
+def test_plateau_metric_must_be_a_real_scalar(metric):
+    """A string, a bool or a vector metric was accepted (a vector turned the lr into a vector)."""
+    sched = S.plateau(0.1, patience_t=1)
+    with pytest.raises(ValueError, match='Invalid metric'):
+        sched.step(sched.init(), 5, metric)
+    for ok in (None, 0.5, 3, jnp.float32(0.25)):  # None: timm skips the plateau step
+        _, lr = sched.step(sched.init(), 5, ok)
+        assert lr.shape == () and float(lr) == pytest.approx(0.1)

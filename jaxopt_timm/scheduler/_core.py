@@ -16,6 +16,8 @@ to keep the relative error near float32's epsilon at every step:
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Optional
 
 import jax
@@ -78,20 +80,32 @@ def as_step(t: Any) -> jax.Array:
     """The step as an int32 array, saturated to ``[0, 2**31 - 1]`` (never wrapped).
 
     Accepts Python ints (of any size), integer arrays of any width or
-    signedness (traced or not) and, for convenience, floats (floored).
+    signedness (traced or not), and floats holding a whole number (``3.0``;
+    concrete values only). A fractional step is refused: timm evaluates some
+    schedules at fractional epochs, these functions only at whole counts, so
+    flooring it would return a plausible but different lr; a NaN or infinite
+    step has no lr at all. A traced float step cannot be checked and is
+    refused too (cast the count to an integer dtype first).
     """
     if isinstance(t, bool):
         raise TypeError(f'a schedule step must be an integer, got {t!r}')
     if isinstance(t, (int, np.integer)):
         return jnp.asarray(min(max(int(t), 0), INT32_MAX), jnp.int32)
-    if isinstance(t, float):
-        t = jnp.asarray(t, _F32)
+    if isinstance(t, (float, np.floating)):
+        t = jnp.asarray(_whole_number(float(t)), _F32)
     t = jnp.asarray(t)
     dt = t.dtype
     if jnp.issubdtype(dt, jnp.bool_):
         raise TypeError(f'a schedule step must be an integer, got dtype {dt}')
     if jnp.issubdtype(dt, jnp.floating):
-        t = jnp.clip(jnp.floor(t.astype(_F32)), 0.0, _F32_INT32_MAX)
+        if isinstance(t, jax.core.Tracer):
+            raise TypeError(f'a schedule step must be an integer; got a traced {dt} array (a fractional step has '
+                            f'no lr here): cast the step with .astype(jnp.int32)')
+        values = np.asarray(t, np.float64).ravel()
+        bad = values[~(np.isfinite(values) & (values == np.floor(values)))]
+        if bad.size:
+            _whole_number(float(bad[0]))
+        t = jnp.clip(t.astype(_F32), 0.0, _F32_INT32_MAX)
         return t.astype(jnp.int32)
     if jnp.issubdtype(dt, jnp.unsignedinteger):
         if jnp.iinfo(dt).max > INT32_MAX:
@@ -100,6 +114,13 @@ def as_step(t: Any) -> jax.Array:
     if jnp.iinfo(dt).max > INT32_MAX:
         t = jnp.clip(t, 0, INT32_MAX)
     return jnp.maximum(t.astype(jnp.int32), 0)
+
+
+def _whole_number(value: float) -> float:
+    if not math.isfinite(value) or value != math.floor(value):
+        raise ValueError(f'Invalid step: {value!r}, expected a whole number of updates or epochs (an int; '
+                         f'fractional, NaN and infinite steps have no lr here)')
+    return value
 
 
 def per_epoch(schedule: Schedule, updates_per_epoch: int) -> Schedule:

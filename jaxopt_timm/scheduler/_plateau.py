@@ -53,6 +53,22 @@ def _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, wa
     check_choice('mode', mode, PLATEAU_MODES)
 
 
+def _scalar_metric(metric: Any) -> jax.Array:
+    """The metric as a float32 scalar; anything else is refused (a vector would make the lr a vector)."""
+    expected = 'expected a real number (a Python float or a 0-d array)'
+    if isinstance(metric, (str, bytes, bool)):
+        raise ValueError(f'Invalid metric: {metric!r}, {expected}')
+    try:
+        value = jnp.asarray(metric)
+    except TypeError:
+        raise ValueError(f'Invalid metric: {metric!r}, {expected}') from None
+    real = jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
+    if value.shape != () or not real:
+        raise ValueError(f'Invalid metric: shape {value.shape} dtype {value.dtype}, expected a real scalar (one '
+                         f'number per step, as timm\'s PlateauLRScheduler.step(epoch, metric))')
+    return value.astype(jnp.float32)
+
+
 class PlateauSchedule:
     """A reduce-on-plateau lr state machine; build it with :func:`plateau` (the arguments are checked here too)."""
 
@@ -102,7 +118,7 @@ class PlateauSchedule:
 
         lr, best, bad, cooldown, last = state
         if metric is not None:
-            current = jnp.asarray(metric, jnp.float32)
+            current = _scalar_metric(metric)
             if self.mode == 'min':
                 better = current < best * jnp.float32(1.0 - self.threshold)
             else:
