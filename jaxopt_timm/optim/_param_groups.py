@@ -19,7 +19,7 @@ from .._validate import check_range
 
 __all__ = [
     'leaf_names', 'params_of', 'named_leaves', 'weight_decay_tree', 'layer_ids_from_matcher', 'auto_layer_ids',
-    'ParamGroups', 'build_param_groups', 'MATCH_PREV_GROUP',
+    'ParamGroups', 'build_param_groups', 'MATCH_PREV_GROUP', 'check_name_patterns',
 ]
 
 
@@ -93,6 +93,7 @@ def weight_decay_tree(
     ``no_weight_decay_list``, and (``filter_bias_and_bn``) on leaves with
     ``ndim <= 1`` or a name ending in ``.bias``.
     """
+    no_weight_decay_list = check_name_patterns('no_weight_decay_list', no_weight_decay_list)
     values = []
     for name, leaf in named_leaves(params):
         excluded = filter_bias_and_bn and (np.ndim(leaf) <= 1 or name.endswith('.bias'))
@@ -108,19 +109,48 @@ def weight_decay_tree(
 MATCH_PREV_GROUP = (99999,)  # timm's marker: a matcher suffix that merges a match into the previous layer id
 
 
+def check_name_patterns(argument: str, patterns: Any) -> Tuple[str, ...]:
+    """``patterns`` as a tuple of fnmatch patterns; a bare string (which would match its characters one by one)
+    or a non-string entry is refused, naming ``argument``."""
+    if isinstance(patterns, (str, bytes)):
+        raise ValueError(f'Invalid {argument}: {patterns!r} is a bare string (it would be read as its characters); '
+                         f'expected a list of names or fnmatch patterns, e.g. [{patterns!r}]')
+    try:
+        items = tuple(patterns or ())
+    except TypeError:
+        raise ValueError(f'Invalid {argument}: {patterns!r}, expected a list of names or fnmatch patterns') from None
+    bad = [p for p in items if not isinstance(p, str)]
+    if bad:
+        raise ValueError(f'Invalid {argument}: entries {bad!r} are not strings; expected names or fnmatch patterns')
+    return items
+
+
+def _compile_regex(key: Any, regex: Any):
+    try:
+        return re.compile(regex)
+    except (re.error, TypeError) as e:
+        raise ValueError(f'Invalid group_matcher[{key!r}]: {regex!r} is not a regular expression ({e})') from None
+
+
 def _compile_matcher(group_matcher: Any):
     """timm's dict form ``{group_name: regex | [(regex, suffix), ...]}`` -> list of (regex, ordinal, suffix)."""
-    if not isinstance(group_matcher, dict):
+    if callable(group_matcher):
         return group_matcher
+    if not isinstance(group_matcher, dict):
+        raise ValueError(f'Invalid group_matcher: {group_matcher!r}, expected timm\'s dict of regular expressions '
+                         f'({{group: regex | [(regex, suffix), ...]}}) or a callable name -> layer ordinal')
     compiled = []
-    for ordinal, spec in enumerate(group_matcher.values()):
+    for ordinal, (key, spec) in enumerate(group_matcher.items()):
         if spec is None:
             continue
         if isinstance(spec, (tuple, list)):
-            for regex, suffix in spec:
-                compiled.append((re.compile(regex), (ordinal,), suffix))
+            for entry in spec:
+                if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+                    raise ValueError(f'Invalid group_matcher[{key!r}]: entry {entry!r}, expected (regex, suffix)')
+                regex, suffix = entry
+                compiled.append((_compile_regex(key, regex), (ordinal,), suffix))
         else:
-            compiled.append((re.compile(spec), (ordinal,), None))
+            compiled.append((_compile_regex(key, spec), (ordinal,), None))
     return compiled
 
 
@@ -225,6 +255,12 @@ def build_param_groups(
         head_prefix: Any = None,
 ) -> ParamGroups:
     """timm's grouping precedence over a params tree: ``param_group_fn``, then layer decay, then weight decay."""
+    no_weight_decay_list = check_name_patterns('no_weight_decay_list', no_weight_decay_list)
+    fallback_list = check_name_patterns('fallback_list', fallback_list)
+    if group_matcher is not None:
+        _compile_matcher(group_matcher)  # a broken matcher is reported even when layer decay is off
+    if param_group_fn is not None and not callable(param_group_fn):
+        raise ValueError(f'Invalid param_group_fn: {param_group_fn!r}, expected a callable (name, leaf) -> dict | None')
     named = named_leaves(params)
     names = [n for n, _ in named]
     treedef = jax.tree.structure(params)
