@@ -5,18 +5,26 @@ the side-by-side loop are the package's (``jaxopt_timm.parity``: the command
 line and the benchmarks use the same). What stays here is what only the tests
 need: one timm/torch class against our alias, timm's factory on a module
 carrying model attributes (param groups, layer decay), a scheduled lr on both
-sides, a small ViT tree and the difference between two of our runs. The tests
-import every shared name from the package, not from here.
+sides, a small ViT tree, the difference between two of our runs and a
+torch-layout tree presented to an optimizer in Flax layout. The tests import
+every shared name from the package, not from here.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import jaxopt_timm as jt
 from jaxopt_timm.parity import ParityResult, load_timm, run_parity, timm_optim_module
+
+
+def timm_optim():
+    """timm's ``timm.optim`` package (its optimizer classes and registry)."""
+    return load_timm()[0]
 
 
 def timm_muon_module():
@@ -104,3 +112,37 @@ def scheduled_parity(timm_cls, our_alias, peak: float = 0.05, steps: int = 30, *
 def trajectory_diff(a: ParityResult, b: ParityResult) -> float:
     """Largest difference between two of *our* final params: shows a switch really changes the run."""
     return max(float(np.max(np.abs(a.ours[k] - b.ours[k]))) for k in a.ours)
+
+
+# Flax layouts: ours runs on the Flax-transposed tree, timm on the torch tree (Adafactor, AdaHessian).
+
+def flax_axes(ndim):
+    """Transpose taking a torch-layout tensor to Flax layout (Dense (in, out), conv (*k, I, O))."""
+    if ndim < 2:
+        return tuple(range(ndim))
+    if ndim == 2:
+        return (1, 0)
+    return tuple(range(2, ndim)) + (1, 0)
+
+
+def _to_flax(tree):
+    return jax.tree.map(lambda x: jnp.transpose(x, flax_axes(x.ndim)), tree)
+
+
+def _to_torch(tree):
+    return jax.tree.map(lambda x: jnp.transpose(x, tuple(np.argsort(flax_axes(x.ndim)))), tree)
+
+
+def in_flax_layout(inner):
+    """Present a torch-layout tree to ``inner`` transposed to Flax layout (and its updates back)."""
+    def init_fn(params):
+        return inner.init(_to_flax(params))
+
+    def update_fn(grads, state, params=None, **extra):
+        if 'hvp_fn' in extra:
+            hvp = extra['hvp_fn']
+            extra = dict(extra, hvp_fn=lambda v: _to_flax(hvp(_to_torch(v))))
+        updates, state = inner.update(_to_flax(grads), state, _to_flax(params), **extra)
+        return _to_torch(updates), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

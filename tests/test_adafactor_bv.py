@@ -8,7 +8,10 @@ import torch
 
 import jaxopt_timm as jt
 from jaxopt_timm.parity import TOL, load_timm, run_parity
-from parity import VIT_GROUP_MATCHER, VIT_SHAPES, grouped_factory_parity, linear_decay, scheduled_parity
+from parity import (
+    VIT_GROUP_MATCHER, VIT_SHAPES, grouped_factory_parity, in_flax_layout as _in_flax_layout, linear_decay,
+    scheduled_parity,
+)
 
 NAMES = ['adafactorbv', 'adafactorbvc', 'cadafactorbv', 'cadafactorbvc']
 
@@ -164,12 +167,6 @@ def test_corrected_weight_decay_scheduled_harness_tree():
                      momentum_dtype='float32', corrected_weight_decay=True).check()
 
 
-def test_corrected_schedule_needs_max_lr():
-    with pytest.raises(ValueError, match='max_lr'):
-        jt.optim.adafactor_bv(lambda t: 0.1, corrected_weight_decay=True)
-    jt.optim.adafactor_bv(jt.scheduler.cosine(0.1, 100), corrected_weight_decay=True)  # carries base_lr
-
-
 # --------------------------------------------------------------------------------------------- factoring
 
 def test_factored_dims():
@@ -189,28 +186,6 @@ def test_factored_dims():
     assert state.exp_avg_sq['fc'] is None and state.exp_avg_sq['b'].shape == (24,)
 
 
-def _flax_axes(ndim):
-    """Transpose taking a torch-layout tensor to Flax layout (Dense (in, out), conv (*k, I, O))."""
-    if ndim < 2:
-        return tuple(range(ndim))
-    if ndim == 2:
-        return (1, 0)
-    return tuple(range(2, ndim)) + (1, 0)
-
-
-def _in_flax_layout(inner):
-    """Present a torch-layout tree to ``inner`` transposed to Flax layout (and its updates back)."""
-    to_flax = lambda t: jax.tree.map(lambda x: jnp.transpose(x, _flax_axes(x.ndim)), t)  # noqa: E731
-    to_torch = lambda t: jax.tree.map(  # noqa: E731
-        lambda x: jnp.transpose(x, tuple(np.argsort(_flax_axes(x.ndim)))), t)
-
-    def update_fn(grads, state, params=None, **extra):
-        updates, state = inner.update(to_flax(grads), state, to_flax(params), **extra)
-        return to_torch(updates), state
-
-    return optax.GradientTransformationExtraArgs(lambda p: inner.init(to_flax(p)), update_fn)
-
-
 def test_flax_layout():
     """Ours on the Flax-transposed tree against timm on the torch tree.
 
@@ -220,22 +195,3 @@ def test_flax_layout():
     """
     kwargs = dict(momentum_dtype='float32', weight_decay=0.1, clipping_threshold=0.5)
     _parity(wrap=_in_flax_layout, ours=dict(layout='flax'), **kwargs).check()
-
-
-# --------------------------------------------------------------------------------------------- validation
-
-@pytest.mark.parametrize('arg,value', [
-    ('learning_rate', -1.0), ('min_dim_size_to_factor', -1), ('min_dim_size_to_factor', 1.5),
-    ('decay_rate', -0.8), ('decay_offset', -1), ('beta2_cap', 1.5), ('momentum', -0.5), ('momentum', 1.0),
-    ('momentum_dtype', 'int8'), ('momentum_dtype', jnp.int32), ('eps', -1e-8), ('weight_decay', -0.1),
-    ('clipping_threshold', 0.0), ('unscaled_wd', 1), ('caution', 'yes'), ('corrected_weight_decay', None),
-    ('layout', 'jax'),
-])
-def test_bad_inputs(arg, value):
-    with pytest.raises(ValueError, match=arg):
-        jt.optim.adafactor_bv(**{arg: value})
-
-
-def test_corrected_needs_positive_max_lr():
-    with pytest.raises(ValueError, match='max_lr'):
-        jt.optim.adafactor_bv(0.0, corrected_weight_decay=True)

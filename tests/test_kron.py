@@ -375,28 +375,3 @@ def test_state_dtypes():
     assert updates['w'].dtype == jnp.bfloat16
     default = jt.optim.kron(1e-2).init(params)
     assert default[0].mu['w'].dtype == jnp.bfloat16 and default[0].factors[1][0].dtype == jnp.bfloat16
-
-
-@pytest.mark.parametrize('kwargs, match', [
-    (dict(learning_rate=-1.0), 'learning_rate'),
-    (dict(momentum=1.0), 'momentum'),
-    (dict(momentum=-0.1), 'momentum'),
-    (dict(weight_decay=-0.1), 'weight_decay'),
-    (dict(preconditioner_update_probability=1.5), 'preconditioner_update_probability'),
-    (dict(preconditioner_update_probability=-0.1), 'preconditioner_update_probability'),
-    (dict(memory_save_mode='two_diag'), 'memory_save_mode'),
-    (dict(precond_lr=-0.1), 'precond_lr'),
-    (dict(precond_init_scale=None), 'precond_init_scale'),
-    (dict(precond_init_scale=0.0), 'precond_init_scale'),
-    (dict(max_size_triangular=2.5), 'max_size_triangular'),
-    (dict(min_ndim_triangular='2'), 'min_ndim_triangular'),
-    (dict(mu_dtype='int8'), 'mu_dtype'),
-    (dict(precond_dtype='float8'), 'precond_dtype'),
-    (dict(flatten='yes'), 'flatten'),
-    (dict(deterministic=1), 'deterministic'),
-    (dict(layout='jax'), 'layout'),
-    (dict(corrected_weight_decay=True, decoupled_decay=True, learning_rate=lambda t: 1e-2), 'max_lr'),
-])
-def test_bad_inputs(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        jt.optim.kron(**kwargs)

@@ -4,6 +4,7 @@ A name added to the registry is tested here without anyone remembering to:
 timm's ``create_optimizer_v2(module, name, ...)`` and ours on the same tree,
 with weight decay off and on (timm's grouping: no decay on 1-d leaves and
 ``.bias`` names), 30 steps, float32, in the reference mode its record names.
+The rectified and Nesterov-scheduled names also run 120 steps (``test_long_run_factory``).
 """
 import pytest
 
@@ -60,3 +61,37 @@ def test_registry_records_match_timm():
         for field in ('description', 'has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
             assert getattr(ours, field) == getattr(theirs, field), (name, field)
         assert dict(ours.defaults) == dict(theirs.defaults or {}), name
+
+
+# subsumed by test_registry_records_match_timm (every name, same fields); kept from the per-family files
+LAMB_NAMES = ['lamb', 'lambc', 'lambw', 'lambcw', 'lambcd', 'clamb', 'clambw']
+LARS_NAMES = ['lars', 'larc', 'nlars', 'nlarc']
+
+
+def test_registry_records():
+    timm_optim, _ = load_timm()
+    for name in LAMB_NAMES + LARS_NAMES:
+        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
+        assert ours.description == theirs.description
+        assert dict(ours.defaults) == dict(theirs.defaults or {})
+        for key in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
+            assert getattr(ours, key) == getattr(theirs, key), (name, key)
+
+
+def test_registry_entries_match_timm():
+    timm_optim, _ = load_timm()
+    for name in ('adabelief', 'radabelief', 'radam', 'radamw', 'radamlegacy', 'nadam', 'nadamlegacy'):
+        ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
+        assert ours.description == theirs.description
+        for field in ('has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
+            assert getattr(ours, field) == getattr(theirs, field), (name, field)
+        assert dict(ours.defaults) == dict(theirs.defaults or {}), name
+
+
+@pytest.mark.parametrize('name,kwargs', [
+    ('radabelief', dict(betas=(0.9, 0.99))),
+    ('radam', dict(betas=(0.9, 0.99))),
+    ('nadam', dict()),
+])
+def test_long_run_factory(name, kwargs):
+    factory_parity(name, steps=120, lr=3e-3, weight_decay=0.05, **kwargs).check()

@@ -8,7 +8,9 @@ Nesterov rule (momentum > 0, dampening == 0) is exercised the way a user
 writes it, with no ``static_args`` (the lr, momentum, dampening and weight
 decay all traced); every registered name with lr, weight decay, momentum and
 eps traced is covered by the ``inject_hyperparams`` property of
-``test_composition.py``.
+``test_composition.py``. Below, the same property on chosen settings of Lion,
+LaProp, ADOPT, MARS, Adan, MADGRAD, NvNovoGrad, RMSpropTF, Lamb and Lars: the
+traced run must equal the static one.
 """
 import jax
 import jax.numpy as jnp
@@ -86,3 +88,55 @@ def test_check_nesterov():
     assert jax.jit(lambda m, d: (check_nesterov(True, m, d), m)[1])(0.9, 0.0) == pytest.approx(0.9)
     with pytest.raises(ValueError, match='dampening=0.5'):
         jax.jit(lambda m: (check_nesterov(True, m, 0.5), m)[1])(0.9)
+
+# the gradient of 'w' in each run: a ramp, or flat
+W_GRADS = {'ramp': lambda: jnp.linspace(0.2, 0.7, 6).reshape(3, 2), 'flat': lambda: jnp.full((3, 2), 0.5)}
+
+
+@pytest.mark.parametrize('alias,kwargs,w_grad', [
+    (jt.optim.lion, dict(learning_rate=0.01, weight_decay=0.1), 'ramp'),
+    (jt.optim.laprop, dict(learning_rate=0.01, weight_decay=0.1), 'ramp'),
+    (jt.optim.adopt, dict(learning_rate=0.01, weight_decay=0.1, decoupled=True), 'ramp'),
+    (jt.optim.mars, dict(learning_rate=0.01, weight_decay=0.1, gamma=0.1), 'ramp'),
+    (jt.optim.adan, dict(learning_rate=0.01, weight_decay=0.1), 'ramp'),
+    (jt.optim.madgrad, dict(learning_rate=0.01, momentum=0.9, weight_decay=0.1, decoupled_decay=True), 'flat'),
+    (jt.optim.madgrad, dict(learning_rate=0.01, momentum=0.0, weight_decay=0.1), 'flat'),
+    (jt.optim.novograd, dict(learning_rate=0.01, weight_decay=0.1, amsgrad=True), 'flat'),
+    (jt.optim.rmsprop_tf, dict(learning_rate=0.01, momentum=0.9, alpha=0.9, weight_decay=0.1, centered=True), 'flat'),
+])
+def test_inject_hyperparams_matches(alias, kwargs, w_grad):
+    """Numeric hyperparameters may be traced (optax.inject_hyperparams) without changing the result."""
+    params = {'w': jnp.linspace(-1.0, 1.0, 6).reshape(3, 2), 'b': jnp.zeros(3)}
+    grads = {'w': W_GRADS[w_grad](), 'b': jnp.linspace(-1.0, 1.0, 3)}
+    finals = []
+    for tx in (alias(**kwargs), optax.inject_hyperparams(alias)(**kwargs)):
+        state, p = tx.init(params), params
+        step = jax.jit(tx.update)
+        for _ in range(4):
+            updates, state = step(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        finals.append(p)
+    for k in params:
+        np.testing.assert_allclose(finals[0][k], finals[1][k], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('alias,kwargs', [
+    (jt.optim.lamb, dict(learning_rate=1e-2, weight_decay=0.1)),
+    (jt.optim.lamb, dict(learning_rate=1e-2, weight_decay=0.1, decoupled_decay=True, trust_clip=True)),
+    (jt.optim.lars, dict(learning_rate=1.0, momentum=0.9, weight_decay=0.1, trust_coeff=0.02, trust_clip=True)),
+])
+def test_inject_hyperparams(alias, kwargs):
+    """Traced lr / weight decay (the per-leaf gate becomes a traced select) give the static answer."""
+    params = {'w': jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), 'b': jnp.linspace(0.5, 1.0, 3)}
+    grads = jax.tree.map(lambda p: jnp.cos(3.0 * p) + 0.1, params)
+    # momentum stays static: scale_by_torch_momentum branches on it in Python
+    tx = optax.inject_hyperparams(alias, static_args=('momentum',) if 'momentum' in kwargs else ())(**kwargs)
+    static = alias(**kwargs)
+    s1, s2 = jax.jit(tx.init)(params), static.init(params)
+    p1 = p2 = params
+    for _ in range(3):
+        u1, s1 = jax.jit(tx.update)(grads, s1, p1)
+        u2, s2 = static.update(grads, s2, p2)
+        p1, p2 = optax.apply_updates(p1, u1), optax.apply_updates(p2, u2)
+    for k in params:
+        np.testing.assert_allclose(p1[k], p2[k], rtol=1e-6, atol=1e-7)

@@ -88,7 +88,7 @@ def adabelief(
 
 
 _record = functools.partial(OptimInfo, alias=adabelief, timm_class='timm.optim.AdaBelief', has_betas=True,
-    packing='packed')
+    packing='packed', state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_var', 'max_exp_avg_var')})
 
 OPTIMIZERS = (
     _record(name='adabelief', description='Adapts learning rate based on gradient prediction error',

@@ -236,15 +236,18 @@ def adafactor(
     return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
+# the first moment (with betas) and the full or factored second moments
+_STATE_DTYPES = {'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'exp_avg_sq_row', 'exp_avg_sq_col')}
+
 OPTIMIZERS = (
     OptimInfo(
         name='adafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
         description='Memory-efficient implementation of Adam with factored gradients', has_betas=True,
-        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True,
+        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True, state_dtypes=_STATE_DTYPES,
         optax_equivalent=lambda lr, wd: optax.adafactor(lr, weight_decay_rate=wd)),
     OptimInfo(
         name='cadafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
         description='Cautious Adafactor', has_betas=True,
         defaults={'caution': True, 'betas': (0.9, 0.999)},
-        packing='stacked', shape_aware=True, default_lr=0.01),
+        packing='stacked', shape_aware=True, default_lr=0.01, state_dtypes=_STATE_DTYPES),
 )

@@ -244,19 +244,23 @@ OPTIMIZERS = (
         name='adafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Big Vision variant of Adafactor with factored gradients, half precision momentum',
         has_momentum=True,
-        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True),
+        packing='stacked', shape_aware=True, default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)}, benchmarked=True),
     OptimInfo(
         name='adafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Adafactor Big Vision with corrected weight decay (lr²/max_lr or lr/max_lr scaling)',
         has_momentum=True, defaults={'corrected_weight_decay': True},
-        packing='stacked', shape_aware=True, default_lr=0.01),
+        packing='stacked', shape_aware=True, default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)}),
     OptimInfo(
         name='cadafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Cautious Big Vision Adafactor', has_momentum=True, defaults={'caution': True},
-        packing='stacked', shape_aware=True, default_lr=0.01),
+        packing='stacked', shape_aware=True, default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)}),
     OptimInfo(
         name='cadafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
         description='Cautious Adafactor Big Vision with corrected weight decay', has_momentum=True,
         defaults={'caution': True, 'corrected_weight_decay': True},
-        packing='stacked', shape_aware=True, default_lr=0.01),
+        packing='stacked', shape_aware=True, default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)}),
 )

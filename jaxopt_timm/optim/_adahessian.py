@@ -232,5 +232,6 @@ OPTIMIZERS = (
     OptimInfo(
         name='adahessian', alias=adahessian, timm_class='timm.optim.Adahessian',
         description='An Adaptive Second Order Optimizer', has_betas=True, second_order=True,
-        shape_aware=True, default_lr=0.1, benchmarked=True),
+        shape_aware=True, default_lr=0.1, benchmarked=True,
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_hessian_diag_sq',)}),
 )

@@ -129,7 +129,8 @@ def adamp(
         mu_dtype=mu_dtype, nu_dtype=nu_dtype))
 
 
-_record = functools.partial(OptimInfo, alias=adamp, timm_class='timm.optim.AdamP', has_betas=True, packing='stacked')
+_record = functools.partial(OptimInfo, alias=adamp, timm_class='timm.optim.AdamP', has_betas=True, packing='stacked',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='adamp', description='Adam with built-in projection to unit norm sphere',

@@ -137,7 +137,7 @@ def adan(
 
 
 _record = functools.partial(OptimInfo, alias=adan, timm_class='timm.optim.Adan', has_betas=True, num_betas=3,
-    packing='packed')
+    packing='packed', state_dtypes={'mu_dtype': ('exp_avg', 'exp_avg_diff'), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='adan', description='Adaptive Nesterov Momentum Algorithm', defaults={'no_prox': False},

@@ -155,7 +155,8 @@ def adopt(
     )
 
 
-_record = functools.partial(OptimInfo, alias=adopt, timm_class='timm.optim.Adopt', has_betas=True, packing='packed')
+_record = functools.partial(OptimInfo, alias=adopt, timm_class='timm.optim.Adopt', has_betas=True, packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='adopt', description='Modified Adam that can converge with any β2 with the optimal rate',

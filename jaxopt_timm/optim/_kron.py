@@ -317,19 +317,21 @@ def kron(
     ))
 
 
+_STATE_DTYPES = {'mu_dtype': ('mu',), 'precond_dtype': ('factors',)}
+
 OPTIMIZERS = (
     OptimInfo(
         name='kron', alias=kron, timm_class='timm.optim.Kron',
         description='PSGD optimizer with Kronecker-factored preconditioner', has_eps=False, has_momentum=True,
-        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003, benchmarked=True),
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003, state_dtypes=_STATE_DTYPES, benchmarked=True),
     OptimInfo(
         name='kronw', alias=kron, timm_class='timm.optim.Kron',
         description='PSGD optimizer with Kronecker-factored preconditioner and decoupled weight decay',
         has_eps=False, has_momentum=True, defaults={'decoupled_decay': True},
-        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003),
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003, state_dtypes=_STATE_DTYPES),
     OptimInfo(
         name='kronc', alias=kron, timm_class='timm.optim.Kron',
         description='PSGD Kron with corrected decoupled weight decay (lr²/max_lr scaling)', has_eps=False,
         has_momentum=True, defaults={'decoupled_decay': True, 'corrected_weight_decay': True},
-        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003),
+        shape_aware=True, parity_mode='kron_no_refit', default_lr=0.003, state_dtypes=_STATE_DTYPES),
 )

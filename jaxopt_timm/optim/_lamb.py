@@ -248,7 +248,8 @@ def lamb(
 def _info(name, description, **defaults):
     return OptimInfo(
         name=name, alias=lamb, timm_class='timm.optim.Lamb', description=description, has_betas=True,
-        defaults=defaults, packing='stacked', global_clip='max_grad_norm', default_lr=1e-2)
+        defaults=defaults, packing='stacked', global_clip='max_grad_norm', default_lr=1e-2,
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 
 OPTIMIZERS = (

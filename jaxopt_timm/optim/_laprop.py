@@ -126,7 +126,8 @@ def laprop(
     ))
 
 
-_record = functools.partial(OptimInfo, alias=laprop, timm_class='timm.optim.LaProp', has_betas=True, packing='packed')
+_record = functools.partial(OptimInfo, alias=laprop, timm_class='timm.optim.LaProp', has_betas=True, packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='laprop', description='Separating Momentum and Adaptivity in Adam', benchmarked=True),

@@ -166,7 +166,8 @@ def mars(
     ))
 
 
-_record = functools.partial(OptimInfo, alias=mars, timm_class='timm.optim.Mars', has_betas=True, packing='stacked')
+_record = functools.partial(OptimInfo, alias=mars, timm_class='timm.optim.Mars', has_betas=True, packing='stacked',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='mars', description='Unleashing the Power of Variance Reduction for Training Large Models',

@@ -331,7 +331,9 @@ def muon(
 
 _FLAGS = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True, has_betas=True,
               packing='stacked', shape_aware=True, fallback='use_fallback', parity_mode='newton_schulz_float32',
-              default_lr=0.02)
+              default_lr=0.02,
+              # Muon's momentum and the AdamW fallback's moments
+              state_dtypes={'mu_dtype': ('momentum_buffer', 'exp_avg'), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     OptimInfo(name='muon', description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',

@@ -156,7 +156,8 @@ def nadam_legacy(
     )
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed')
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='nadam', alias=nadam, timm_class='torch.optim.NAdam',

@@ -74,7 +74,8 @@ def nadamw(
 
 _DESCRIPTION = 'Adam with Nesterov momentum and decoupled weight decay, mlcommons/algorithmic-efficiency impl'
 
-_record = functools.partial(OptimInfo, alias=nadamw, timm_class='timm.optim.NAdamW', has_betas=True, packing='packed')
+_record = functools.partial(OptimInfo, alias=nadamw, timm_class='timm.optim.NAdamW', has_betas=True, packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='nadamw', description=_DESCRIPTION, benchmarked=True,

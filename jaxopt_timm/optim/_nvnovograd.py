@@ -153,7 +153,8 @@ def novograd(
 
 
 _record = functools.partial(OptimInfo, alias=novograd, timm_class='timm.optim.NvNovoGrad', has_betas=True,
-    packing='stacked', default_lr=0.01)
+    packing='stacked', default_lr=0.01,
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')})
 
 OPTIMIZERS = (
     _record(name='novograd', description='Normalized Adam with L2 norm gradient normalization', benchmarked=True,

@@ -133,7 +133,8 @@ def radam_legacy(
     )
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed', default_lr=0.01)
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed', default_lr=0.01,
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     _record(name='radam', alias=radam, timm_class='torch.optim.RAdam',

@@ -59,6 +59,10 @@ class OptimInfo:
         torch_fused: torch has a fused CPU kernel for the reference (``fused=True``).
         lookahead: the record of a ``lookahead_<name>``: the factory wraps the optimizer in
             :func:`jaxopt_timm.optim.lookahead`.
+        state_dtypes: the state dtype options the alias takes (``mu_dtype``, ``nu_dtype``, ...) mapped to the
+            names of the state fields (NamedTuple fields, nested states included) each one sets; a field that
+            exists only under some arguments is listed too (adamw's ``max_exp_avg_sq``, with ``amsgrad``).
+            Empty: the state follows the default policy only (the params' dtype, float32 for float16 params).
     """
     name: str
     alias: Callable[..., Any]
@@ -81,9 +85,19 @@ class OptimInfo:
     optax_equivalent: Optional[Callable[[float, float], Any]] = None
     torch_fused: bool = False
     lookahead: bool = False
+    state_dtypes: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, 'defaults', MappingProxyType(dict(self.defaults or {})))
+        state_dtypes = dict(self.state_dtypes or {})
+        for option, fields in state_dtypes.items():
+            if not self.accepts(option):
+                raise ValueError(f'{self.name!r}: state dtype option {option!r} is not an argument of '
+                                 f'{self.alias.__name__}')
+            if isinstance(fields, str) or not fields or not all(isinstance(f, str) for f in fields):
+                raise ValueError(f'{self.name!r}: state_dtypes[{option!r}] must be a non-empty tuple of state '
+                                 f'field names, got {fields!r}')
+        object.__setattr__(self, 'state_dtypes', MappingProxyType({k: tuple(v) for k, v in state_dtypes.items()}))
         if self.packing not in (None,) + PACKING_MODES:
             raise ValueError(f'Invalid packing: {self.packing!r} for {self.name!r}, expected one of '
                              f'{PACKING_MODES} or None')

@@ -39,7 +39,8 @@ def rmsprop(
 
     Args:
         learning_rate, maximize, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
-        alpha: smoothing constant :math:`\alpha` (timm's registry binds 0.9; torch's default is 0.99), >= 0.
+        alpha: smoothing constant :math:`\alpha` in [0, 1] (timm's registry binds 0.9; torch's default is 0.99).
+            torch accepts any alpha >= 0, but above 1 the second moment turns negative and the step NaNs.
         eps: added to the root mean square.
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
         momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
@@ -50,7 +51,7 @@ def rmsprop(
         >>> tx = jt.optim.rmsprop(1e-2, alpha=0.9, momentum=0.9, centered=True)
     """
     check_lr(learning_rate)
-    check_range('alpha', alpha, 0.0)
+    check_range('alpha', alpha, 0.0, 1.0)
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
     check_range('momentum', momentum, 0.0)
