@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 import jaxopt_timm as jt
-from jaxopt_timm.cli import build_parser, main
-from jaxopt_timm.cli import _train
+from jaxopt_timm.cli import build_parser, main, train
 from jaxopt_timm.parity import _loader as timm_loader
 
 
@@ -35,7 +34,7 @@ def test_default_recipe_reaches_95_percent_within_a_minute(tmp_path, capsys):
 
 
 # One epoch of the default model (1,437 images, 22 updates at batch 64) with each name's default lr
-# (jaxopt_timm.cli._train.default_lr). Bounds: the loss must be finite and the test loss below ln(10), the
+# (jaxopt_timm.cli.default_lr: the record's default_lr). Bounds: the loss must be finite and the test loss below ln(10), the
 # loss of a uniform guess, so every optimizer must have learnt something; accuracy floors per family.
 # Families whose first steps are deliberately small get the lower floor (measured one-epoch accuracy in
 # brackets at the time of writing): RAdam's rectification runs SGD-like steps, then a small rectified
@@ -55,7 +54,7 @@ def _floor(name):
 def test_every_optimizer_trains_one_epoch(name):
     args = build_parser().parse_args(
         ['train', '--opt', name, '--epochs', '1', '--warmup-epochs', '0', '--quiet', '--no-progress'])
-    result = _train.train(args, log=lambda *a: None)
+    result = train(args, log=lambda *a: None)
     (row,) = result.history
     assert math.isfinite(row['train_loss']) and math.isfinite(row['test_loss']), row
     assert all(bool(np.all(np.isfinite(np.asarray(p)))) for p in jax.tree.leaves(result.params))
@@ -69,10 +68,10 @@ def test_every_optimizer_trains_one_epoch(name):
 ], ids=['lamb-noisy-cosine-per-update', 'adamc-plateau-clip-layer-decay'])
 def test_resume_from_mid_run_checkpoint_is_exact(tmp_path, extra):
     common = ['train', '--epochs', '4', '--no-progress', '--quiet'] + extra
-    full = _train.train(build_parser().parse_args(common + ['--output', str(tmp_path / 'a'), '--checkpoint-hist', '4']),
+    full = train(build_parser().parse_args(common + ['--output', str(tmp_path / 'a'), '--checkpoint-hist', '4']),
                         log=lambda *a: None)
     assert sorted(p.name for p in (tmp_path / 'a').glob('checkpoint-*')) == [f'checkpoint-{i}' for i in range(1, 5)]
-    resumed = _train.train(build_parser().parse_args(
+    resumed = train(build_parser().parse_args(
         common + ['--resume', str(tmp_path / 'a' / 'checkpoint-2'), '--output', str(tmp_path / 'b')]),
         log=lambda *a: None)
     assert [h['epoch'] for h in resumed.history] == [3, 4]
@@ -152,7 +151,7 @@ def test_schedule_prints_and_plots(tmp_path, capsys, argv):
 def test_schedule_values_match_library():
     args = build_parser().parse_args(['schedule', '--sched', 'cosine', '--epochs', '10', '--warmup-epochs', '2',
                                       '--lr', '0.5', '--no-plot'])
-    from jaxopt_timm.cli._schedule import schedule_values
+    from jaxopt_timm.cli import schedule_values
     t, lrs, num_epochs, unit = schedule_values(args)
     sched, n = jt.create_scheduler_v2(0.5, 'cosine', num_epochs=10, warmup_epochs=2, min_lr=0.0, warmup_lr=1e-5)
     assert (num_epochs, unit) == (n, 'epoch')

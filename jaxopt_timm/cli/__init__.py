@@ -6,5 +6,7 @@ Subcommands: ``train`` (a timm train.py-style run on scikit-learn's digits),
 only by ``parity``, when it runs.
 """
 from ._main import build_parser, main
+from ._schedule import schedule_values
+from ._train import TrainResult, default_lr, train
 
-__all__ = ['main', 'build_parser']
+__all__ = ['main', 'build_parser', 'train', 'TrainResult', 'default_lr', 'schedule_values']
