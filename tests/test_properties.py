@@ -137,9 +137,16 @@ def test_float16_params_small_grads(name):
 
 
 def test_empty_tree():
+    """The factory refuses an empty params tree (torch: "optimizer got an empty parameter list"; an empty
+    transformation would pass gradients through as updates); each alias, as optax's, maps {} to {}."""
     for name in NAMES:
-        tx = jt.create_optimizer_v2({}, name, lr=1e-2)
+        with pytest.raises(ValueError, match='has no parameters'):
+            jt.create_optimizer_v2({}, name, lr=1e-2)
         info = jt.get_optimizer_info(name)
+        kwargs = dict(info.defaults)
+        if info.has_momentum:
+            kwargs.setdefault('momentum', 0.9)
+        tx = info.alias(learning_rate=1e-2, **kwargs)
         extra = {'hvp_fn': (lambda v: v)} if info.second_order else {}
         u, _ = tx.update({}, tx.init({}), {}, **extra)
         assert u == {}, name
