@@ -2,7 +2,7 @@
 
 An optimizer step is memory-bound, and on XLA:CPU every full-size temporary is
 a fresh buffer written and read again (and page-faulted) each step: SGD with L2
-decay took 3.5x its no-decay time that way (``../shared/perf_baseline.md``).
+decay took 3.5x its no-decay time that way (measured on the 2-core CI CPU).
 These tests compile the step (``update`` + ``apply_updates``, params and state
 donated, :func:`jaxopt_timm.compiler_options`) on a two-leaf tree and read XLA's
 own memory analysis: ``temp_size_in_bytes`` over the params' bytes. Nothing is
