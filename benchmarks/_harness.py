@@ -103,7 +103,8 @@ def measure(variants: Dict[str, Any], reps: int, budget_s: float) -> Dict[str, D
 
 
 def _step_fn(tx, extra: Optional[Callable] = None, on_trace: Optional[Callable[[], None]] = None):
-    """``(params, state, grads) -> (params, state)`` of ``tx``; ``extra(params)`` adds update kwargs (hvp_fn)."""
+    """``(params, state, grads) -> (params, state)`` of ``tx``; ``extra(params)`` adds update kwargs (hvp_fn,
+    grad_fn)."""
     def step(p, s, g):
         if on_trace is not None:
             on_trace()  # a Python side effect: runs once per trace, never per compiled call

@@ -21,7 +21,7 @@ import optax
 
 import jaxopt_timm as jt
 from benchmarks._harness import error_result
-from jaxopt_timm.parity import kron_eager, load_timm, torch_module
+from jaxopt_timm.parity import ensure_reference, kron_eager, load_timm, prepare_reference, torch_module
 
 LR, WD = 1e-3, 0.05
 # ours and optax are timed with jt.compiler_options() (the CPU copy-insertion option; {} elsewhere) and with
@@ -60,12 +60,19 @@ def ours_kwargs(name: str, layout: str = 'torch') -> Dict[str, Any]:
     return {'layout': layout} if layout != 'torch' and jt.get_optimizer_info(name).layout_aware else {}
 
 
-def hvp_extra(name: str):
-    """AdaHessian needs ``hvp_fn``: H v of a cheap separable loss (0.5 * sum p^2) on both sides."""
-    if not jt.get_optimizer_info(name).second_order:
-        return None
-    return lambda p: {'hvp_fn': jt.optim.hvp_fn_from_loss(
-        lambda q: sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(q)), p)}
+def _half_square(q):
+    return sum(0.5 * jnp.sum(x * x) for x in jax.tree.leaves(q))
+
+
+def update_extras(name: str):
+    """The extra update arguments of ``name``, on a cheap separable loss (0.5 * sum p^2) on both sides: AdaHessian's
+    ``hvp_fn`` (H v) and SAM's ``grad_fn`` (its gradient at the perturbed point)."""
+    info = jt.get_optimizer_info(name)
+    if info.second_order:
+        return lambda p: {'hvp_fn': jt.optim.hvp_fn_from_loss(_half_square, p)}
+    if info.grad_fn:
+        return lambda p: {'grad_fn': jax.grad(_half_square)}
+    return None
 
 
 def optax_transform(name: str) -> Optional[optax.GradientTransformation]:
@@ -101,9 +108,11 @@ def timm_variant(name: str, shapes, variant: str) -> Any:
     root = _torch_params(shapes, seed=0)
     rng = np.random.default_rng(1)
     params = list(root.parameters())
-    second_order = jt.get_optimizer_info(name).second_order
+    info = jt.get_optimizer_info(name)
+    second_order = info.second_order
     kwargs = {'foreach': False} if variant == 'loop' else {'foreach': True} if variant == 'foreach' else {'fused': True}
     try:
+        ensure_reference(name)  # the names timm lacks: their reference library's class through timm's factory
         with _timm_mode(name):
             try:
                 opt = timm_optim.create_optimizer_v2(root, name, lr=LR, weight_decay=WD, **kwargs)
@@ -112,6 +121,7 @@ def timm_variant(name: str, shapes, variant: str) -> Any:
                     raise
                 # timm's own classes (Kron, Muon, Adahessian, ...) have one implementation: time it as 'loop'
                 opt = timm_optim.create_optimizer_v2(root, name, lr=LR, weight_decay=WD)
+        prepare_reference(opt)
     except (TypeError, ValueError, RuntimeError) as e:
         return error_result(e, 80)
     grads = [torch.from_numpy(rng.standard_normal(p.shape, dtype=np.float32) * 0.02) for p in params]
@@ -123,6 +133,17 @@ def timm_variant(name: str, shapes, variant: str) -> Any:
             loss.backward(create_graph=True)
             t0 = time.perf_counter()
             opt.step()
+            return time.perf_counter() - t0
+    elif info.grad_fn:
+        def closure():  # SAM's second gradient, at the point it perturbed to
+            opt.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                sum(0.5 * (p * p).sum() for p in params).backward()
+
+        def step():
+            closure()
+            t0 = time.perf_counter()
+            opt.step(closure)
             return time.perf_counter() - t0
     else:
         for p, g in zip(params, grads):

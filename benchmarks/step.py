@@ -52,8 +52,8 @@ import jaxopt_timm as jt
 from benchmarks._harness import (cold_compile_s, compile_medians, jax_failed, jax_variant, measure, stream_bandwidth,
                                  stream_variant, traffic_bytes, traffic_gbps)
 from benchmarks._report import fmt, machine, ms_of, row_md, to_markdown
-from benchmarks._variants import (LR, PACK_LEAVES, WD, XLA_OPTS, hvp_extra, is_elementwise_row, optax_transform,
-                                  ours_kwargs, packs, suite_rows, timm_kinds, timm_variants, torch_best_ms)
+from benchmarks._variants import (LR, PACK_LEAVES, WD, XLA_OPTS, is_elementwise_row, optax_transform, ours_kwargs,
+                                  packs, suite_rows, timm_kinds, timm_variants, torch_best_ms, update_extras)
 from benchmarks.trees import TREES, equal_leaves_shapes, flax_shapes, make_tree, num_params
 
 
@@ -70,11 +70,11 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
     for name in names:
         row: Dict[str, Any] = {'name': name}
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, **ours_kwargs(name, args.jax_layout))
-        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, hvp_extra(name), XLA_OPTS),
+        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, update_extras(name), XLA_OPTS),
                                     'stream': stream_variant(params)}
         default_variants = bool(XLA_OPTS) and is_elementwise_row(name) and args.default_variants  # options: no copies
         if default_variants:
-            variants['ours_default'] = jax_variant(tx, params, grads, hvp_extra(name))
+            variants['ours_default'] = jax_variant(tx, params, grads, update_extras(name))
         optax_tx = None if args.no_optax else optax_transform(name)
         if optax_tx is not None:
             variants['optax'] = jax_variant(optax_tx, params, grads, None, XLA_OPTS)
@@ -88,7 +88,7 @@ def run_tree(tree_name: str, names: List[str], args) -> Dict[str, Any]:
                 row[key] = jax_failed(row[key], key_tx, params)
         compiles = {}
         if args.compile_reps and 'ms' in row['ours']:
-            compiles['ours'] = lambda: cold_compile_s(tx, params, grads, hvp_extra(name), XLA_OPTS)
+            compiles['ours'] = lambda: cold_compile_s(tx, params, grads, update_extras(name), XLA_OPTS)
         if args.compile_reps and 'ms' in row.get('optax', {}):
             compiles['optax'] = lambda: cold_compile_s(optax_tx, params, grads, None, XLA_OPTS)
         for key, sec in compile_medians(compiles, args.compile_reps).items():
@@ -143,7 +143,7 @@ def run_small(names: List[str], args) -> List[Dict[str, Any]]:
     out = []
     for name in names:
         tx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD)
-        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, hvp_extra(name), XLA_OPTS)}
+        variants: Dict[str, Any] = {'ours': jax_variant(tx, params, grads, update_extras(name), XLA_OPTS)}
         ptx = jt.create_optimizer_v2(params, name, lr=LR, weight_decay=WD, pack_leaves=PACK_LEAVES) if packs(name) \
             else None
         if ptx is not None:

@@ -74,8 +74,8 @@ def test_resume_from_mid_run_checkpoint_is_exact(tmp_path, extra):
     resumed = train(build_parser().parse_args(
         common + ['--resume', str(tmp_path / 'a' / 'checkpoint-2'), '--output', str(tmp_path / 'b')]),
         log=lambda *a: None)
-    assert [h['epoch'] for h in resumed.history] == [3, 4]
-    assert resumed.history == full.history[2:]
+    assert resumed.start_epoch == 2 and [h['epoch'] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history == full.history  # epochs 1-2 from the checkpoint, 3-4 run again: the same numbers
     for x, y in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     # and through main: --resume DIR picks the latest checkpoint; nothing left to do is fine

@@ -2,14 +2,16 @@
 
 timm propagates a NaN/Inf gradient into the params (PyTorch users rely on
 AMP's GradScaler to skip such steps). Ours do the same by default, for every
-registered optimizer; the opt-in guard is optax's own ``apply_if_finite``,
-whose semantics are exactly what a timm user gets from the scaler: the step is
-skipped, the inner state is kept, and skipped steps are counted.
+registered optimizer; the opt-in guard is the factory's ``skip_nonfinite=True``
+(optax's ``apply_if_finite`` underneath), whose semantics are exactly what a
+timm user gets from the scaler: the step is skipped, the inner state is kept,
+and skipped steps are counted (``jt.optim.skipped_steps``).
 """
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import jaxopt_timm as jt
@@ -42,23 +44,47 @@ def test_nan_gradient_propagates_like_timm(name):
     assert not all(finite), f'{name}: a NaN gradient vanished; timm propagates it'
 
 
-@pytest.mark.parametrize('name', NAMES)
-def test_apply_if_finite_skips_and_keeps_state(name):
-    tx = optax.apply_if_finite(jt.create_optimizer_v2(PARAMS, name, lr=1e-2, weight_decay=0.01),
-                               max_consecutive_errors=100)
+@pytest.mark.parametrize('name', NAMES + ['lookahead_adamw'])
+def test_skip_nonfinite_skips_counts_and_keeps_state(name):
+    tx = jt.create_optimizer_v2(PARAMS, name, lr=1e-2, weight_decay=0.01, skip_nonfinite=True)
     step = jax.jit(lambda g, s, p: tx.update(g, s, p, **_extra(name)))
     state0 = tx.init(PARAMS)
+    assert int(jt.optim.skipped_steps(state0)) == 0
     bad = _grads()
     bad['b'] = bad['b'].at[1].set(jnp.inf)
     updates, state1 = step(bad, state0, PARAMS)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(updates) if u.size)
-    assert int(state1.notfinite_count) == 1 and int(state1.total_notfinite) == 1
-    for a, b in zip(jax.tree.leaves(state0.inner_state), jax.tree.leaves(state1.inner_state)):
+    nan = _grads()
+    nan['w'] = nan['w'].at[2, 3].set(jnp.nan)
+    _, state2 = step(nan, state1, PARAMS)
+    assert int(jt.optim.skipped_steps(state2)) == 2
+    for a, b in zip(jax.tree.leaves(state0.inner_state), jax.tree.leaves(state2.inner_state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    # the next finite step is the one an uninterrupted run takes
-    u_after, _ = step(_grads(), state1, PARAMS)
+    # the next finite step is the one an uninterrupted run takes, and is not counted
+    u_after, state3 = step(_grads(), state2, PARAMS)
     u_clean, _ = step(_grads(), state0, PARAMS)
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), u_after, u_clean)
+    assert int(jt.optim.skipped_steps(state3)) == 2
+
+
+def test_skip_nonfinite_has_no_limit_on_consecutive_skips():
+    """optax's default ``max_consecutive_errors`` (5) would apply the sixth NaN step; the option never does."""
+    tx = jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-2, skip_nonfinite=True)
+    state = tx.init(PARAMS)
+    nan = jax.tree.map(lambda g: jnp.full_like(g, jnp.nan), _grads())
+    for _ in range(8):
+        updates, state = tx.update(nan, state, PARAMS)
+        assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
+    assert int(jt.optim.skipped_steps(state)) == 8
+
+
+def test_skip_nonfinite_is_a_bool_and_reaches_the_argparse_form():
+    with pytest.raises(ValueError, match='skip_nonfinite'):
+        jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-2, skip_nonfinite='yes')
+    args = types.SimpleNamespace(opt='adamw', lr=1e-2, weight_decay=0.0, momentum=0.9, skip_nonfinite=True)
+    assert jt.optimizer_kwargs(args)['skip_nonfinite'] is True
+    state = jt.create_optimizer(args, PARAMS).init(PARAMS)
+    assert int(jt.optim.skipped_steps(state)) == 0 and hasattr(state, 'total_notfinite')
 
 
 def test_counters_saturate():

@@ -102,6 +102,7 @@ CASES = [(alias, kwargs, match) for alias in ADAM_FAMILY_ALIASES for kwargs, mat
     (jt.optim.rmsprop_tf, dict(eps=-1e-10), 'eps'),
     (jt.optim.rmsprop_tf, dict(weight_decay=-0.1), 'weight_decay'),
     (jt.optim.rmsprop_tf, dict(momentum=-0.9), 'momentum'),
+    (jt.optim.rmsprop_tf, dict(momentum=1.5), 'momentum'),  # timm accepts it; the buffer grows like 1.5**t
     (jt.optim.rmsprop_tf, dict(centered=0), 'centered'),
     (jt.optim.rmsprop_tf, dict(lr_in_momentum='tf'), 'lr_in_momentum'),
     (jt.optim.rmsprop_tf, dict(caution=1), 'caution'),
@@ -123,11 +124,15 @@ CASES = [(alias, kwargs, match) for alias in ADAM_FAMILY_ALIASES for kwargs, mat
     (jt.optim.adagrad, dict(weight_decay={'a': 0.1, 'b': -0.1}), 'weight_decay'),
     (jt.optim.rmsprop, dict(alpha=-0.1), 'alpha'),
     (jt.optim.rmsprop, dict(alpha=1.5), 'alpha'),  # torch accepts it; the second moment goes negative: NaN
+    (jt.optim.rmsprop, dict(alpha=1.0), 'alpha'),  # torch accepts it; the average stays 0: every step is g / eps
     (jt.optim.rmsprop, dict(momentum=-0.9), 'momentum'),
+    (jt.optim.rmsprop, dict(momentum=1.5), 'momentum'),  # torch accepts it; the buffer grows like 1.5**t
     (jt.optim.rmsprop, dict(centered=1), 'centered'),
     (jt.optim.rmsprop, dict(maximize=None), 'maximize'),
     (jt.optim.sgdw, dict(learning_rate=float('nan')), 'learning_rate'),
     (jt.optim.sgdw, dict(momentum=-0.1), 'momentum'),
+    (jt.optim.sgdw, dict(momentum=1.5), 'momentum'),  # timm accepts it; the buffer grows like 1.5**t
+    (jt.optim.sgd, dict(momentum=1.5), 'momentum'),  # torch accepts it; the buffer grows like 1.5**t
     (jt.optim.sgdw, dict(dampening=1.5), 'dampening'),
     (jt.optim.sgdw, dict(nesterov=True, momentum=0.0), 'nesterov'),
     (jt.optim.sgdw, dict(nesterov=True, momentum=0.9, dampening=0.1), 'nesterov'),
@@ -164,6 +169,7 @@ CASES = [(alias, kwargs, match) for alias in ADAM_FAMILY_ALIASES for kwargs, mat
     # --- Lars
     (jt.optim.lars, dict(learning_rate=-1.0), 'learning_rate'),
     (jt.optim.lars, dict(momentum=-0.1), 'momentum'),
+    (jt.optim.lars, dict(momentum=1.5), 'momentum'),  # timm accepts it; the buffer grows like 1.5**t
     (jt.optim.lars, dict(dampening=1.5), 'dampening'),
     (jt.optim.lars, dict(weight_decay=-1e-4), 'weight_decay'),
     (jt.optim.lars, dict(eps=-1e-8), 'eps'),
@@ -233,6 +239,8 @@ CASES = [(alias, kwargs, match) for alias in ADAM_FAMILY_ALIASES for kwargs, mat
     (jt.optim.adafactor_bv, dict(corrected_weight_decay=None), 'corrected_weight_decay'),
     (jt.optim.adafactor_bv, dict(layout='jax'), 'layout'),
     (jt.optim.adafactor_bv, dict(learning_rate=0.0, corrected_weight_decay=True), 'max_lr'),
+    (jt.optim.adafactor_bv, dict(max_lr=0.0), 'max_lr'),  # checked even when unused (corrected=False)
+    (jt.optim.sgdw, dict(max_lr=float('nan')), 'max_lr'),
     # --- PSGD Kron
     (jt.optim.kron, dict(learning_rate=-1.0), 'learning_rate'),
     (jt.optim.kron, dict(momentum=1.0), 'momentum'),
@@ -265,6 +273,7 @@ CASES = [(alias, kwargs, match) for alias in ADAM_FAMILY_ALIASES for kwargs, mat
     (jt.optim.muon, dict(ns_coefficients=[(1.0, 2.0)]), 'ns_coefficients'),
     (jt.optim.muon, dict(ns_coefficients=[]), 'ns_coefficients'),
     (jt.optim.muon, dict(safety_factor=0.0), 'safety_factor'),
+    (jt.optim.muon, dict(safety_factor=0.5), 'safety_factor'),  # timm accepts it; Newton-Schulz diverges: NaN
     (jt.optim.muon, dict(adjust_lr_fn='rsqrt_in'), 'adjust_lr_fn'),
     (jt.optim.muon, dict(adjust_lr_fn='original', algo='adamuon'), 'adjust_lr_fn'),
     (jt.optim.muon, dict(adjust_lr_fn='bogus'), 'adjust_lr_fn'),

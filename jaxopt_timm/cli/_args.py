@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional, Sequence, Tuple
 
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr and a non-zero exit code, never a traceback."""
+
+
+# Bounds on what the arguments can ask for, so no value exhausts memory or time before printing anything:
+# a million epochs is far beyond any recipe; the schedules count updates in int32; seeds are 32-bit.
+MAX_EPOCHS = 1_000_000
+MAX_UPDATES = 2 ** 31 - 1
+MAX_SEED = 2 ** 32 - 1
 
 
 class Parser(argparse.ArgumentParser):
@@ -83,8 +91,12 @@ def check_schedule_args(args: argparse.Namespace) -> None:
     """The arguments no schedule can use: negative lr, non-positive epochs, negative warmup / cooldown."""
     if args.lr is not None and not args.lr >= 0:
         raise CLIError(f'invalid --lr {args.lr:g}: the learning rate must be >= 0')
-    if args.epochs < 1:
-        raise CLIError(f'invalid --epochs {args.epochs}: need at least 1 epoch')
+    if not 1 <= args.epochs <= MAX_EPOCHS:
+        raise CLIError(f'invalid --epochs {args.epochs}: must be in [1, {MAX_EPOCHS}]')
+    if not 0 <= args.seed <= MAX_SEED:
+        raise CLIError(f'invalid --seed {args.seed}: must be in [0, {MAX_SEED}]')
+    if args.lr_cycle_limit < 1:
+        raise CLIError(f'invalid --lr-cycle-limit {args.lr_cycle_limit}: must be >= 1')
     for name in ('warmup_epochs', 'cooldown_epochs', 'patience_epochs'):
         if getattr(args, name) < 0:
             raise CLIError(f"invalid --{name.replace('_', '-')} {getattr(args, name)}: must be >= 0")
@@ -92,6 +104,40 @@ def check_schedule_args(args: argparse.Namespace) -> None:
         raise CLIError('invalid --warmup-lr / --min-lr: learning rates must be >= 0')
     if args.decay_epochs is not None and args.decay_epochs <= 0:
         raise CLIError(f'invalid --decay-epochs {args.decay_epochs:g}: must be > 0')
+
+
+def check_run_length(num_epochs: int, updates_per_epoch: int) -> None:
+    """The length of the run a schedule describes (cycles, warmup and cooldown included) is bounded."""
+    if num_epochs > MAX_EPOCHS:
+        raise CLIError(f'the schedule runs {num_epochs} epochs (--epochs with --lr-cycle-limit / --lr-cycle-mul, '
+                       f'warmup and cooldown); at most {MAX_EPOCHS} are accepted')
+    if num_epochs * max(updates_per_epoch, 1) > MAX_UPDATES:
+        raise CLIError(f'{num_epochs} epochs of {updates_per_epoch} updates is more than the {MAX_UPDATES} updates '
+                       'a schedule can count (int32); use fewer --epochs or --updates-per-epoch')
+
+
+def create_schedule(lr: Any, updates_per_epoch: int, **kw: Any) -> Tuple[Any, int]:
+    """:func:`jaxopt_timm.create_scheduler_v2` with the run's length bounded (:func:`check_run_length`)."""
+    import jaxopt_timm as jt
+    check_run_length(kw['num_epochs'], updates_per_epoch)  # before the library's own (unnamed) bound
+    try:
+        schedule, num_epochs = jt.create_scheduler_v2(lr, **kw, updates_per_epoch=updates_per_epoch)
+    except OverflowError:
+        raise CLIError(f"--lr-cycle-limit {kw.get('cycle_limit')} with --lr-cycle-mul {kw.get('cycle_mul'):g}: "
+                       f'the cycles run past {MAX_EPOCHS} epochs') from None
+    check_run_length(num_epochs, updates_per_epoch)
+    return schedule, num_epochs
+
+
+def folder_problem(path: str) -> Optional[str]:
+    """Why the folder ``path`` cannot be created, when a part of it is a file (``makedirs`` only says
+    'File exists' or 'Not a directory'); None otherwise."""
+    path = os.path.abspath(path)
+    while path != os.path.dirname(path):
+        if os.path.exists(path):
+            return None if os.path.isdir(path) else f'{path} is a file, not a folder'
+        path = os.path.dirname(path)
+    return None
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,7 +1,8 @@
 """The ``jaxopt-timm`` dispatcher: ``train``, ``schedule``, ``list``, ``parity``.
 
 User errors (unknown optimizer or schedule, invalid hyperparameters, a missing
-checkpoint) exit with one line on stderr and a non-zero code, never a traceback.
+or damaged checkpoint, a path that cannot be written) exit with one line on
+stderr and code 2, never a traceback; an interrupted run (Ctrl-C) exits 130.
 """
 from __future__ import annotations
 
@@ -51,8 +52,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (CLIError, ValueError, KeyError, TypeError, FileNotFoundError) as e:
+    except (CLIError, ValueError, KeyError, TypeError, OverflowError) as e:
         return fail(args._prog, e)
+    except OSError as e:  # a path the arguments named that cannot be read or written: the path and the reason
+        return fail(args._prog, CLIError(f'{e.filename or ""}: {e.strerror or e}' if e.filename else str(e)))
     except KeyboardInterrupt:
         print(f'{args._prog}: interrupted', file=sys.stderr)
         return 130

@@ -24,11 +24,17 @@ stepped the same way::
     >>> updates, state = tx.update({'w': jnp.ones((2, 2))}, state, params)
     >>> params = optax.apply_updates(params, updates)
 
-Every private module of this package other than the registry, the factory
-and the param-group modules is an optimizer module: its ``__all__`` is
+Every registered alias (and the factory's result) is guarded (:mod:`._guard`): grads must have the
+params' tree and shapes (a ``ValueError`` names the leaf instead of a silent broadcast), per-leaf trees
+must fit the params at ``init``, and complex leaves are stepped as torch steps them, as pairs of reals,
+by the names whose record has ``complex_params`` (the others refuse them at ``init``).
+
+Every private module of this package other than the registry, the factory,
+the guard and the param-group modules is an optimizer module: its ``__all__`` is
 exported here, and its ``OPTIMIZERS`` (:class:`OptimInfo` records) and
 optional ``ALIASES`` are registered, so adding an optimizer is adding its module.
 """
+import dataclasses as _dataclasses
 import importlib as _importlib
 import pkgutil as _pkgutil
 
@@ -36,6 +42,7 @@ from ._registry import OptimInfo, get_optimizer_info, list_optimizers, register,
 from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs, packing_mode
 from ._group_matchers import flax_resnet_group_matcher, flax_vit_group_matcher, vit_group_matcher
 from ._param_groups import leaf_names, named_leaves, weight_decay_tree
+from ._guard import guard_aliases as _guard_aliases
 
 __all__ = [
     'OptimInfo', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
@@ -44,7 +51,7 @@ __all__ = [
 ]
 
 
-_INFRASTRUCTURE = ('_registry', '_factory', '_group_matchers', '_param_groups')  # imported above
+_INFRASTRUCTURE = ('_registry', '_factory', '_group_matchers', '_param_groups', '_guard')  # imported above
 
 
 def _optimizer_modules():
@@ -55,9 +62,11 @@ def _optimizer_modules():
 
 
 _MODULES = tuple(_optimizer_modules())
+# every registered alias, here and in its records, is the guarded one (tree checks, complex params: see _guard)
+_GUARDED = _guard_aliases([_r for _m in _MODULES for _r in getattr(_m, 'OPTIMIZERS', ())])
 for _m in _MODULES:
-    register(*getattr(_m, 'OPTIMIZERS', ()))
-    globals().update({_n: getattr(_m, _n) for _n in _m.__all__})
+    register(*(_dataclasses.replace(_r, alias=_GUARDED[id(_r.alias)]) for _r in getattr(_m, 'OPTIMIZERS', ())))
+    globals().update({_n: _GUARDED.get(id(getattr(_m, _n)), getattr(_m, _n)) for _n in _m.__all__})
     __all__ += list(_m.__all__)
 for _m in _MODULES:
     for _alias, _target in getattr(_m, 'ALIASES', {}).items():

@@ -62,6 +62,6 @@ OPTIMIZERS = (
     OptimInfo(
         name='adadelta', alias=adadelta, timm_class='torch.optim.Adadelta',
         description='torch.optim.Adadelta, Adapts learning rates based on running windows of gradients',
-        packing='packed', default_lr=1.0,
+        packing='packed', default_lr=1.0, complex_params=True,
         optax_equivalent=lambda lr, wd: optax.adadelta(lr, weight_decay=wd)),
 )

@@ -161,7 +161,7 @@ def adafactor(
     check_bool('scale_parameter', scale_parameter)
     check_bool('warmup_init', warmup_init)
     check_range('min_dim_size_to_factor', min_dim_size_to_factor, 0, integer=True)
-    require_static('min_dim_size_to_factor', min_dim_size_to_factor, 'adafactor')
+    require_static('adafactor', 'state shapes', min_dim_size_to_factor=min_dim_size_to_factor)
     check_bool('caution', caution)
     check_choice('layout', layout, LAYOUTS)
     if warmup_init and learning_rate is not None:

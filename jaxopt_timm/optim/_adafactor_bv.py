@@ -150,7 +150,7 @@ def adafactor_bv(
     """
     check_lr(learning_rate)
     check_range('min_dim_size_to_factor', min_dim_size_to_factor, 0, integer=True)
-    require_static('min_dim_size_to_factor', min_dim_size_to_factor, 'adafactor_bv')
+    require_static('adafactor_bv', 'state shapes', min_dim_size_to_factor=min_dim_size_to_factor)
     check_range('decay_rate', decay_rate, 0.0)
     check_range('decay_offset', decay_offset, 0, integer=True)
     check_range('beta2_cap', beta2_cap, 0.0, 1.0)

@@ -107,6 +107,6 @@ OPTIMIZERS = (
         name='adagrad', alias=adagrad, timm_class='torch.optim.Adagrad',
         description='torch.optim.Adagrad, Adapts learning rates using cumulative squared gradients',
         defaults={'eps': 1e-8},
-        packing='packed', default_lr=0.01,
+        packing='packed', default_lr=0.01, complex_params=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adagrad(lr))),
 )

@@ -215,8 +215,7 @@ def adahessian(
     check_range('hessian_power', hessian_power, 0.0, 1.0)
     check_range('update_each', update_each, 1, integer=True)
     check_range('n_samples', n_samples, 1, integer=True)
-    for name, value in (('update_each', update_each), ('n_samples', n_samples), ('seed', seed)):
-        require_static(name, value, 'adahessian', 'the step structure')
+    require_static('adahessian', 'the step structure', update_each=update_each, n_samples=n_samples, seed=seed)
     check_range('seed', seed, 0, integer=True)
     check_choice('layout', layout, ('torch', 'flax'))
     return optax.chain(

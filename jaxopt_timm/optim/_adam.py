@@ -58,7 +58,7 @@ OPTIMIZERS = (
     OptimInfo(
         name='adam', alias=adam, timm_class='torch.optim.Adam',
         description='torch.optim.Adam, Adaptive Moment Estimation', has_betas=True,
-        packing='packed', benchmarked=True, torch_fused=True,
+        packing='packed', benchmarked=True, torch_fused=True, complex_params=True,
         state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')},
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))),
 )

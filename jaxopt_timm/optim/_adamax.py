@@ -100,6 +100,6 @@ OPTIMIZERS = (
     OptimInfo(
         name='adamax', alias=adamax, timm_class='torch.optim.Adamax',
         description='torch.optim.Adamax, Adam with infinity norm for more stable updates', has_betas=True,
-        packing='packed', state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_inf',)},
+        packing='packed', complex_params=True, state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_inf',)},
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adamax(lr))),
 )

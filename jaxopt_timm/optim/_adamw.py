@@ -85,7 +85,7 @@ def adamw_legacy(
     return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed',
+_record = functools.partial(OptimInfo, has_betas=True, packing='packed', complex_params=True,
     state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')})
 
 OPTIMIZERS = (

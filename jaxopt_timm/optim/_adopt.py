@@ -156,6 +156,7 @@ def adopt(
 
 
 _record = functools.partial(OptimInfo, alias=adopt, timm_class='timm.optim.Adopt', has_betas=True, packing='packed',
+    complex_params=True,
     state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (

@@ -7,10 +7,12 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Tuple
 import jax
 import optax
 
-from .._validate import check_lr, check_range
+from .._validate import check_bool, check_lr, check_range
 from ..transforms import packed, stacked
 from ..transforms import clip_by_global_norm_ratio
+from ._guard import guard_factory
 from ._lookahead import lookahead
+from ._nonfinite import skip_nonfinite as _skip_nonfinite
 from ._param_groups import ParamGroups, build_param_groups, params_of
 from ._registry import get_optimizer_info, list_optimizers
 
@@ -36,6 +38,7 @@ def create_optimizer_v2(
         group_matcher: Any = None,
         head_prefix: Optional[str] = None,
         pack_leaves: Optional[int] = None,
+        skip_nonfinite: bool = False,
         **kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """Build a registered optimizer for a params tree, with timm's param grouping and defaults.
@@ -58,6 +61,11 @@ def create_optimizer_v2(
     (kron and adahessian have none). On 2,000 leaves of 1,000 floats AdamW compiles in ~3 s instead of
     ~12 s and steps ~1.7x faster; on trees of large leaves (ResNet-50, ViT-B) it gains nothing.
 
+    ``skip_nonfinite`` (not in timm, where AMP's ``GradScaler`` plays this part): a step whose gradients are
+    not all finite gives zero updates, keeps the optimizer state and is counted
+    (:func:`jaxopt_timm.optim.skipped_steps`); without it a NaN/Inf gradient reaches the params, as in timm
+    (see :func:`jaxopt_timm.optim.skip_nonfinite`).
+
     Example:
         >>> import jax.numpy as jnp, jaxopt_timm as jt
         >>> params = {'fc': {'weight': jnp.ones((4, 3)), 'bias': jnp.zeros(4)}}
@@ -69,14 +77,37 @@ def create_optimizer_v2(
     if lr is not None:
         check_lr(lr, 'lr')
     check_range('weight_decay', weight_decay, 0.0)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, allow_none=True)  # None: the alias's own no-momentum (timm passes it)
 
     check_range('layer_decay', layer_decay, 0.0, 1.0, allow_none=True)
     check_range('layer_decay_min_scale', layer_decay_min_scale, 0.0, 1.0)
     check_range('layer_decay_no_opt_scale', layer_decay_no_opt_scale, 0.0, 1.0, allow_none=True)
     check_range('pack_leaves', pack_leaves, 1, integer=True, allow_none=True)
+    check_bool('skip_nonfinite', skip_nonfinite)
 
     info = get_optimizer_info(opt)
+    if info.base_argument is not None:
+        # a wrapper (SAM): the base optimizer gets the param groups and every argument the wrapper does not take
+        own = {k: kwargs.pop(k) for k in list(kwargs)
+               if k in info.arguments and k not in ('learning_rate', info.base_argument)}
+        base = kwargs.pop(info.base_argument, info.defaults.get(info.base_argument))
+        expected = f'expected the name of a registered optimizer for {info.name} to wrap (not itself a wrapper)'
+        try:
+            wrapper = not isinstance(base, str) or get_optimizer_info(base).base_argument is not None
+        except ValueError as err:
+            raise ValueError(f'Invalid {info.base_argument}: {base!r}, {expected} ({err})') from None
+        if wrapper:
+            raise ValueError(f'Invalid {info.base_argument}: {base!r}, {expected}')
+        base_tx = create_optimizer_v2(
+            model_or_params, base, lr, weight_decay, momentum, filter_bias_and_bn, fallback_list,
+            fallback_no_weight_decay, layer_decay, layer_decay_min_scale, layer_decay_no_opt_scale, param_group_fn,
+            no_weight_decay_list=no_weight_decay_list, group_matcher=group_matcher, head_prefix=head_prefix,
+            pack_leaves=pack_leaves, **kwargs)
+        defaults = {k: v for k, v in info.defaults.items() if k != info.base_argument}
+        tx = info.alias(**{**defaults, **own, info.base_argument: base_tx})
+        if info.lookahead:
+            tx = lookahead(tx)
+        return _skip_nonfinite(tx) if skip_nonfinite else tx
 
     params = params_of(model_or_params)
     if not jax.tree.leaves(params):
@@ -109,7 +140,8 @@ def create_optimizer_v2(
         tx = _packed_transform(info, opt_args, groups, params, int(pack_leaves))
     if info.lookahead:
         tx = lookahead(tx)
-    return tx
+    tx = guard_factory(tx, info)  # grads/params trees and the complex policy checked on the user's tree
+    return _skip_nonfinite(tx) if skip_nonfinite else tx
 
 
 def _check_kwargs(info, names):
@@ -257,6 +289,8 @@ def optimizer_kwargs(cfg: Any) -> dict:
     for key in ('layer_decay', 'layer_decay_min_scale', 'layer_decay_no_opt_scale'):
         if getattr(cfg, key, None) is not None:
             kwargs[key] = getattr(cfg, key)
+    if getattr(cfg, 'skip_nonfinite', False):
+        kwargs['skip_nonfinite'] = True
     if getattr(cfg, 'opt_args', None) is not None:
         kwargs.update(cfg.opt_args)
     return kwargs

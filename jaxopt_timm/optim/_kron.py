@@ -28,8 +28,8 @@ import optax
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
     LAYOUTS, KronLeafPlan, add_decoupled_weight_decay, add_l2_weight_decay, add_stochastic_weight_decay,
-    from_factor_space, kron_balance_factors, kron_factor_kinds, kron_init_factors, kron_leaf_plan,
-    kron_precondition, kron_update_factors, require_static, resolve_max_lr, safe_increment, scale_by_learning_rate,
+    from_factor_space, is_params_placeholder, kron_balance_factors, kron_factor_kinds, kron_init_factors,
+    kron_leaf_plan, kron_precondition, kron_update_factors, require_static, resolve_max_lr, safe_increment, scale_by_learning_rate,
     state_dtype, to_factor_space, upcast,
 )
 from ._registry import OptimInfo
@@ -113,7 +113,7 @@ def scale_by_kron(
                               max_size_triangular, min_ndim_triangular, memory_save_mode)
 
     def init_fn(params):
-        factors = []
+        factors: Any = []
         for p in jax.tree.leaves(params):
             pl = plan(p)
             factors.append(kron_init_factors(pl.shape, pl.kinds, precond_init_scale,
@@ -123,7 +123,8 @@ def scale_by_kron(
             update_counter=jnp.zeros([], jnp.int32),
             key=jax.random.PRNGKey(seed),
             mu=jax.tree.map(lambda p: jnp.zeros(p.shape, state_dtype(p.dtype, mu_dtype)), params),
-            factors=tuple(factors),
+            # one non-param leaf for optax.tree.map_params, whose placeholder has no leaves to size the list
+            factors=jnp.zeros([]) if is_params_placeholder(params) else tuple(factors),
         )
 
     def update_fn(updates, state, params=None):
@@ -288,9 +289,8 @@ def kron(
     check_range('flatten_end_dim', flatten_end_dim, integer=True)
     check_range('seed', seed, 0, integer=True)
     check_choice('layout', layout, LAYOUTS)
-    for name, value in (('max_size_triangular', max_size_triangular), ('min_ndim_triangular', min_ndim_triangular),
-                        ('precond_init_scale', precond_init_scale), ('seed', seed)):
-        require_static(name, value, 'kron', 'state shapes or keys')
+    require_static('kron', 'state shapes or keys', max_size_triangular=max_size_triangular,
+                   min_ndim_triangular=min_ndim_triangular, precond_init_scale=precond_init_scale, seed=seed)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
     direction = scale_by_kron(
         momentum, preconditioner_update_probability, int(max_size_triangular), int(min_ndim_triangular),

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from ..transforms import adam_args, add_decoupled_weight_decay, caution_mask, compute_dtype, leaf_lrs, resolve_max_lr
-from ..transforms import moments_init, safe_increment, tree_unzip
+from ..transforms import moments_init, per_leaf_stats, safe_increment, tree_unzip
 from ._registry import OptimInfo
 
 __all__ = ['laprop']
@@ -47,7 +47,7 @@ def scale_by_laprop(
     """
     init_fn = moments_init(
         ScaleByLapropState, mu_dtype, nu_dtype,
-        exp_avg_lr_1=lambda params: jax.tree.map(lambda _: jnp.zeros([], jnp.float32), params),
+        exp_avg_lr_1=lambda params: per_leaf_stats(lambda _: jnp.zeros([], jnp.float32), params),
         exp_avg_lr_2=lambda params: jnp.zeros([], jnp.float32))
 
     def update_fn(updates, state, params=None):
@@ -127,6 +127,7 @@ def laprop(
 
 
 _record = functools.partial(OptimInfo, alias=laprop, timm_class='timm.optim.LaProp', has_betas=True, packing='packed',
+    complex_params=True,
     state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (

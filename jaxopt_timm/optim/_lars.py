@@ -37,7 +37,8 @@ def lars(
 
     Args:
         learning_rate: float or schedule ``step -> lr``.
-        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9).
+        momentum: momentum factor :math:`\mu` in [0, 1] (timm's factory defaults it to 0.9; above 1 the buffer
+            grows like :math:`\mu^t` and overflows, though timm accepts it).
         dampening: dampening :math:`\tau` of the momentum.
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree); also
             gates the trust ratio per leaf.
@@ -60,7 +61,7 @@ def lars(
         decayed leaves by default, the paper's exclusion of biases and norms.
     """
     check_lr(learning_rate)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     check_range('dampening', dampening, 0.0, 1.0)
     check_weight_decay(weight_decay)
     check_bool('nesterov', nesterov)
@@ -81,7 +82,7 @@ def lars(
 def _info(name, description, **defaults):
     return OptimInfo(
         name=name, alias=lars, timm_class='timm.optim.Lars', description=description, has_momentum=True,
-        defaults=defaults, packing='stacked', default_lr=2.0)
+        defaults=defaults, packing='stacked', default_lr=2.0, complex_params=True)
 
 
 OPTIMIZERS = (

@@ -100,7 +100,7 @@ def lion(
 
 
 _record = functools.partial(OptimInfo, alias=lion, timm_class='timm.optim.Lion', has_eps=False, has_betas=True,
-    packing='packed', state_dtypes={'mu_dtype': ('mu',)})
+    packing='packed', complex_params=True, state_dtypes={'mu_dtype': ('mu',)})
 
 OPTIMIZERS = (
     _record(name='lion', description='Evolved Sign Momentum optimizer for improved convergence', benchmarked=True,

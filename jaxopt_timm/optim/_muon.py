@@ -217,7 +217,8 @@ def muon(
         ns_coefficients: a preset ('original', 'quintic', 'polar_express', 'polar_express_safer'), one
             ``(a, b, c)`` triple or a sequence of triples (truncated or padded with the last to ``ns_steps``).
         eps: Newton–Schulz norm floor, AdaMuon's denominator eps and the fallback's Adam eps (timm shares it).
-        safety_factor: multiplies the norm before normalising (Polar Express uses 1.01).
+        safety_factor: multiplies the norm before normalising (Polar Express uses 1.01), >= 1 (below 1 the
+            iteration can diverge: timm accepts it and NaNs).
         adjust_lr_fn: Muon: None, 'original', 'match_rms_adamw', 'rms_to_rms'; AdaMuon: None,
             'match_rms_adamw' (RMS-normalised), 'rms_to_rms', 'rsqrt_in'.
         conv_mode: >2-d leaves: 'flatten' to ``(out, in * prod(kernel))`` or 'batched' (one matrix per tap).
@@ -263,7 +264,9 @@ def muon(
     check_range('ns_steps', ns_steps, 0, integer=True)
     coefficients = resolve_ns_coefficients(ns_coefficients)
     check_range('eps', eps, 0.0)
-    check_range('safety_factor', safety_factor, 0.0, lo_open=True)
+    # >= 1: the normalised input's spectral norm is then <= 1, where Newton-Schulz converges (timm accepts any
+    # value and NaNs from about 0.5 down)
+    check_range('safety_factor', safety_factor, 1.0)
     check_choice('algo', algo, ('muon', 'adamuon'))
     if not adjust_lr_fn:
         adjust_lr_fn = None
@@ -287,10 +290,10 @@ def muon(
                              '(use fallback_lr_scale)')
         fallback_lr_scale = float(adamw_lr) / float(learning_rate)
 
+    ns_steps = ns_steps if isinstance(ns_steps, jax.Array) else int(ns_steps)  # traced by inject_hyperparams
     direction = scale_by_muon(
-        momentum, nesterov, int(ns_steps), coefficients, eps, safety_factor, adjust_lr_fn, conv_mode,
-        normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype)
+        momentum, nesterov, ns_steps, coefficients, eps, safety_factor, adjust_lr_fn, conv_mode, normalize_spatial,
+        algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def build(like):

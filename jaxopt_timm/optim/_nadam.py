@@ -161,7 +161,7 @@ _record = functools.partial(OptimInfo, has_betas=True, packing='packed',
 
 OPTIMIZERS = (
     _record(name='nadam', alias=nadam, timm_class='torch.optim.NAdam',
-        description='torch.optim.NAdam, Adam with Nesterov momentum', benchmarked=True,
+        description='torch.optim.NAdam, Adam with Nesterov momentum', benchmarked=True, complex_params=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.nadam(lr))),
     _record(name='nadamlegacy', alias=nadam_legacy, timm_class='timm.optim.NAdamLegacy',
         description='legacy impl of NAdam that pre-dates inclusion in torch.optim'),

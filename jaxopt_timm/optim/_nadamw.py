@@ -75,6 +75,7 @@ def nadamw(
 _DESCRIPTION = 'Adam with Nesterov momentum and decoupled weight decay, mlcommons/algorithmic-efficiency impl'
 
 _record = functools.partial(OptimInfo, alias=nadamw, timm_class='timm.optim.NAdamW', has_betas=True, packing='packed',
+    complex_params=True,
     state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (

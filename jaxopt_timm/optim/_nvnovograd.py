@@ -16,7 +16,7 @@ import optax
 
 from .._validate import resolve_dtype
 from ..transforms import adam_args, add_decoupled_weight_decay, compute_dtype, folded_l2, resolve_max_lr, safe_increment
-from ..transforms import scale_by_learning_rate, tree_any_nonzero, tree_unzip, tree_zeros_like
+from ..transforms import per_leaf_stats, scale_by_learning_rate, tree_any_nonzero, tree_unzip, tree_zeros_like
 from ._registry import OptimInfo
 
 __all__ = ['novograd']
@@ -53,7 +53,7 @@ def scale_by_novograd(
     norm_dtype = jnp.dtype(jnp.float32) if nu_dtype is None else nu_dtype
 
     def init_fn(params):
-        scalars = jax.tree.map(lambda _: jnp.zeros([], norm_dtype), params)
+        scalars = per_leaf_stats(lambda _: jnp.zeros([], norm_dtype), params)
         return ScaleByNovogradState(
             count=jnp.zeros([], jnp.int32),
             exp_avg=tree_zeros_like(params, mu_dtype),

@@ -138,11 +138,11 @@ _record = functools.partial(OptimInfo, has_betas=True, packing='packed', default
 
 OPTIMIZERS = (
     _record(name='radam', alias=radam, timm_class='torch.optim.RAdam',
-        description='torch.optim.RAdam, Rectified Adam with variance adaptation', benchmarked=True,
+        description='torch.optim.RAdam, Rectified Adam with variance adaptation', benchmarked=True, complex_params=True,
         optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.radam(lr))),
     _record(name='radamlegacy', alias=radam_legacy, timm_class='timm.optim.RAdamLegacy',
         description='legacy impl of RAdam that predates inclusion in torch.optim'),
     _record(name='radamw', alias=radam, timm_class='torch.optim.RAdam',
         description='torch.optim.RAdamW, Rectified Adam with variance adaptation and decoupled weight decay',
-        defaults={'decoupled_weight_decay': True}),
+        defaults={'decoupled_weight_decay': True}, complex_params=True),
 )

@@ -63,6 +63,13 @@ class OptimInfo:
             names of the state fields (NamedTuple fields, nested states included) each one sets; a field that
             exists only under some arguments is listed too (adamw's ``max_exp_avg_sq``, with ``amsgrad``).
             Empty: the state follows the default policy only (the params' dtype, float32 for float16 params).
+        complex_params: the reference steps a complex param as the pair of reals ``torch.view_as_real`` gives
+            (found by running it on complex64 params and on their real views); ours then does the same, and
+            a name without it refuses complex leaves at ``init`` (see :mod:`jaxopt_timm.optim._guard`).
+        base_argument: the record wraps another registered optimizer, named by this argument of
+            :func:`create_optimizer_v2` (SAM's ``base``): the factory builds that one (with the param groups and
+            every argument the wrapper does not take) and passes it as the alias's first argument.
+        grad_fn: the update needs ``grad_fn`` (``params -> grads``) as an extra argument (SAM).
     """
     name: str
     alias: Callable[..., Any]
@@ -86,6 +93,9 @@ class OptimInfo:
     torch_fused: bool = False
     lookahead: bool = False
     state_dtypes: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    complex_params: bool = False
+    base_argument: Optional[str] = None
+    grad_fn: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, 'defaults', MappingProxyType(dict(self.defaults or {})))

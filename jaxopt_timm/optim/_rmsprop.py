@@ -39,11 +39,13 @@ def rmsprop(
 
     Args:
         learning_rate, maximize, lr_scale: as for every alias (see :mod:`jaxopt_timm.optim`).
-        alpha: smoothing constant :math:`\alpha` in [0, 1] (timm's registry binds 0.9; torch's default is 0.99).
-            torch accepts any alpha >= 0, but above 1 the second moment turns negative and the step NaNs.
+        alpha: smoothing constant :math:`\alpha` in [0, 1) (timm's registry binds 0.9; torch's default is 0.99).
+            torch accepts any alpha >= 0, but at 1 the average stays at its zero start (every step is
+            :math:`g/\epsilon`) and above 1 the second moment turns negative and the step NaNs.
         eps: added to the root mean square.
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
-        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
+        momentum: momentum factor :math:`\mu` in [0, 1] (timm's factory defaults it to 0.9; torch accepts any
+            value >= 0, but above 1 the buffer grows like :math:`\mu^t` and overflows).
         centered: normalise by the estimated variance instead of the raw second moment.
 
     Example:
@@ -51,10 +53,10 @@ def rmsprop(
         >>> tx = jt.optim.rmsprop(1e-2, alpha=0.9, momentum=0.9, centered=True)
     """
     check_lr(learning_rate)
-    check_range('alpha', alpha, 0.0, 1.0)
+    check_range('alpha', alpha, 0.0, 1.0, hi_open=True)
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     check_bool('centered', centered)
     check_bool('maximize', maximize)
     if centered:
@@ -76,7 +78,7 @@ OPTIMIZERS = (
         name='rmsprop', alias=rmsprop, timm_class='torch.optim.RMSprop',
         description='torch.optim.RMSprop, Root Mean Square Propagation', has_momentum=True,
         defaults={'alpha': 0.9},
-        packing='packed',
+        packing='packed', complex_params=True,
         optax_equivalent=lambda lr, wd: (
             optax.chain(optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, momentum=0.9)))),
 )

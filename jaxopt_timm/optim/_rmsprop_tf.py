@@ -94,7 +94,8 @@ def rmsprop_tf(
         alpha: smoothing constant of the squared-gradient average, in [0, 1].
         eps: added *inside* the square root (TF style).
         weight_decay: :math:`\lambda` (float or per-leaf tree).
-        momentum: :math:`\mu` >= 0 (timm's factory passes 0.9).
+        momentum: :math:`\mu` in [0, 1] (timm's factory passes 0.9; timm accepts any value >= 0, but above 1
+            the buffer grows like :math:`\mu^t` and overflows).
         centered: normalise by the variance estimate instead of the raw second moment.
         decoupled_decay: decay the weights directly instead of an L2 gradient term.
         corrected_weight_decay: decoupled decay scaled by :math:`\eta_t^2/\eta_{max}` (needs ``decoupled_decay``).
@@ -120,7 +121,7 @@ def rmsprop_tf(
     check_range('alpha', alpha, 0.0, 1.0)
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     for name, value in (('centered', centered), ('decoupled_decay', decoupled_decay),
                         ('corrected_weight_decay', corrected_weight_decay), ('lr_in_momentum', lr_in_momentum),
                         ('caution', caution)):

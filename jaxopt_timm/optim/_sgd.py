@@ -31,7 +31,8 @@ def sgd(
 
     Args:
         learning_rate, maximize: as for every alias (see :mod:`jaxopt_timm.optim`).
-        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9).
+        momentum: momentum factor :math:`\mu` in [0, 1] (timm's factory defaults it to 0.9; above 1 the buffer
+            grows like :math:`\mu^t` and overflows, though torch accepts it).
         dampening: dampening :math:`\tau` of the momentum.
         weight_decay: L2 penalty :math:`\lambda` (float or per-leaf tree).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
@@ -42,7 +43,7 @@ def sgd(
         >>> tx = jt.optim.sgd(0.1, momentum=0.9, nesterov=True)
     """
     check_lr(learning_rate)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     check_range('dampening', dampening, 0.0, 1.0)
     check_weight_decay(weight_decay)
     check_bool('nesterov', nesterov)
@@ -55,7 +56,7 @@ def sgd(
 
 
 _record = functools.partial(OptimInfo, alias=sgd, timm_class='torch.optim.SGD', has_eps=False, has_momentum=True,
-    packing='packed', default_lr=0.05, benchmarked=True, torch_fused=True)
+    packing='packed', default_lr=0.05, benchmarked=True, torch_fused=True, complex_params=True)
 
 OPTIMIZERS = (
     _record(name='sgd', description='torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum',

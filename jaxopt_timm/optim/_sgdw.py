@@ -40,7 +40,8 @@ def sgdw(
 
     Args:
         learning_rate, maximize, lr_scale, max_lr: as for every alias (see :mod:`jaxopt_timm.optim`).
-        momentum: momentum factor :math:`\mu` (timm's factory defaults it to 0.9), >= 0.
+        momentum: momentum factor :math:`\mu` in [0, 1] (timm's factory defaults it to 0.9; above 1 the buffer
+            grows like :math:`\mu^t` and overflows, though timm accepts it).
         dampening: dampening :math:`\tau` of the momentum, in [0, 1].
         weight_decay: decoupled decay :math:`\lambda` (float or per-leaf tree).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
@@ -56,7 +57,7 @@ def sgdw(
         ``sgdc`` (corrected decay) and ``csgdc`` (both), all with Nesterov on.
     """
     check_lr(learning_rate)
-    check_range('momentum', momentum, 0.0)
+    check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     check_range('dampening', dampening, 0.0, 1.0)
     check_weight_decay(weight_decay)
     for name, value in (('nesterov', nesterov), ('caution', caution),
@@ -75,13 +76,13 @@ _record = functools.partial(OptimInfo, alias=sgdw, timm_class='timm.optim.SGDW',
 
 OPTIMIZERS = (
     _record(name='sgdw', description='SGD with decoupled weight decay and Nesterov momentum',
-        defaults={'nesterov': True}, benchmarked=True,
+        defaults={'nesterov': True}, benchmarked=True, complex_params=True,
         optax_equivalent=lambda lr, wd: (
             optax.chain(optax.sgd(lr, momentum=0.9, nesterov=True), optax.add_decayed_weights(-lr * wd)))),
     _record(name='csgdw', description='Cautious SGD with decoupled weight decay and Nesterov momentum',
         defaults={'nesterov': True, 'caution': True}),
     _record(name='sgdc', description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'nesterov': True, 'corrected_weight_decay': True}),
+        defaults={'nesterov': True, 'corrected_weight_decay': True}, complex_params=True),
     _record(name='csgdc', description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
         defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True}),
 )

@@ -21,6 +21,7 @@ from jaxopt_timm.optim import create_optimizer_v2, get_optimizer_info
 
 from ._loader import load_timm, torch_module
 from ._modes import reference_mode
+from ._references import ensure_reference, prepare_reference
 from ._problem import DEFAULT_STEPS, drift, from_tree, jax_loss, make_arrays, to_tree, torch_loss
 from ._result import ParityResult, deviation
 
@@ -28,7 +29,7 @@ __all__ = ['run_parity', 'factory_parity', 'reference_parity']
 
 
 def _run_timm(make_timm: Callable[[Any], Any], init, a, b, d, steps: int, seed: int, second_order: bool,
-              torch_lr: Optional[Callable[[int], float]]) -> Dict[str, Any]:
+              torch_lr: Optional[Callable[[int], float]], grad_fn: bool = False) -> Dict[str, Any]:
     import torch
     torch.manual_seed(seed)
     module = torch_module(init)
@@ -44,7 +45,10 @@ def _run_timm(make_timm: Callable[[Any], Any], init, a, b, d, steps: int, seed: 
                     group['lr'] = float(torch_lr(t)) * group.get('lr_scale', 1.0)
             opt.zero_grad(set_to_none=True)
             torch_loss(named, ta, tb, td, float(drift(t))).backward(create_graph=second_order)
-            opt.step()
+            if grad_fn:  # SAM: the closure recomputes the gradient at the point the optimizer sets
+                opt.step(lambda s=float(drift(t)): torch_loss(named, ta, tb, td, s).backward())
+            else:
+                opt.step()
     return {k: p.detach().numpy().copy() for k, p in named.items()}
 
 
@@ -56,15 +60,17 @@ def run_parity(
         second_order: bool = False,
         torch_lr: Optional[Callable[[int], float]] = None,
         shapes: Optional[Mapping[str, tuple]] = None,
+        grad_fn: bool = False,
 ) -> ParityResult:
     """Run ``make_timm(torch module)`` and ``make_ours(params tree)`` ``steps`` times on the problem drawn from
     ``seed`` (over ``shapes``, default the mixed-layout tree).
 
     ``second_order``: the loss's graph is kept for timm and ours gets ``hvp_fn``. ``torch_lr(t)`` (if given) sets
     each timm group's lr before step ``t`` (times the group's ``lr_scale``), as timm's schedulers do.
+    ``grad_fn``: the reference steps with a closure and ours gets ``grad_fn`` (SAM).
     """
     init, a, b, d = make_arrays(seed, shapes)
-    theirs = _run_timm(make_timm, init, a, b, d, steps, seed, second_order, torch_lr)
+    theirs = _run_timm(make_timm, init, a, b, d, steps, seed, second_order, torch_lr, grad_fn)
 
     params = to_tree({k: jnp.asarray(v) for k, v in init.items()})
     ja, jb, jd = (to_tree({k: jnp.asarray(v) for k, v in c.items()}) for c in (a, b, d))
@@ -79,6 +85,8 @@ def run_parity(
         extra = {}
         if second_order:
             extra['hvp_fn'] = lambda v: jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+        if grad_fn:
+            extra['grad_fn'] = jax.grad(loss_fn)
         updates, state = tx.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 
@@ -96,13 +104,15 @@ def run_parity(
 def factory_parity(name: str, steps: int = DEFAULT_STEPS, seed: int = 0,
                    ours_only: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> ParityResult:
     """timm's ``create_optimizer_v2(module, name, **kwargs)`` against ours on the same tree, as is (``ours_only``:
-    extra arguments for our side, e.g. a dtype switch timm hard-codes)."""
+    extra arguments for our side, e.g. a dtype switch timm hard-codes). For a name timm lacks, timm's factory
+    builds the record's reference class (see :mod:`jaxopt_timm.parity._references`)."""
     timm_optim, _ = load_timm()
     info = get_optimizer_info(name)
+    ensure_reference(name)
     return run_parity(
-        lambda m: timm_optim.create_optimizer_v2(m, name, **kwargs),
+        lambda m: prepare_reference(timm_optim.create_optimizer_v2(m, name, **kwargs)),
         lambda p: create_optimizer_v2(p, name, **kwargs, **(ours_only or {})),
-        steps=steps, seed=seed, second_order=info.second_order,
+        steps=steps, seed=seed, second_order=info.second_order, grad_fn=info.grad_fn,
     )
 
 

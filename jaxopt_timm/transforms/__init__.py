@@ -5,13 +5,15 @@ one); the optimizers in :mod:`jaxopt_timm.optim` are short chains of these and
 of optax's own transforms.
 """
 from . import (
-    _alias, _belief, _caution, _clip, _factored, _hutchinson, _kron_preconditioner, _layout, _lr, _math, _momentum,
-    _orthogonalize, _packed, _projection, _rectify, _static, _stochastic_decay, _tree, _trust_ratio, _weight_decay,
+    _alias, _belief, _caution, _clip, _complex, _factored, _hutchinson, _kron_preconditioner, _layout, _lr, _math,
+    _momentum, _orthogonalize, _packed, _projection, _rectify, _static, _stochastic_decay, _tree, _trust_ratio,
+    _weight_decay,
 )
 from ._alias import *  # noqa: F401,F403
 from ._belief import *  # noqa: F401,F403
 from ._caution import *  # noqa: F401,F403
 from ._clip import *  # noqa: F401,F403
+from ._complex import *  # noqa: F401,F403
 from ._factored import *  # noqa: F401,F403
 from ._hutchinson import *  # noqa: F401,F403
 from ._kron_preconditioner import *  # noqa: F401,F403
@@ -30,8 +32,8 @@ from ._trust_ratio import *  # noqa: F401,F403
 from ._weight_decay import *  # noqa: F401,F403
 
 __all__ = []
-for _m in (_alias, _belief, _caution, _clip, _factored, _hutchinson, _kron_preconditioner, _layout, _lr, _math,
-           _momentum, _orthogonalize, _packed, _projection, _rectify, _static, _stochastic_decay, _tree, _trust_ratio,
-           _weight_decay):
+for _m in (_alias, _belief, _caution, _clip, _complex, _factored, _hutchinson, _kron_preconditioner, _layout, _lr,
+           _math, _momentum, _orthogonalize, _packed, _projection, _rectify, _static, _stochastic_decay, _tree,
+           _trust_ratio, _weight_decay):
     __all__ += list(_m.__all__)
 del _m

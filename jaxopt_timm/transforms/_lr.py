@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .._validate import check_range
 from ._tree import leaf_values, safe_increment
 
 __all__ = [
@@ -47,6 +48,9 @@ def resolve_max_lr(learning_rate: LearningRate, max_lr: Optional[float], correct
     ``base_lr`` attribute of a schedule built by this package. Returns None when
     ``corrected`` is False.
     """
+    if max_lr is not None and not isinstance(max_lr, jax.core.Tracer):
+        # checked even when unused (corrected=False), as every other argument is
+        check_range('max_lr', max_lr, 0.0, lo_open=True)
     if not corrected:
         return None
     if max_lr is None:

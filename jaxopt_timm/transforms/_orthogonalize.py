@@ -103,11 +103,16 @@ def ns_coefficient_sequence(coefficients: Coefficients, steps: int) -> Coefficie
     return coefficients + (coefficients[-1],) * (steps - len(coefficients))
 
 
+def _is_const(value: Any, const: float) -> bool:
+    """``value == const`` for a concrete number; False for a traced one (the general path is taken)."""
+    return not isinstance(value, jax.Array) and value == const
+
+
 def _fused_mm(alpha: float, a: jax.Array, b: jax.Array, beta: float, c: Any, dtype) -> jax.Array:
     """``beta * c + alpha * a @ b`` accumulated in float32 and rounded once to ``dtype`` (torch's addmm)."""
     prod = jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST, preferred_element_type=jnp.float32)
-    out = prod if alpha == 1.0 else jnp.float32(alpha) * prod
-    if c is not None and beta != 0.0:
+    out = prod if _is_const(alpha, 1.0) else jnp.float32(alpha) * prod
+    if c is not None and not _is_const(beta, 0.0):
         out = out + jnp.float32(beta) * c.astype(jnp.float32)
     return out.astype(dtype)
 
@@ -138,7 +143,7 @@ def orthogonalize_via_newton_schulz(
     if g.ndim < 2:
         raise ValueError(f'Invalid g: shape {g.shape}, expected a matrix or a batch of matrices')
     dtype = jnp.dtype(dtype)
-    coeffs = ns_coefficient_sequence(resolve_ns_coefficients(coefficients, 'coefficients'), int(steps))
+    triples = resolve_ns_coefficients(coefficients, 'coefficients')
     m, n = g.shape[-2:]
     if scale_eps:
         eps = eps * (n / m) ** 0.5
@@ -148,7 +153,7 @@ def orthogonalize_via_newton_schulz(
         x = jnp.swapaxes(x, -1, -2)
     x32 = x.astype(jnp.float32)
     norm = jnp.sqrt(jnp.sum(x32 * x32, axis=(-2, -1), keepdims=True)).astype(dtype)
-    if safety_factor != 1.0:
+    if not _is_const(safety_factor, 1.0):
         norm = (norm.astype(jnp.float32) * jnp.float32(safety_factor)).astype(dtype)
     if scale_eps:
         denom = (norm.astype(jnp.float32) + jnp.float32(eps)).astype(dtype)
@@ -158,11 +163,20 @@ def orthogonalize_via_newton_schulz(
     # materialized before the products: XLA:CPU would otherwise fold an incoming transpose into the first
     # product as a (0, 0)-contracting bfloat16 dot, which its runtime rejects (UNIMPLEMENTED in DotThunk)
     x = cpu_fence(x)
-    for a, b, c in coeffs:
-        xt = jnp.swapaxes(x, -1, -2)
-        gram = _fused_mm(1.0, x, xt, 0.0, None, dtype)
+
+    def iterate(x, a, b, c):
+        gram = _fused_mm(1.0, x, jnp.swapaxes(x, -1, -2), 0.0, None, dtype)
         poly = _fused_mm(c, gram, gram, b, gram, dtype)
-        x = _fused_mm(1.0, poly, x, a, x, dtype)
+        return _fused_mm(1.0, poly, x, a, x, dtype)
+
+    if isinstance(steps, jax.Array):
+        # a traced count (optax.inject_hyperparams): a loop reading each step's triple from a table,
+        # the last one repeated past its end as in ns_coefficient_sequence
+        table = jnp.asarray(triples, jnp.float32)
+        x = jax.lax.fori_loop(0, steps, lambda i, x: iterate(x, *table[jnp.minimum(i, len(triples) - 1)]), x)
+    else:
+        for a, b, c in ns_coefficient_sequence(triples, int(steps)):
+            x = iterate(x, a, b, c)
     if transposed:
         x = jnp.swapaxes(x, -1, -2)
     return x

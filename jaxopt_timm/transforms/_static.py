@@ -4,6 +4,8 @@
 but some decide state shapes (Adafactor's factoring threshold, Kron's factor structure), PRNG keys or the
 step's structure (AdaHessian's ``update_each``): those must be Python values when the optimizer is built,
 and a traced one is rejected with a message naming the fix instead of failing deep inside ``init``.
+A concrete JAX array is rejected too: ``inject_hyperparams`` passes its numbers to the alias as arrays at
+``init``, so the refusal comes at ``init`` rather than at the first (jitted) ``update``.
 """
 from __future__ import annotations
 
@@ -14,9 +16,14 @@ import jax
 __all__ = ['require_static']
 
 
-def require_static(name: str, value: Any, alias: str, decides: str = 'state shapes') -> None:
-    """Raise ``ValueError`` if ``value`` (argument ``name`` of ``alias``) is traced; ``decides`` says why it matters."""
-    if isinstance(value, jax.core.Tracer):
+def require_static(alias: str, decides: str, **values: Any) -> None:
+    """Raise ``ValueError`` naming every one of ``values`` (arguments of ``alias``) that is a JAX array (traced,
+    or as ``inject_hyperparams`` passes it), with the ``static_args`` that fixes them all; ``decides`` says why
+    they matter."""
+    arrays = tuple(name for name, value in values.items() if isinstance(value, jax.Array))
+    if arrays:
         raise ValueError(
-            f'Invalid {name}: a traced value; it decides {decides}, so pass it as a static argument '
-            f"(e.g. optax.inject_hyperparams({alias}, static_args=('{name}',)))")
+            f'Invalid {", ".join(arrays)}: a JAX array (traced by optax.inject_hyperparams); '
+            f'{"it decides" if len(arrays) == 1 else "they decide"} {decides}, so pass '
+            f'{"it" if len(arrays) == 1 else "them"} as Python numbers (static arguments: '
+            f'optax.inject_hyperparams({alias}, static_args={arrays!r}))')

@@ -16,7 +16,8 @@ import numpy as np
 
 __all__ = [
     'is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast', 'state_dtype',
-    'state_zeros', 'cpu_fence', 'require_params', 'tree_unzip',
+    'state_zeros', 'cpu_fence', 'require_params', 'tree_unzip', 'is_params_placeholder',
+    'per_leaf_stats',
 ]
 
 
@@ -30,16 +31,43 @@ def is_scalar(value: Any) -> bool:
 
 
 def leaf_values(value: Any, like: Any) -> Any:
-    """``value`` as a tree with one entry per leaf of ``like`` (a scalar is broadcast)."""
+    """``value`` as a tree with one entry per leaf of ``like`` (a scalar is broadcast).
+
+    A ``like`` with no leaves (``optax.tree.map_params`` initializes with a leafless placeholder) maps to
+    itself, so the state built from it keeps the placeholder where the params' structure goes.
+    """
+    if jax.tree.structure(like).num_leaves == 0:
+        return jax.tree.map(lambda _: value, like)
     if value is None or is_scalar(value):
         return jax.tree.map(lambda _: value, like)
     return value
 
 
+def is_params_placeholder(params: Any) -> bool:
+    """Whether ``params`` is the leafless stand-in ``optax.tree.map_params`` initializes a state with.
+
+    A state part sized by the number of leaves (Kron's per-leaf factor lists) cannot be built from it;
+    such a part is built as one leaf instead, which ``map_params`` treats as a non-param field.
+    """
+    return type(params).__name__ == '_ParamsPlaceholder' and jax.tree.structure(params).num_leaves == 0
+
+
+def per_leaf_stats(fn: Any, params: Any) -> Any:
+    """``jax.tree.map(fn, params)`` for per-leaf statistics that are not copies of the params (one scalar per
+    tensor, say); for ``optax.tree.map_params``'s placeholder, one non-param leaf, so the map leaves them alone."""
+    if is_params_placeholder(params):
+        return jnp.zeros([])
+    return jax.tree.map(fn, params)
+
+
 def tree_any_nonzero(value: Any) -> bool:
-    """Whether a scalar-or-tree hyperparameter (concrete Python numbers) is non-zero anywhere."""
+    """Whether a scalar-or-tree hyperparameter may be non-zero anywhere (decides whether a stage is built).
+
+    A JAX array counts as non-zero even when it holds 0: ``optax.inject_hyperparams`` passes concrete arrays
+    at ``init`` and tracers at ``update``, and both calls must build the same chain.
+    """
     if is_scalar(value):
-        return isinstance(value, jax.core.Tracer) or bool(value != 0)
+        return isinstance(value, jax.Array) or bool(value != 0)
     return any(tree_any_nonzero(v) for v in jax.tree.leaves(value))
 
 
