@@ -100,16 +100,17 @@ def build(name, params):
     return jt.create_optimizer_v2(params, name, lr=1e-2, weight_decay=0.01)
 
 
-def is_second_order(name):
-    return jt.get_optimizer_info(name).second_order
+def record(name):
+    return jt.get_optimizer_info(name)
 
 
-def make_step(tx, second_order, grad_fn):
-    """``grad_fn(params, batch) -> (grads, hvp_fn)``; one full update."""
+def make_step(tx, info, grad_fn):
+    """``grad_fn(params, batch) -> (grads, hvp_fn, grads_at)``; one full update (``info``: the record, for the
+    extra arguments: AdaHessian's ``hvp_fn``, SAM's ``grad_fn``)."""
 
     def step(params, state, batch):
-        grads, hvp = grad_fn(params, batch)
-        extra = {'hvp_fn': hvp} if second_order else {}
+        grads, hvp, grads_at = grad_fn(params, batch)
+        extra = {'hvp_fn': hvp} if info.second_order else {'grad_fn': grads_at} if info.grad_fn else {}
         updates, state = tx.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 
@@ -147,17 +148,19 @@ def dp_grads(params, batch):
     def hvp(v):
         return shard_mean(lambda p, b: jt.optim.hvp_fn_from_loss(loss_fn, p, b)(v))(params, batch)
 
-    return grads, hvp
+    return grads, hvp, lambda p: shard_mean(jax.grad(loss_fn))(p, batch)
 
 
 def pmap_grads(params, batch):
     grads = jax.lax.pmean(exact(jax.grad(loss_fn)(params, batch)), 'batch')
     local_hvp = jt.optim.hvp_fn_from_loss(loss_fn, params, batch)
-    return grads, (lambda v: jax.lax.pmean(exact(local_hvp(v)), 'batch'))
+    # SAM's second gradient gets the same pmean as the first (the documented pmap composition)
+    return (grads, (lambda v: jax.lax.pmean(exact(local_hvp(v)), 'batch')),
+            lambda p: jax.lax.pmean(exact(jax.grad(loss_fn)(p, batch)), 'batch'))
 
 
 def group_step(txs, names_, grad_fn):
-    steps = [make_step(tx, is_second_order(n), grad_fn) for tx, n in zip(txs, names_)]
+    steps = [make_step(tx, record(n), grad_fn) for tx, n in zip(txs, names_)]
 
     def step(ps, ss, batch):
         out = [s(p, st, batch) for s, p, st in zip(steps, ps, ss)]
@@ -383,7 +386,7 @@ def main(argv):
         try:
             params = make_params()
             tx = build(name, params)
-            jax.eval_shape(make_step(tx, is_second_order(name), dp_grads), params, tx.init(params), make_batch())
+            jax.eval_shape(make_step(tx, record(name), dp_grads), params, tx.init(params), make_batch())
             ok_names.append(name)
         except Exception as e:  # noqa: BLE001
             for mode in modes:

@@ -56,6 +56,7 @@ NONNEG = Range(0.0)  # lr, eps, weight_decay, ...: torch's ``0 <= x``
 POSITIVE = Range(0.0, lo_open=True)
 UNIT = Range(0.0, 1.0)  # [0, 1]
 MOMENTUM = Range(0.0, 1.0, hi_open=True)  # an EMA coefficient: 1 would freeze it
+INTERIOR = Range(0.0, 1.0, lo_open=True, hi_open=True)  # (0, 1)
 # heavy-ball momentum (torch SGD / RMSprop, timm Lars / RMSpropTF): torch checks only ``0 <= momentum``, but the
 # buffer grows like momentum**t above 1 (torch's own run overflows); 1 itself (no decay) stays finite
 HEAVY_BALL = Range(0.0, 1.0)
@@ -122,6 +123,23 @@ RANGES: Dict[str, Dict[str, RangeSpec]] = {
     'sgdp': {**LR, 'momentum': MOMENTUM, 'dampening': UNIT, 'weight_decay': NONNEG, 'eps': NONNEG,
              'delta': NONNEG, 'wd_ratio': NONNEG},
     'sgdw': {**LR, **MAX_LR, 'momentum': HEAVY_BALL, 'dampening': UNIT, 'weight_decay': NONNEG},
+    # the names timm lacks; Schedule-Free evaluates at y + (1 - 1/beta1)(z - y): beta1 must be > 0
+    'sfadamw': {**ADAM_LIKE, 'betas': (INTERIOR, BETA), 'warmup_steps': NONNEG_INT, 'r': NONNEG,
+                'weight_lr_power': NONNEG},
+    'sfsgd': {**LR, 'momentum': INTERIOR, 'weight_decay': NONNEG, 'warmup_steps': NONNEG_INT, 'r': NONNEG,
+              'weight_lr_power': NONNEG},
+    'sfradam': {**ADAM_LIKE, 'betas': (INTERIOR, BETA), 'r': NONNEG, 'weight_lr_power': NONNEG},
+    'prodigy': {'learning_rate': POSITIVE, 'betas': BETAS, 'beta3': UNIT, 'eps': POSITIVE, 'weight_decay': NONNEG,
+                'd0': POSITIVE, 'd_coef': POSITIVE, 'growth_rate': Range(1.0), 'slice_p': COUNT},
+    'ademamix': {**LR, 'betas': (BETA, BETA, UNIT), 'weight_decay': NONNEG, 'alpha': NONNEG,
+                 't_alpha_beta3': POSITIVE, 'eps': NONNEG},
+    'sam_optimizer': {'rho': NONNEG, 'perturb_eps': NONNEG},
+    'soap': {**ADAM_LIKE, 'shampoo_beta': UNIT, 'precondition_frequency': COUNT, 'max_precondition_dim': COUNT},
+    'shampoo': {
+        **LR, 'betas': BETAS, 'weight_decay': NONNEG, 'inverse_exponent_override': NONNEG_INT,
+        'start_preconditioning_step': COUNT, 'preconditioning_compute_steps': COUNT, 'statistics_compute_steps': COUNT,
+        'block_size': NONNEG_INT, 'skip_preconditioning_rank_lt': NONNEG_INT,
+        'no_preconditioning_for_layers_with_dim_gt': NONNEG_INT, 'diagonal_eps': NONNEG, 'matrix_eps': NONNEG},
 }
 
 # arguments an alias needs beyond its defaults to be built at all (SGDP has no default lr)

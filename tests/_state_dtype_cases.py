@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 import jaxopt_timm as jt
 from _fast_jit import fast_jit
+from _steps import update_extras
 
 BF16, F16, F32 = jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16), jnp.dtype(jnp.float32)
 
@@ -114,7 +115,7 @@ def assert_fields(state, want, context):
 def run(name, params, grads_list, **opts):
     """Jitted steps from ``params`` on a fixed gradient sequence: (updates per step, final state)."""
     tx = build(name, params, **opts)
-    extra = {'hvp_fn': lambda v: v} if info(name).second_order else {}
+    extra = update_extras(name)
 
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params, **extra)

@@ -16,3 +16,17 @@ def run_steps(tx, tree, steps=4):
         g = jax.tree.map(lambda x: (jnp.sin(3.0 * x.astype(jnp.float32) + t) + 0.1).astype(x.dtype), p)
         p, s = f(p, s, g)
     return p, s
+
+
+def update_extras(name):
+    """The extra ``update`` arguments a registered name needs, as stand-ins for a loss of ``0.5 * sum p^2``:
+    AdaHessian's ``hvp_fn`` is its (unit) Hessian, ``H v = v``, and SAM's ``grad_fn`` its gradient, ``p``. Both
+    accept any subtree (a masked or partitioned one)."""
+    import jaxopt_timm as jt
+    info = jt.get_optimizer_info(name)
+    extra = {}
+    if info.second_order:
+        extra['hvp_fn'] = lambda v: v
+    if info.grad_fn:
+        extra['grad_fn'] = lambda p: p
+    return extra

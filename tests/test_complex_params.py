@@ -17,7 +17,9 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
-from jaxopt_timm.parity import MIN_DISPLACEMENT, TOL, deviation, load_timm, reference_mode, to_tree, torch_module
+from jaxopt_timm.parity import (
+    MIN_DISPLACEMENT, TOL, deviation, ensure_reference, load_timm, prepare_reference, reference_mode, to_tree,
+    torch_module)
 
 NAMES = jt.list_optimizers()
 SUPPORTED = [n for n in NAMES if jt.get_optimizer_info(n).complex_params]
@@ -63,17 +65,21 @@ def _torch_run(name, init, coef, steps, real_view=False, **kwargs):
     info = jt.get_optimizer_info(name)
     timm_kwargs, _, context = reference_mode(name, kwargs)
     tcoef = {k: [torch.tensor(c) for c in v] for k, v in coef.items()}
+    ensure_reference(name)  # a missing reference library fails here, never reads as "unsupported"
     with context, warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        opt = timm_optim.create_optimizer_v2(module, name, **timm_kwargs)
+        opt = prepare_reference(timm_optim.create_optimizer_v2(module, name, **timm_kwargs))
         for t in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = 0.0
-            for k, p in named.items():
-                z = torch.view_as_complex(p) if real_view and np.iscomplexobj(init[k]) else p
-                loss = loss + _leaf_loss(z, *tcoef[k], float(_drift(t)), torch)
-            loss.backward(create_graph=info.second_order)
-            opt.step()
+            def backward(s=float(_drift(t))):
+                opt.zero_grad(set_to_none=True)
+                loss = 0.0
+                for k, p in named.items():
+                    z = torch.view_as_complex(p) if real_view and np.iscomplexobj(init[k]) else p
+                    loss = loss + _leaf_loss(z, *tcoef[k], s, torch)
+                loss.backward(create_graph=info.second_order)
+
+            backward()
+            opt.step(backward) if info.grad_fn else opt.step()  # SAM steps with a closure
     return {k: _as_real(p.detach().numpy()) for k, p in named.items()}
 
 
@@ -95,8 +101,9 @@ def _ours(name, init, coef, steps, **kwargs):
 
     @jax.jit
     def step(p, state, s):
-        grads = jax.tree.map(jnp.conj, jax.grad(loss)(p, s))  # torch's convention: dL/dx + i dL/dy
-        updates, state = tx.update(grads, state, p)
+        grad_fn = lambda q: jax.tree.map(jnp.conj, jax.grad(loss)(q, s))  # noqa: E731  (torch's dL/dx + i dL/dy)
+        extra = {'grad_fn': grad_fn} if jt.get_optimizer_info(name).grad_fn else {}
+        updates, state = tx.update(grad_fn(p), state, p, **extra)
         return optax.apply_updates(p, updates), state
 
     state = tx.init(params)
@@ -117,9 +124,10 @@ def test_policy_matches_the_reference(name):
     to its run on the real views (tensors of >= 2 dims, so timm's no-decay grouping by ndim is the same)."""
     init, coef = _problem({k: s for k, s in COMPLEX_SHAPES.items() if len(s) >= 2})
     kwargs = dict(lr=1e-2, weight_decay=0.05)
+    from pytorch_optimizer.base.exception import NoComplexParameterError
     try:
         on_complex = _torch_run(name, init, coef, 6, **kwargs)
-    except (RuntimeError, NotImplementedError, TypeError):  # what torch raises for complex dtypes
+    except (RuntimeError, NotImplementedError, TypeError, NoComplexParameterError):  # what the references raise
         supported = False
     else:
         on_real = _torch_run(name, init, coef, 6, real_view=True, **kwargs)

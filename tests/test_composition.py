@@ -33,6 +33,7 @@ import pytest
 
 import jaxopt_timm as jt
 from _fast_jit import fast_jit
+from _steps import update_extras
 
 NAMES = list(jt.list_optimizers()) + ['lookahead_adamw']
 PROPERTIES = ('chain', 'apply_if_finite', 'multisteps', 'multi_transform', 'inject_hyperparams')
@@ -83,8 +84,7 @@ def _info(name):
 
 
 def _extra(name):
-    # an identity Hessian: H v = v for any tree, so it also serves a masked subtree
-    return {'hvp_fn': lambda v: v} if _info(name).second_order else {}
+    return update_extras(name)  # stand-ins valid on any subtree, so they also serve a masked one
 
 
 def _alias_factory(name):

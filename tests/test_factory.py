@@ -10,6 +10,7 @@ import pytest
 
 import jaxopt_timm as jt
 from jaxopt_timm.optim import named_leaves, weight_decay_tree
+from _steps import update_extras
 
 PARAMS = {
     'conv': {'weight': jnp.ones((4, 3, 3, 3)), 'bias': jnp.zeros(4)},
@@ -175,14 +176,12 @@ def test_factory_validates_before_building():
 
 @pytest.mark.parametrize('name', NAMES)
 def test_state_is_arrays_only_and_update_keeps_structure(name):
-    info = jt.get_optimizer_info(name)
+    jt.get_optimizer_info(name)
     tx = jt.create_optimizer_v2(PARAMS, name, lr=1e-2, weight_decay=0.01)
     state = tx.init(PARAMS)
     assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(state))
     g = jax.tree.map(lambda p: 0.1 * jnp.ones_like(p), PARAMS)
-    extra = {}
-    if info.second_order:
-        extra['hvp_fn'] = lambda v: v
+    extra = update_extras(name)
     updates, state2 = jax.jit(lambda g, s, p: tx.update(g, s, p, **extra))(g, state, PARAMS)
     assert jax.tree.structure(updates) == jax.tree.structure(PARAMS)
     assert jax.tree.structure(state2) == jax.tree.structure(state)

@@ -14,6 +14,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from _steps import update_extras
 
 NAMES = jt.list_optimizers()
 PARAMS = {'fc': {'weight': jnp.linspace(-1.0, 1.0, 12).reshape(4, 3), 'bias': jnp.full((4,), 0.1)}}
@@ -42,7 +43,7 @@ def test_every_alias_refuses_misshapen_grads(name):
         "missing leaves ['fc.bias']": {'fc': {'weight': PARAMS['fc']['weight']}},
         "extra leaves ['fc.scale']": _with(PARAMS, scale=jnp.ones(4)),
     }
-    extra = {'hvp_fn': lambda v: v} if jt.get_optimizer_info(name).second_order else {}
+    extra = update_extras(name)
     step = jax.jit(lambda g, s, p: tx.update(g, s, p, **extra))  # shapes are static: refused while tracing
     for message, grads in bad.items():
         with pytest.raises(ValueError, match='Invalid grads: .*' + re.escape(message)):

@@ -36,7 +36,11 @@ EXTRA_NAMES = ('lookahead_adamw',)
 TIMEOUT_S = 1200
 
 # (name, property) -> why it fails; asserted exactly.
-KNOWN_ISSUES = {}
+KNOWN_ISSUES = {
+    ('soap', 'sharded'): 'FSDP: the eigenbasis of a rank-deficient statistic is not unique, and the statistic '
+                         'summed per shard (float32 reassociation) moves it: 4.5e-3 relative after 10 steps '
+                         '(replicated: exact); the same spread as the reference on perturbed inputs',
+}
 
 
 @pytest.fixture(scope='module')

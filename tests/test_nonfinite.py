@@ -16,13 +16,14 @@ import pytest
 
 import jaxopt_timm as jt
 from jaxopt_timm.transforms import safe_increment
+from _steps import update_extras
 
 NAMES = jt.list_optimizers()
 PARAMS = {'w': jnp.linspace(-1.0, 1.0, 12, dtype=jnp.float32).reshape(3, 4), 'b': jnp.full((3,), 0.1, jnp.float32)}
 
 
 def _extra(name):
-    return {'hvp_fn': (lambda v: v)} if jt.get_optimizer_info(name).second_order else {}
+    return update_extras(name)
 
 
 def _grads(scale=1.0):

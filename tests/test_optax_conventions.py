@@ -20,6 +20,7 @@ import pytest
 
 import jaxopt_timm as jt
 from _fast_jit import fast_jit
+from _steps import update_extras
 
 NAMES = list(jt.list_optimizers()) + ['lookahead_adamw', 'lookahead_muon']
 PARAMS = {
@@ -33,7 +34,7 @@ MUST_INJECT = ('muon', 'nmuon', 'adamuon', 'nadamuon', 'rmsprop', 'adamw', 'sgd'
 
 
 def _extra(name):
-    return {'hvp_fn': (lambda v: v)} if jt.get_optimizer_info(name).second_order else {}
+    return update_extras(name)
 
 
 def _param_copies(state):

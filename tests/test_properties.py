@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jaxopt_timm as jt
+from _steps import update_extras
 
 NAMES = jt.list_optimizers()
 EXAMPLES = int(os.environ.get('JAXOPT_TIMM_FUZZ_EXAMPLES', '40'))
@@ -61,12 +62,12 @@ def _materialize(spec, seed):
 
 
 def _check(name, params, lr, wd, seed=0):
-    info = jt.get_optimizer_info(name)
+    jt.get_optimizer_info(name)
     tx = jt.create_optimizer_v2(params, name, lr=lr, weight_decay=wd)
     rng = np.random.default_rng(seed + 1)
     grads_seq = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape).astype(np.float32), p.dtype),
                               params) for _ in range(3)]
-    extra = {'hvp_fn': (lambda v: v)} if info.second_order else {}
+    extra = update_extras(name)
     traces = [0]
 
     def step(g, s, p):
@@ -123,7 +124,7 @@ def test_float16_params_small_grads(name):
     """float16 params with |g| ~ 1e-4 (g**2 underflows in float16): state is float32 by policy, steps stay finite."""
     params = {'w': jnp.full((4, 3), 0.5, jnp.float16), 'b': jnp.full((4,), -0.25, jnp.float16)}
     tx = jt.create_optimizer_v2(params, name, lr=1e-3, weight_decay=0.01)
-    extra = {'hvp_fn': (lambda v: v)} if jt.get_optimizer_info(name).second_order else {}
+    extra = update_extras(name)
     step = jax.jit(lambda g, s, p: tx.update(g, s, p, **extra))
     state = tx.init(params)
     assert all(x.dtype != jnp.float16 for x in jax.tree.leaves(state) if hasattr(x, 'dtype')), name
@@ -147,6 +148,6 @@ def test_empty_tree():
         if info.has_momentum:
             kwargs.setdefault('momentum', 0.9)
         tx = info.alias(learning_rate=1e-2, **kwargs)
-        extra = {'hvp_fn': (lambda v: v)} if info.second_order else {}
+        extra = update_extras(name)
         u, _ = tx.update({}, tx.init({}), {}, **extra)
         assert u == {}, name

@@ -1,5 +1,8 @@
 """The registry drives the parity table: every registered name runs against timm's own factory.
 
+(For a name timm lacks, timm's factory builds the reference class its record names, see
+:mod:`jaxopt_timm.parity._references`.)
+
 A name added to the registry is tested here without anyone remembering to:
 timm's ``create_optimizer_v2(module, name, ...)`` and ours on the same tree,
 with weight decay off and on (timm's grouping: no decay on 1-d leaves and
@@ -12,6 +15,8 @@ import jaxopt_timm as jt
 from jaxopt_timm.parity import DEFAULT_LR, factory_parity, load_timm, reference_parity
 
 NAMES = jt.list_optimizers()
+TIMM_NAMES = [n for n in NAMES if jt.get_optimizer_info(n).source == 'timm']
+OTHER_NAMES = [n for n in NAMES if n not in TIMM_NAMES]  # timm lacks them: each names its own reference
 
 
 @pytest.mark.parametrize('weight_decay', [0.0, 0.05])
@@ -36,10 +41,25 @@ def test_every_timm_name_is_registered():
 
 
 def test_every_name_is_timms():
+    """Every name whose record says ``source='timm'`` is timm's (the others are timm's factory's only once
+    :func:`jaxopt_timm.parity.ensure_reference` has registered their reference there)."""
     timm_optim, _ = load_timm()
     theirs = set(timm_optim.list_optimizers())
-    ours = set(jt.list_optimizers())
-    assert ours <= theirs, f'names timm does not have: {sorted(ours - theirs)}'
+    assert set(TIMM_NAMES) <= theirs, f'names timm does not have: {sorted(set(TIMM_NAMES) - theirs)}'
+
+
+@pytest.mark.parametrize('name', OTHER_NAMES)
+def test_other_names_follow_an_installed_reference(name):
+    """A name timm lacks names its reference as '<PyPI package> <version>' and its class; that exact version is
+    installed and the class importable (a parity check against another version would not be the one recorded)."""
+    import importlib
+    import importlib.metadata
+    info = jt.get_optimizer_info(name)
+    package, _, version = info.source.partition(' ')
+    assert version, info.source
+    assert importlib.metadata.version(package) == version, (name, package)
+    module, cls = info.timm_class.rsplit('.', 1)
+    assert hasattr(importlib.import_module(module), cls), info.timm_class
 
 
 FOUNDATION_NAMES = """
@@ -56,7 +76,7 @@ def test_foundation_names_registered():
 
 def test_registry_records_match_timm():
     timm_optim, _ = load_timm()
-    for name in NAMES:
+    for name in TIMM_NAMES:
         ours, theirs = jt.get_optimizer_info(name), timm_optim.get_optimizer_info(name)
         for field in ('description', 'has_eps', 'has_momentum', 'has_betas', 'num_betas', 'second_order'):
             assert getattr(ours, field) == getattr(theirs, field), (name, field)

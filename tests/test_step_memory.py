@@ -19,6 +19,7 @@ import optax
 import pytest
 
 import jaxopt_timm as jt
+from _steps import update_extras
 
 NAMES = list(jt.list_optimizers())
 PARAMS = {'w': jnp.ones((512, 1024)), 'b': jnp.ones((1 << 20,))}  # a decayed matrix and an undecayed vector
@@ -30,7 +31,14 @@ N_BYTES = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(PARAMS))
 _NS = ('Newton-Schulz iterates, and its bfloat16 input materialized first (XLA:CPU rejects a bfloat16 dot '
        'that folds a transpose: the Flax-layout bug test_muon.py::test_flax_layout_bf16_jitted guards)')
 _CAUTION = 'caution mask: the direction is stored for the per-tensor mean of the mask and the masked step'
+_SF = ('Schedule-Free writes two params-sized outputs per leaf (the update and z) from one normalized gradient, '
+       'which XLA:CPU stores for the second')
 TEMP_BOUND = {
+    'sfadamw': (2.0, _SF),
+    'sfradam': (2.0, _SF),
+    'sfsgd': (1.0, _SF),
+    'soap': (2.17, 'the gradient and the step rotated into and out of the eigenbases of the preconditioner'),
+    'shampoo': (4.0, 'blockwise preconditioned gradient, its graft direction and the layer-wise norm rescale'),
     'adadelta': (3.0, "optax's adadelta composition (rms of updates and of deltas, L2 shared by both)"),
     'adafactor': (0.67, 'factored second moment: the row/col statistics and the normalised update'),
     'adafactorbv': (0.33, 'factored second moment (big_vision)'),
@@ -63,7 +71,7 @@ TEMP_BOUND.update({name: (bound, _CAUTION) for name, bound in {
 
 def compiled_step(name, compiler_options):
     tx = jt.create_optimizer_v2(PARAMS, name, lr=1e-3, weight_decay=0.05)
-    extra = {'hvp_fn': lambda v: v} if jt.get_optimizer_info(name).second_order else {}
+    extra = update_extras(name)
 
     def step(p, s, g):
         updates, s = tx.update(g, s, p, **extra)

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
         flags = []
         if info.second_order:
             flags.append('second order')
+        if info.grad_fn:
+            flags.append('update needs grad_fn')
+        if info.source != 'timm':
+            flags.append(f'reference: {info.source}')
         if info.defaults:
             flags.append(', '.join(f'{k}={v}' for k, v in info.defaults.items()))
         extra = f"  [{'; '.join(flags)}]" if flags else ''

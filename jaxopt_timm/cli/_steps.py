@@ -3,8 +3,9 @@
 The model's gradient and evaluation are compiled once per ``(model, smoothing)``
 and shared by every optimizer (the test suite trains all of them in one
 process); only the optimizer update is compiled per optimizer. Second-order
-optimizers are the exception: they need the loss itself (a Hessian-vector
-product), so their whole step is one jitted function.
+optimizers and SAM are the exception: they need the loss itself (a
+Hessian-vector product, a second gradient at a perturbed point), so their
+whole step is one jitted function.
 """
 from __future__ import annotations
 
@@ -55,22 +56,26 @@ def _model_steps(model, smoothing: float):
     return jax.jit(grad_step), jax.jit(eval_step)
 
 
-def make_steps(model, tx, second_order: bool, smoothing: float):
-    """``(train_step, eval_step)``; the optimizer update is its own jitted function so the model's
-    gradient is compiled once per model (second-order optimizers jit the whole step: they need the loss).
+def make_steps(model, tx, info, smoothing: float):
+    """``(train_step, eval_step)`` for the optimizer of record ``info``; the optimizer update is its own jitted
+    function so the model's gradient is compiled once per model (second-order optimizers and SAM jit the whole
+    step: they need the loss).
 
     ``train_step(params, opt_state, x, y) -> (params, opt_state, loss, accuracy)``;
     ``eval_step(params, x, y) -> (loss, accuracy)``.
     """
     grad_step, eval_step = _model_steps(model, smoothing)
-    if second_order:
+    if info.second_order or info.grad_fn:
         loss_fn = _loss_fn(model, smoothing)
 
         @jax.jit
         def train_step(params, opt_state, x, y):
             grads, loss, acc = _grads_loss_accuracy(loss_fn, params, x, y)
-            hvp_fn = jt.optim.hvp_fn_from_loss(lambda p, a, b: loss_fn(p, a, b)[0], params, x, y)
-            updates, opt_state = tx.update(grads, opt_state, params, hvp_fn=hvp_fn)
+            if info.second_order:
+                extra = {'hvp_fn': jt.optim.hvp_fn_from_loss(lambda p, a, b: loss_fn(p, a, b)[0], params, x, y)}
+            else:
+                extra = {'grad_fn': lambda p: jax.grad(lambda q: loss_fn(q, x, y)[0])(p)}
+            updates, opt_state = tx.update(grads, opt_state, params, **extra)
             return optax.apply_updates(params, updates), opt_state, loss, acc
         return train_step, eval_step
 

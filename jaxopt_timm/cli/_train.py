@@ -52,7 +52,8 @@ class TrainResult:
 
 
 def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: int):
-    """``(tx, schedule, num_epochs, is_plateau, second_order)`` from the arguments, with timm's factories."""
+    """``(tx, schedule, num_epochs, is_plateau, info)`` from the arguments, with timm's factories (``info``: the
+    optimizer's record: its extra update arguments and evaluation point)."""
     name = args.opt.lower()
     info = jt.get_optimizer_info(name)
     sched_kw = jt.scheduler.scheduler_kwargs(args)
@@ -84,7 +85,7 @@ def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: 
         tx = optax.inject_hyperparams(make)(learning_rate=jnp.asarray(schedule.init().lr, jnp.float32))
     else:
         tx = make(schedule)
-    return tx, schedule, num_epochs, plateau, info.second_order
+    return tx, schedule, num_epochs, plateau, info
 
 
 def _init_params(args: argparse.Namespace, model: Any) -> Any:
@@ -152,7 +153,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
 
     model = make_model(args.model, args.model_width, args.model_depth)
     params = _init_params(args, model)
-    tx, schedule, num_epochs, plateau, second_order = _build(args, params, lr, updates_per_epoch)
+    tx, schedule, num_epochs, plateau, info = _build(args, params, lr, updates_per_epoch)
     state = TrainState(params, tx.init(params))
     if plateau:
         state.plateau = schedule.init()
@@ -171,7 +172,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
         else:
             write_summary(args.output, state.history)  # drop rows saved after the resumed checkpoint
 
-    train_step, eval_step = make_steps(model, tx, second_order, args.smoothing)
+    train_step, eval_step = make_steps(model, tx, info, args.smoothing)
     x_test_j, y_test_j = jnp.asarray(x_test), jnp.asarray(y_test)
     if not args.quiet:
         nparams = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
@@ -207,7 +208,9 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
         state.epoch = epoch + 1
         train_loss = _epoch_loss(losses, args.skip_nonfinite)
         train_acc = float(jnp.mean(jnp.stack(accs)))
-        test_loss, test_acc = (float(v) for v in eval_step(state.params, x_test_j, y_test_j))
+        # Schedule-Free trains at y and is evaluated at x (the reference's optimizer.eval())
+        at = state.params if info.eval_params is None else info.eval_params(state.opt_state, state.params)
+        test_loss, test_acc = (float(v) for v in eval_step(at, x_test_j, y_test_j))
         if not np.isfinite(train_loss):
             raise CLIError(f'training diverged at epoch {epoch + 1} (loss {train_loss}); try a smaller --lr'
                            + ('' if args.skip_nonfinite else ' or --skip-nonfinite'))

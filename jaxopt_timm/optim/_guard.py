@@ -238,7 +238,8 @@ def guard_alias(alias: Callable[..., Any], records: Sequence[Any]) -> Callable[.
         trees = {a: arguments[a] for a in per_leaf if a in arguments}
         return guard(tx, optimizer=f'{names} ({alias.__name__}, reference {matched[0].timm_class})',
                      complex_params=all(r.complex_params for r in matched), leaf_trees=trees,
-                     supported=_complex_names)
+                     # a wrapper (SAM) steps complex leaves itself; the base it wraps converts or refuses them
+                     convert=not any(r.base_argument for r in matched), supported=_complex_names)
 
     return guarded
 

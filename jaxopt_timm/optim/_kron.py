@@ -29,8 +29,8 @@ from .._validate import check_bool, check_choice, check_lr, check_range, check_w
 from ..transforms import (
     LAYOUTS, KronLeafPlan, add_decoupled_weight_decay, add_l2_weight_decay, add_stochastic_weight_decay,
     from_factor_space, is_params_placeholder, kron_balance_factors, kron_factor_kinds, kron_init_factors,
-    kron_leaf_plan, kron_precondition, kron_update_factors, require_static, resolve_max_lr, safe_increment, scale_by_learning_rate,
-    state_dtype, to_factor_space, upcast,
+    kron_leaf_plan, kron_precondition, kron_update_factors, require_static, resolve_max_lr, safe_increment,
+    scale_by_learning_rate, state_dtype, to_factor_space, upcast,
 )
 from ._registry import OptimInfo
 

@@ -70,6 +70,8 @@ class OptimInfo:
             :func:`create_optimizer_v2` (SAM's ``base``): the factory builds that one (with the param groups and
             every argument the wrapper does not take) and passes it as the alias's first argument.
         grad_fn: the update needs ``grad_fn`` (``params -> grads``) as an extra argument (SAM).
+        eval_params: ``(opt_state, params) -> params``, the point to evaluate at when it is not the params
+            (Schedule-Free's :func:`jaxopt_timm.optim.schedule_free_eval_params`); ``None``: the params.
     """
     name: str
     alias: Callable[..., Any]
@@ -96,6 +98,7 @@ class OptimInfo:
     complex_params: bool = False
     base_argument: Optional[str] = None
     grad_fn: bool = False
+    eval_params: Optional[Callable[[Any, Any], Any]] = None
 
     def __post_init__(self):
         object.__setattr__(self, 'defaults', MappingProxyType(dict(self.defaults or {})))

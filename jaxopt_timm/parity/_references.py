@@ -49,8 +49,10 @@ def ensure_reference(name: str) -> None:
             name=key, opt_class=_wrapper_reference(info), description=info.description, has_eps=False,
             has_momentum=True, has_betas=False))
         return
+    module, cls = info.timm_class.rsplit('.', 1)
     registry.register(factory.OptimInfo(
-        name=key, opt_class=info.timm_class, description=info.description, has_eps=info.has_eps,
+        name=key, opt_class=getattr(importlib.import_module(module), cls), description=info.description,
+        has_eps=info.has_eps,
         has_momentum=info.has_momentum, has_betas=info.has_betas, num_betas=info.num_betas,
         second_order=info.second_order, defaults=dict(info.defaults)))
 
