@@ -88,7 +88,7 @@ def test_suite_rows_are_the_benchmarked_records():
         assert tx is None or isinstance(tx, optax.GradientTransformation), name
         assert variants.timm_kinds(name)[:2] == ['loop', 'foreach']
         assert ('fused' in variants.timm_kinds(name, loop=False)) == infos[name].torch_fused, name
-        assert variants.packs(name) == (name not in ('kron', 'adahessian')), name
+        assert variants.packs(name) == (name not in ('kron', 'adahessian', 'sam')), name  # SAM: its base packs
     assert variants.optax_transform('adamw') is not None and variants.optax_transform('adan') is None
     assert variants.timm_kinds('adamw') == ['loop', 'foreach', 'fused']
     assert variants.timm_kinds('lion', loop=False) == ['foreach']

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
+from _steps import update_extras
 from test_scheduler_parity import LR, assert_rel, dummy_optimizer, timm_run, timm_sched
 
 S = jt.scheduler
@@ -63,10 +64,7 @@ def test_schedule_in_optimizers():
     grads = jax.tree.map(lambda p: 0.1 * p + 0.05, params)
     const = jt.create_scheduler_v2(1e-2, 'constant')[0]
     for name in jt.list_optimizers():
-        info = jt.get_optimizer_info(name)
-        extra = {}
-        if getattr(info, 'second_order', False):
-            extra['hvp_fn'] = lambda v: v
+        extra = update_extras(name)
         outs = []
         for lr in (1e-2, const):
             tx = jt.create_optimizer_v2(params, name, lr=lr, weight_decay=0.01)
