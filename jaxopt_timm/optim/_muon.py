@@ -260,21 +260,18 @@ def muon(
     check_lr(learning_rate)
     check_weight_decay(weight_decay)
     check_range('momentum', momentum, 0.0, 1.0, hi_open=True)
-    check_bool('nesterov', nesterov)
     check_range('ns_steps', ns_steps, 0, integer=True)
     coefficients = resolve_ns_coefficients(ns_coefficients)
     check_range('eps', eps, 0.0)
-    # >= 1: the normalised input's spectral norm is then <= 1, where Newton-Schulz converges (timm accepts any
-    # value and NaNs from about 0.5 down)
+    # >= 1: Newton-Schulz then converges (its input's spectral norm <= 1); timm accepts any and NaNs from ~0.5 down
     check_range('safety_factor', safety_factor, 1.0)
     check_choice('algo', algo, ('muon', 'adamuon'))
-    if not adjust_lr_fn:
-        adjust_lr_fn = None
+    adjust_lr_fn = adjust_lr_fn or None
     check_choice('adjust_lr_fn', adjust_lr_fn, _ADAMUON_ADJUST if algo == 'adamuon' else _MUON_ADJUST)
     check_choice('conv_mode', conv_mode, ('flatten', 'batched'))
     check_betas(betas)
     check_range('fallback_lr_scale', fallback_lr_scale, 0.0)
-    for name, value in (('normalize_spatial', normalize_spatial), ('scale_eps', scale_eps),
+    for name, value in (('nesterov', nesterov), ('normalize_spatial', normalize_spatial), ('scale_eps', scale_eps),
                         ('capturable', capturable), ('verbose', verbose)):
         check_bool(name, value)
     check_choice('layout', layout, LAYOUTS)
@@ -290,10 +287,10 @@ def muon(
                              '(use fallback_lr_scale)')
         fallback_lr_scale = float(adamw_lr) / float(learning_rate)
 
-    ns_steps = ns_steps if isinstance(ns_steps, jax.Array) else int(ns_steps)  # traced by inject_hyperparams
-    direction = scale_by_muon(
-        momentum, nesterov, ns_steps, coefficients, eps, safety_factor, adjust_lr_fn, conv_mode, normalize_spatial,
-        algo, betas[1], scale_eps, ns_dtype=ns_dtype, layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    direction = scale_by_muon(  # ns_steps may be traced (inject_hyperparams): Newton-Schulz loops over it then
+        momentum, nesterov, ns_steps if isinstance(ns_steps, jax.Array) else int(ns_steps), coefficients, eps,
+        safety_factor, adjust_lr_fn, conv_mode, normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype,
+        layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def build(like):
