@@ -1,8 +1,8 @@
 """What the ``train`` job keeps on disk under ``--output DIR``, and reads back with ``--resume``.
 
 A checkpoint (``DIR/checkpoint-<epoch>``) holds the full training state:
-params, optimizer state and the schedule position (epoch, update count,
-plateau state and lr) through orbax in ``state/``, so a resumed run continues
+params, optimizer state, the ``--model-ema`` average and the schedule position
+(epoch, update count, plateau state and lr) through orbax in ``state/``, so a resumed run continues
 bit-exactly; and in ``meta.json`` the run's recorded arguments (compared on
 ``--resume``), the per-epoch history up to that epoch and the training time.
 The state is stored as flat numbered leaves restored into the structure of a
@@ -51,11 +51,13 @@ class TrainState:
     lr: float = 0.0         # lr of the next epoch (plateau)
     history: List[Dict[str, float]] = dataclasses.field(default_factory=list)  # summary rows, epochs 1..epoch
     train_time_s: float = 0.0  # training time up to ``epoch``, over all the processes that ran it
+    ema: Any = None         # ModelEmaState for --model-ema
 
 
 def _array_tree(state: TrainState) -> Dict[str, Any]:
     """The pytree parts of ``state``, in the order their leaves are numbered on disk."""
-    return {'params': state.params, 'opt_state': state.opt_state, 'plateau': state.plateau}
+    # without --model-ema, 'ema' holds no leaf: the numbering (and older checkpoints) stay as they were
+    return {'params': state.params, 'opt_state': state.opt_state, 'plateau': state.plateau, 'ema': state.ema}
 
 
 def _checkpoint_dirs(output: str) -> List[Tuple[int, str]]:
@@ -243,7 +245,8 @@ def restore_state(path: str, meta: Dict[str, Any], template: TrainState) -> Trai
         new.append(value)
     tree = jax.tree.unflatten(treedef, new)
     return TrainState(tree['params'], tree['opt_state'], int(restored['epoch']), int(restored['step']),
-                      tree['plateau'], float(restored['lr']), list(meta['history']), float(meta['train_time_s']))
+                      tree['plateau'], float(restored['lr']), list(meta['history']), float(meta['train_time_s']),
+                      tree['ema'])
 
 
 def _csv_value(v: Any) -> str:

@@ -1,4 +1,4 @@
-"""The ``jaxopt-timm`` dispatcher: ``train``, ``schedule``, ``list``, ``parity``.
+"""The ``jaxopt-timm`` dispatcher: ``train``, ``schedule``, ``list``, ``parity``, ``convert``.
 
 User errors (unknown optimizer or schedule, invalid hyperparameters, a missing
 or damaged checkpoint, a path that cannot be written) exit with one line on
@@ -19,7 +19,7 @@ PROG = 'jaxopt-timm'
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _list, _parity, _schedule, _train
+    from . import _convert, _list, _parity, _schedule, _train
     parser = Parser(prog=PROG, description="timm's optimizers and schedulers in JAX/optax: train, plot, list, verify.")
     from jaxopt_timm import __version__
     parser.add_argument('--version', action='version', version=f'{PROG} {__version__}')
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         ('schedule', _schedule, 'print a schedule from timm-style arguments and plot it to a PNG'),
         ('list', _list, 'list the optimizers with their descriptions'),
         ('parity', _parity, 'run optimizers side by side with an installed timm and print the deviations'),
+        ('convert', _convert, "turn a timm train.py checkpoint (weights, optimizer state) into an orbax checkpoint"),
     )
     for name, module, help_text in commands:
         p = sub.add_parser(name, help=help_text, description=help_text,

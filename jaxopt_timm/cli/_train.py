@@ -6,8 +6,10 @@ epoch loop. The model is a small Flax linen
 MLP (or ``--model cnn``, :mod:`._models`); the optimizer and schedule come from
 :func:`jaxopt_timm.create_optimizer_v2` / :func:`jaxopt_timm.create_scheduler_v2`
 with timm's argument names, and the schedule runs inside the jitted update
-(:mod:`._steps`). The data and its resumable batch order live in :mod:`._data`;
-what ``--output`` writes and ``--resume`` reads back in :mod:`._checkpoints`.
+(:mod:`._steps`). ``--clip-grad`` is timm's :func:`jaxopt_timm.dispatch_clip_grad`
+on the Flax layouts; ``--model-ema`` timm's EMA of the weights (:mod:`._ema`). The data
+and its resumable batch order live in :mod:`._data`; what ``--output`` writes and
+``--resume`` reads back in :mod:`._checkpoints`.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import dataclasses
 import functools
 import sys
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,7 @@ from ._args import CLIError, create_schedule
 from ._checkpoints import (TrainState, check_output, create_output, latest_checkpoint, params_digest, read_checkpoint,
                            restore_state, run_dir, same_folder, save_checkpoint, write_results, write_summary)
 from ._data import epoch_batches, load_digits_split
+from ._ema import ema_metrics, make_ema
 from ._models import GROUP_MATCHER, make_model
 from ._steps import make_steps
 from ._store import pause_point
@@ -49,6 +52,9 @@ class TrainResult:
     num_epochs: int
     start_epoch: int = 0             # epochs already done when this process started (a resume)
     skipped_steps: int = 0           # updates skipped for non-finite gradients (--skip-nonfinite)
+    ema_params: Any = None           # --model-ema: the averaged weights, and their final test metrics
+    ema_test_acc: Optional[float] = None
+    ema_test_loss: Optional[float] = None
 
 
 def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: int):
@@ -71,8 +77,10 @@ def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: 
         common['skip_nonfinite'] = True  # the factory wraps the optimizer in a guard that counts skipped steps
     clip = None
     if args.clip_grad is not None:
-        clip = {'norm': optax.clip_by_global_norm, 'value': optax.clip,
-                'agc': optax.adaptive_grad_clip}[args.clip_mode](args.clip_grad)
+        # timm's math (torch's clip_grad_norm_ / clip_grad_value_, timm's AGC), on the Flax model's layouts
+        clip = jt.dispatch_clip_grad(args.clip_grad, mode=args.clip_mode, layout='flax')
+        if args.clip_mode == 'agc':  # timm train.py: dispatch_clip_grad(model_parameters(model, exclude_head=True))
+            clip = optax.masked(clip, lambda p: {name: name != 'head' for name in p})
 
     def make(learning_rate):
         tx = jt.create_optimizer_v2(params, name, lr=learning_rate, **common)
@@ -155,6 +163,9 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
     params = _init_params(args, model)
     tx, schedule, num_epochs, plateau, info = _build(args, params, lr, updates_per_epoch)
     state = TrainState(params, tx.init(params))
+    ema = make_ema(args)
+    if ema is not None:
+        state.ema = ema.init(params)
     if plateau:
         state.plateau = schedule.init()
         state.lr = float(state.plateau.lr)
@@ -193,9 +204,11 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
             epoch_lr = float(schedule(state.step))
         losses, accs = [], []
         bar = _progress(updates_per_epoch, f'epoch {epoch + 1}/{num_epochs}', args.no_progress or args.quiet)
-        params_, opt_state = state.params, state.opt_state
+        params_, opt_state, ema_state = state.params, state.opt_state, state.ema
         for b, idx in enumerate(epoch_batches(args.seed, epoch, n, args.batch_size)):
             params_, opt_state, loss, acc = train_step(params_, opt_state, x_train[idx], y_train[idx])
+            if ema is not None:  # timm train.py: model_ema.update(model, step=num_updates), num_updates from 1
+                ema_state = ema.update(params_, ema_state, state.step + b + 1)
             losses.append(loss)
             accs.append(acc)
             bar.update(1)
@@ -203,7 +216,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
                 bar.set_postfix(loss=f'{float(loss):.4f}')
                 pause_point('train', epoch + 1)
         bar.close()
-        state.params, state.opt_state = params_, opt_state
+        state.params, state.opt_state, state.ema = params_, opt_state, ema_state
         state.step += updates_per_epoch
         state.epoch = epoch + 1
         train_loss = _epoch_loss(losses, args.skip_nonfinite)
@@ -219,24 +232,33 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
             state.lr = float(new_lr)
         row = dict(epoch=epoch + 1, lr=epoch_lr, train_loss=train_loss, train_acc=train_acc,
                    test_loss=test_loss, test_acc=test_acc)
+        if ema is not None:
+            row.update(ema_metrics(eval_step, state.ema, x_test_j, y_test_j))
         state.history.append(row)
         state.train_time_s = time_before + (time.perf_counter() - t0)
         if not args.quiet:
             log(f'epoch {epoch + 1:3d}/{num_epochs}  lr {epoch_lr:.3e}  train loss {train_loss:.4f} '
-                f'acc {100 * train_acc:6.2f}%  test loss {test_loss:.4f} acc {100 * test_acc:6.2f}%')
+                f'acc {100 * train_acc:6.2f}%  test loss {test_loss:.4f} acc {100 * test_acc:6.2f}%'
+                + (f'  ema test loss {row["ema_test_loss"]:.4f} acc {100 * row["ema_test_acc"]:6.2f}%'
+                   if ema is not None else ''))
         if args.output:
             save_checkpoint(args.output, state, args.checkpoint_hist, config)
     last = state.history[-1]
     result = TrainResult(state.params, state.history, last['test_acc'], last['test_loss'], state.train_time_s, lr,
-                         num_epochs, start_epoch, _skipped_steps(args, state.opt_state))
+                         num_epochs, start_epoch, _skipped_steps(args, state.opt_state),
+                         None if state.ema is None else state.ema.params, last.get('ema_test_acc'),
+                         last.get('ema_test_loss'))
     if args.output:
         # a pure function of the final checkpoint: re-running a finished run rewrites identical results
         recipe = dict(opt=args.opt, sched=args.sched, lr=lr, epochs=num_epochs, model=args.model, seed=args.seed,
                       batch_size=args.batch_size)
+        ema_fields = {} if state.ema is None else dict(
+            ema_test_acc=result.ema_test_acc, ema_test_loss=result.ema_test_loss,
+            ema_params_sha256=params_digest(state.ema.params))
         write_results(args.output, dict(
-            recipe, test_acc=result.test_acc, test_loss=result.test_loss, train_time_s=result.train_time_s,
-            skipped_steps=result.skipped_steps, params_sha256=params_digest(state.params), config=config,
-            history=state.history))
+            recipe, test_acc=result.test_acc, test_loss=result.test_loss, **ema_fields,
+            train_time_s=result.train_time_s, skipped_steps=result.skipped_steps,
+            params_sha256=params_digest(state.params), config=config, history=state.history))
     return result
 
 
@@ -257,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
     ran = len(result.history) - result.start_epoch
     print(f'Done: {len(result.history)} epochs ({ran} in this process) in {result.train_time_s:.1f}s; final test '
           f'accuracy {100 * result.test_acc:.2f}% (best {100 * best:.2f}%), test loss {result.test_loss:.4f}'
+          + (f'; EMA test accuracy {100 * result.ema_test_acc:.2f}%' if result.ema_test_acc is not None else '')
           + (f', {result.skipped_steps} steps skipped' if args.skip_nonfinite else '')
           + (f'; outputs in {args.output}' if args.output else ''))
     return 0

@@ -62,9 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.set_defaults(weight_decay=DEFAULTS['weight_decay'])
     g = p.add_argument_group('Optimizer extras')
     g.add_argument('--layer-decay', type=float, default=None, help='layer-wise lr decay (e.g. 0.75)')
-    g.add_argument('--clip-grad', type=float, default=None, metavar='NORM', help='gradient clipping (off)')
+    g.add_argument('--clip-grad', type=float, default=None, metavar='NORM',
+                   help="gradient clipping value, timm's dispatch_clip_grad (default: off)")
     g.add_argument('--clip-mode', type=str, default='norm', choices=('norm', 'value', 'agc'),
-                   help='gradient clipping mode')
+                   help='gradient clipping mode: total 2-norm, value, or adaptive (agc: the head left out, as '
+                        'timm train.py)')
     g.add_argument('--skip-nonfinite', action='store_true',
                    help='skip (and count, results.json skipped_steps) updates whose gradients are not all finite')
     g.add_argument('--lr-base', type=float, default=None, metavar='LR',
@@ -73,6 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument('--lr-base-scale', type=str, default='', metavar='SCALE',
                    help="timm: 'linear' or 'sqrt' (default: sqrt for ada*/lamb, else linear)")
     add_scheduler_args(p, DEFAULTS)
+    g = p.add_argument_group('Model exponential moving average (timm train.py)')
+    g.add_argument('--model-ema', action='store_true',
+                   help="track timm's ModelEmaV3 of the weights; its test accuracy (ema_test_acc) beside the model's")
+    g.add_argument('--model-ema-decay', type=float, default=0.9998, metavar='DECAY',
+                   help='EMA decay, in [0, 1] (default: 0.9998)')
+    g.add_argument('--model-ema-warmup', action='store_true',
+                   help="warm the EMA decay up as timm's ModelEmaV3(use_warmup=True)")
     g = p.add_argument_group('Run')
     g.add_argument('--seed', type=int, default=42, metavar='S', help=f'random seed, 0..{MAX_SEED}')
     g.add_argument('--output', default='', metavar='DIR',
@@ -99,6 +108,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise CLIError(f'invalid --smoothing {args.smoothing:g}: must be in [0, 1)')
     if args.clip_grad is not None and not args.clip_grad > 0:
         raise CLIError(f'invalid --clip-grad {args.clip_grad:g}: must be > 0')
+    if not 0 <= args.model_ema_decay <= 1:
+        raise CLIError(f'invalid --model-ema-decay {args.model_ema_decay:g}: must be in [0, 1]')
     if args.checkpoint_hist < 1:
         raise CLIError(f'invalid --checkpoint-hist {args.checkpoint_hist}: must be >= 1')
     if not 0 <= args.model_width <= MAX_WIDTH:
@@ -141,6 +152,9 @@ def run_config(args: argparse.Namespace, lr: float) -> Dict[str, Any]:
     skip = set(UNCHECKED_ON_RESUME) | {'command', 'lr_base', 'lr_base_size', 'lr_base_scale'}
     config = {k: v for k, v in sorted(vars(args).items()) if not k.startswith('_') and k not in skip}
     config['lr'] = lr
+    if not args.model_ema:  # without an EMA its settings shape nothing (and older checkpoints lack them)
+        for key in ('model_ema', 'model_ema_decay', 'model_ema_warmup'):
+            config.pop(key, None)
     return json.loads(json.dumps(config, default=repr))  # as it reads back from meta.json: tuples as lists
 
 

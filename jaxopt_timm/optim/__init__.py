@@ -41,12 +41,13 @@ import pkgutil as _pkgutil
 from ._registry import OptimInfo, get_optimizer_info, list_optimizers, register, register_alias
 from ._factory import create_optimizer, create_optimizer_v2, optimizer_kwargs, packing_mode
 from ._group_matchers import flax_resnet_group_matcher, flax_vit_group_matcher, vit_group_matcher
-from ._param_groups import leaf_names, named_leaves, weight_decay_tree
+from ._param_groups import build_param_groups, leaf_names, named_leaves, weight_decay_tree
 from ._guard import guard_aliases as _guard_aliases
 
 __all__ = [
     'OptimInfo', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
     'optimizer_kwargs', 'packing_mode', 'register', 'register_alias', 'leaf_names', 'named_leaves', 'weight_decay_tree',
+    'build_param_groups',
     'flax_resnet_group_matcher', 'flax_vit_group_matcher', 'vit_group_matcher',
 ]
 

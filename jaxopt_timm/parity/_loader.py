@@ -1,11 +1,14 @@
-"""Load an installed timm's ``timm.optim`` / ``timm.scheduler`` without its torchvision-bound top level.
+"""Load an installed timm's ``timm.optim`` / ``timm.scheduler`` (and ``timm.utils`` modules) without its
+torchvision-bound top level.
 
 Every parity run (the tests, the ``jaxopt-timm parity`` command, the step
 benchmark) needs timm's optimizers and schedulers, but timm's package
 ``__init__`` imports its models and, through them, torchvision, which those do
 not need. A bare ``timm`` package module is put in ``sys.modules`` with a
 minimal ``timm.layers`` and a ``timm.models`` exposing ``group_parameters``
-from timm's own ``_manipulate.py``. torch and timm load only when
+from timm's own ``_manipulate.py``. ``timm.utils``' own ``__init__`` imports torchvision too (through
+its checkpoint and model helpers), so :func:`timm_utils_module` loads single modules of it (``model_ema``,
+``clip_grad``, ``agc``) under a bare ``timm.utils``. torch and timm load only when
 :func:`load_timm` is called, never at import: torch is a test-time dependency.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-__all__ = ['load_timm', 'timm_optim_module', 'TimmNotInstalled', 'INSTALL_HINT', 'torch_module']
+__all__ = ['load_timm', 'timm_optim_module', 'timm_utils_module', 'TimmNotInstalled', 'INSTALL_HINT', 'torch_module']
 
 INSTALL_HINT = (
     'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
@@ -84,6 +87,16 @@ def timm_optim_module(name: str) -> types.ModuleType:
     """timm's ``timm.optim.<name>`` module (e.g. ``'muon'``), importable only once :func:`load_timm` has run."""
     load_timm()
     return importlib.import_module(f'timm.optim.{name}')
+
+
+def timm_utils_module(name: str) -> types.ModuleType:
+    """timm's ``timm.utils.<name>`` module (e.g. ``'model_ema'``, ``'clip_grad'``, ``'agc'``), loaded without
+    ``timm.utils``' ``__init__`` (which needs torchvision); raises TimmNotInstalled if torch or timm is absent."""
+    load_timm()
+    timm = sys.modules['timm']
+    if 'timm.utils' not in sys.modules:
+        timm.utils = _bare_package('timm.utils', os.path.join(list(timm.__path__)[0], 'utils'))
+    return importlib.import_module(f'timm.utils.{name}')
 
 
 def torch_module(flat: Dict[str, Any]) -> Any:
