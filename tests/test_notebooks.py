@@ -18,6 +18,7 @@ FIGURES = {
                                'schedule_epoch_vs_update.png'],
     'optimizer_tour.ipynb': ['tour_trajectories.png', 'tour_composition.png'],
     'flax_training.ipynb': ['flax_training.png'],
+    'continue_timm_run.ipynb': ['continue_timm_run.png'],
 }
 PATHS = sorted(NOTEBOOKS.glob('*.ipynb'))
 

@@ -27,7 +27,6 @@ from ._specs import TimmState, timm_state_of
 
 __all__ = ['from_timm', 'to_timm', 'timm_param_order']
 
-_OURS_ONLY = ('pack_leaves', 'skip_nonfinite', 'layout')
 
 
 def _setup(params: Any, names: Sequence[str], opt: str, layout: str, kwargs: Dict[str, Any]):
