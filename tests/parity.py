@@ -146,3 +146,11 @@ def in_flax_layout(inner):
         return _to_torch(updates), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def assert_close_leaves(got: Dict[str, Any], want: Dict[str, Any], tol: float, what: str) -> None:
+    """Every leaf of ``want`` (flat dicts by name) within ``tol`` relative, and ``tol`` times the leaf's largest
+    magnitude absolute (so leaves near zero are not held to a relative bound)."""
+    for k in want:
+        scale = max(float(np.max(np.abs(want[k]))), 1e-30)
+        np.testing.assert_allclose(got[k], want[k], rtol=tol, atol=tol * scale, err_msg=f'{what}: {k}')

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
+from parity import assert_close_leaves
 from jaxopt_timm.parity import SHAPES, from_tree, make_arrays, timm_utils_module, to_tree, torch_module
 from jaxopt_timm.transforms import from_torch_layout, to_torch_layout
 
@@ -63,9 +64,7 @@ def _ours(params, grads, layout='torch', **kw):
 
 
 def _close(got, want, what):
-    for k in want:
-        scale = max(float(np.max(np.abs(want[k]))), 1e-30)
-        np.testing.assert_allclose(got[k], want[k], rtol=TOL, atol=TOL * scale, err_msg=f'{what}: {k}')
+    assert_close_leaves(got, want, TOL, what)
 
 
 @pytest.mark.parametrize('case', CASES)

@@ -4,6 +4,8 @@ For every registered name whose state can cross: ``n`` steps in timm, ``from_tim
 timm's uninterrupted ``n + m`` steps; and ``n`` steps here, ``to_timm``, ``load_state_dict``, ``m`` steps in timm.
 Both within the parity tolerance. The names that cannot cross are listed with their reason and must refuse.
 """
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 import jaxopt_timm as jt
 from _crossing import TimmRun, cross
 from jaxopt_timm.interop import TIMM_STATE
-from jaxopt_timm.parity import TOL, make_arrays, to_tree
+from jaxopt_timm.parity import TOL, load_timm, make_arrays, to_tree
 
 NAMES = jt.list_optimizers()
 # the names whose state does not cross yet, and why (each must refuse with a ValueError saying so)
@@ -158,3 +160,47 @@ def test_param_order_follows_timms_groups():
     by_id = {id(p): n for n, p in run.module.named_parameters()}
     assert order == [by_id[id(p)] for g in run.opt.param_groups for p in g['params']]
     assert order[0] == 'gamma' and order[-1] in ('fc.weight', 'pos_embed', 'conv.weight')
+
+
+def _timm_plateau(lr, epochs):
+    import torch
+    _, timm_sched = load_timm()
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    with warnings.catch_warnings():  # timm 1.0.31 deprecates it (its state is not checkpointed)
+        warnings.filterwarnings('ignore', message='PlateauLRScheduler is deprecated', category=FutureWarning)
+        sched, _ = timm_sched.create_scheduler_v2(opt, sched='plateau', num_epochs=epochs, patience_epochs=1,
+                                                  decay_rate=0.5, cooldown_epochs=1, warmup_epochs=0)
+    return opt, sched
+
+
+def _metric(epoch):
+    return 1.0 / (1 + min(epoch, 3))  # improves for three epochs, then a plateau: reductions and cooldowns
+
+
+def test_plateau_state_crosses_as_a_timm_resume_does():
+    """timm for 5 epochs, its state_dicts into ours, 7 more epochs here; against timm resumed from the same
+    state_dicts (a fresh scheduler loading them): the same lr every epoch. And back: ours -> timm -> ours."""
+    lr, first, more = 0.1, 5, 7
+    opt, sched = _timm_plateau(lr, first + more)
+    for epoch in range(first):
+        sched.step(epoch + 1, _metric(epoch))
+    sched_sd, opt_sd = sched.state_dict(), opt.state_dict()
+    opt2, sched2 = _timm_plateau(lr, first + more)  # timm's own resume
+    opt2.load_state_dict(opt_sd), sched2.load_state_dict(sched_sd)
+    ours, _ = jt.create_scheduler_v2(lr, 'plateau', num_epochs=first + more, patience_epochs=1, decay_rate=0.5,
+                                     cooldown_epochs=1, warmup_epochs=0)
+    state = jt.interop.plateau_from_timm(sched_sd, ours, opt_sd)
+    theirs_lr, ours_lr = [], []
+    for epoch in range(first, first + more):
+        sched2.step(epoch + 1, _metric(epoch))
+        state, _ = ours.step(state, epoch + 1, _metric(epoch))
+        theirs_lr.append(opt2.param_groups[0]['lr'])
+        ours_lr.append(float(state.lr))
+    assert len(set(theirs_lr)) > 2, theirs_lr  # the lr was reduced while crossing's state mattered
+    np.testing.assert_allclose(ours_lr, theirs_lr, rtol=1e-6)
+    back = jt.interop.plateau_to_timm(state)
+    assert back == {'best': pytest.approx(sched2.state_dict()['best']), 'last_epoch': sched2.state_dict()['last_epoch']}
+    with pytest.raises(ValueError, match='expected a PlateauSchedule'):
+        jt.interop.plateau_from_timm(sched_sd, jt.create_scheduler_v2(lr, 'cosine', num_epochs=3)[0])
+    with pytest.raises(ValueError, match="no \\['best'\\]"):
+        jt.interop.plateau_from_timm({'last_epoch': 3}, ours)

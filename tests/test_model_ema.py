@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import jaxopt_timm as jt
+from parity import assert_close_leaves
 from jaxopt_timm.parity import from_tree, make_arrays, timm_utils_module, to_tree, torch_module
 
 STEPS = 200
@@ -52,9 +53,7 @@ def _trajectory(seed=0):
 
 
 def _close(got, want, what):
-    for k in want:
-        scale = max(float(np.max(np.abs(want[k]))), 1e-30)
-        np.testing.assert_allclose(got[k], want[k], rtol=TOL, atol=TOL * scale, err_msg=f'{what}: {k}')
+    assert_close_leaves(got, want, TOL, what)
 
 
 @pytest.mark.parametrize('name', V3_CONFIGS)

@@ -53,22 +53,12 @@ def _load(path: str) -> Dict[str, Any]:
     return ckpt
 
 
-def _tree(flat: Dict[str, Any]) -> Dict[str, Any]:
-    tree: Dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split('.')
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
-
-
 def convert(args: argparse.Namespace) -> Dict[str, Any]:
     """The converted ``{'params', 'opt_state', 'step'[, 'ema']}`` (what ``run`` writes)."""
     import jax.numpy as jnp
 
     import jaxopt_timm as jt
+    from jaxopt_timm.parity import to_tree
     from jaxopt_timm.transforms import from_torch_layout
 
     with open(args.names) as f:
@@ -81,7 +71,7 @@ def convert(args: argparse.Namespace) -> Dict[str, Any]:
         absent = [k for k in mapping if k not in state_dict]
         if absent:
             raise CLIError(f"--names {args.names}: {absent[:5]} are not in the checkpoint's {what}")
-        return _tree({mapping[k]: jnp.asarray(from_torch_layout(state_dict[k].detach().float().numpy(), args.layout))
+        return to_tree({mapping[k]: jnp.asarray(from_torch_layout(state_dict[k].detach().float().numpy(), args.layout))
                       for k in mapping})
 
     params = weights(ckpt['state_dict'], 'state_dict')
