@@ -32,12 +32,14 @@ def _check(results):
         assert r.rel_err <= TOL, f'{direction}: {r.rel_err:.3g} > {TOL} (worst leaf {r.worst_leaf()})'
 
 
-LR = {'adadelta': 1.0}  # its own default: at 1e-2 it barely moves in ten steps
+# at lr 1e-2 these barely move in ten steps: their own default lr (adadelta, prodigy), or longer runs past
+# RAdam's silent first steps
+SETUP = {'adadelta': dict(lr=1.0), 'prodigy': dict(lr=1.0), 'sfradam': dict(lr=3e-2, n=8, m=8)}
 
 
 @pytest.mark.parametrize('name', CROSSING)
 def test_crossing_run_equals_the_uninterrupted_one(name):
-    _check(cross(name, lr=LR.get(name, 1e-2)))
+    _check(cross(name, **SETUP.get(name, {})))
 
 
 @pytest.mark.parametrize('name,kwargs', [
@@ -53,6 +55,10 @@ def test_crossing_run_equals_the_uninterrupted_one(name):
     ('lookahead_adamw', dict(n=8, m=6)),                 # slow weights made at the first sync (step 6)
     ('lookahead_sgd', dict(n=4, m=6)),                   # crossing before the first sync
     ('adamw', dict(amsgrad=True)),
+    ('sfadamw', dict(warmup_steps=4, n=3, m=6)),         # crossing inside the warmup
+    ('prodigy', dict(lr=1.0, shapes=BIG)),               # s and p0 flattened in torch order by the reference
+    ('kron', dict(layout='flax')),                       # Q in torch dim order, a vector for diagonal dims
+    ('soap', dict(layout='flax', shapes=BIG, n=12, m=9, precondition_frequency=3, max_precondition_dim=30)),
 ])
 def test_crossing_with_layouts_and_groups(name, kwargs):
     _check(cross(name, **kwargs))
@@ -93,6 +99,8 @@ def test_specs_match_the_references():
         for key, value in state.items():
             if key in spec.python:
                 assert type(value) is spec.python[key], (info.timm_class, key, type(value))
+            elif key in spec.indexed:
+                assert isinstance(value, list), (info.timm_class, key, type(value))
             elif key != 'step' and not spec.unsupported:
                 assert hasattr(value, 'shape'), (info.timm_class, key, type(value))
     assert set(seen) == set(TIMM_STATE), sorted(set(TIMM_STATE) - set(seen))
@@ -204,3 +212,22 @@ def test_plateau_state_crosses_as_a_timm_resume_does():
         jt.interop.plateau_from_timm(sched_sd, jt.create_scheduler_v2(lr, 'cosine', num_epochs=3)[0])
     with pytest.raises(ValueError, match="no \\['best'\\]"):
         jt.interop.plateau_from_timm({'last_epoch': 3}, ours)
+
+
+def test_to_timm_without_timm_gives_minimal_groups(monkeypatch):
+    """Where timm cannot be loaded the state still converts; the groups carry what this package knows."""
+    run, sd, params, names = _setup()
+    kw = dict(lr=1e-2, weight_decay=0.01)
+    state = jt.interop.from_timm(sd, params, names, 'adamw', **kw)
+    import jaxopt_timm.parity as parity
+
+    def missing():
+        raise parity.TimmNotInstalled('timm is not installed')
+    monkeypatch.setattr(parity, 'load_timm', missing)
+    out = jt.interop.to_timm(state, params, names, 'adamw', **kw)
+    assert [{k: v for k, v in g.items() if k != 'params'} for g in out['param_groups']] == [
+        {'weight_decay': 0.0, 'lr': 1e-2}, {'weight_decay': 0.01, 'lr': 1e-2}]
+    assert [g['params'] for g in out['param_groups']] == [g['params'] for g in sd['param_groups']]
+    for i, s in sd['state'].items():
+        for key in ('exp_avg', 'exp_avg_sq', 'step'):
+            np.testing.assert_allclose(np.asarray(out['state'][i][key]), np.asarray(s[key]), rtol=1e-6)

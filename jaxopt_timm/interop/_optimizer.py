@@ -12,6 +12,7 @@ of another optimizer never becomes a plausible wrong state.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
@@ -19,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxopt_timm.optim import create_optimizer_v2, get_optimizer_info, named_leaves
-from jaxopt_timm.transforms import LAYOUTS
+from jaxopt_timm.transforms import LAYOUTS, torch_axes
 
+from ._factors import factors_to_reference, indexed_values
 from ._order import timm_param_groups
 from ._slots import COUNT_FIELDS, INIT_FIELDS, Slot, from_reference_layout, state_slots, to_reference_layout
 from ._specs import TimmState, timm_state_of
@@ -55,7 +57,9 @@ def timm_param_order(params: Any, names: Sequence[str], **factory_kwargs: Any) -
 def _numpy(value: Any) -> Any:
     if hasattr(value, 'detach'):  # a torch tensor
         return value.detach().cpu().float().numpy() if value.is_floating_point() else value.detach().cpu().numpy()
-    return np.asarray(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+    if isinstance(value, (list, tuple)):  # per-dim factor lists (Kron's Q): entries of different shapes
+        return [_numpy(v) for v in value]
+    return value
 
 
 def _check_groups(sd: Mapping[str, Any], groups: List[Tuple[float, List[str]]], opt: str) -> List[List[int]]:
@@ -134,8 +138,10 @@ def from_timm(torch_state_dict: Mapping[str, Any], params: Any, names: Sequence[
     state = tx.init(params)
     leaf_ndim = {n: np.ndim(leaf) for n, leaf in named_leaves(params)}
     used = {n: set() for n in per_param}
-    new_leaves = [_fill(slot, per_param, used, spec, step, leaf_ndim, layout, opt) for slot in
-                  state_slots(state, params)]
+    known = _global_values(torch_state_dict['param_groups'], per_param, spec)
+    slots = state_slots(state, params)
+    known.update(indexed_values(slots, per_param, used, spec, params, layout, opt))
+    new_leaves = [_fill(slot, per_param, used, spec, step, known, leaf_ndim, layout, opt) for slot in slots]
     for n, theirs in per_param.items():
         left = set(theirs) - used[n] - {'step'} - set(spec.derived) - set(spec.shared)
         if left:
@@ -144,17 +150,38 @@ def from_timm(torch_state_dict: Mapping[str, Any], params: Any, names: Sequence[
     return jax.tree.unflatten(jax.tree.structure(state), new_leaves)
 
 
-def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, leaf_ndim, layout: str, opt: str) -> Any:
+def _global_values(groups, per_param, spec: TimmState) -> Dict[str, Any]:
+    """Our global fields' values: from a per-param key every param repeats, or a key every group repeats."""
+    for key, want in spec.group_required.items():
+        if any(g.get(key, want) != want for g in groups):
+            raise ValueError(f'torch_state_dict has {key}={not want!r}; save it with {key}={want!r} '
+                             "(Schedule-Free: call optimizer.train() before state_dict())")
+    known = {}
+    for key, field in spec.shared.items():
+        values = [s[key] for s in per_param.values() if key in s]
+        if values:
+            known[field] = values[0]
+    for key, field in spec.group.items():
+        values = {float(_numpy(g[key])) for g in groups if key in g}
+        if len(values) > 1:
+            raise ValueError(f"torch_state_dict's param groups differ in {key} ({sorted(values)}); "
+                             'jaxopt_timm keeps one value for all')
+        if values:
+            known[field] = values.pop()
+    return known
+
+
+def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, known, leaf_ndim, layout: str, opt: str) -> Any:
     leaf = slot.leaf
     if slot.param is None:
         if slot.field in COUNT_FIELDS:
             return jnp.asarray(step, leaf.dtype)
-        if slot.field in INIT_FIELDS:
+        if slot.field in INIT_FIELDS or slot.field in spec.constants:
             return leaf
-        shared = {f: k for k, f in spec.shared.items()}
-        if slot.field in shared:
-            values = [s[shared[slot.field]] for s in per_param.values() if shared[slot.field] in s]
-            return jnp.asarray(values[0], leaf.dtype) if values else leaf
+        if slot.field in set(spec.indexed.values()):
+            return jnp.asarray(known[slot.path], leaf.dtype) if slot.path in known else leaf
+        if slot.field in set(spec.shared.values()) | set(spec.group.values()):
+            return jnp.asarray(known[slot.field], leaf.dtype) if slot.field in known else leaf
         raise ValueError(f'{opt!r}: our state field {slot.field!r} ({jax.tree_util.keystr(slot.path)}) has no '
                          'counterpart in the reference state_dict')
     if slot.field in spec.ours_only:
@@ -168,6 +195,8 @@ def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, leaf_ndim, la
                          f'(it has {sorted(theirs)})')
     used[slot.param].add(key)
     value = np.asarray(theirs[key], np.float64) * spec.scale.get(key, 1.0)
+    if key in spec.flat and np.ndim(leaf) == leaf_ndim[slot.param]:  # flattened in torch dim order there
+        value = value.reshape([np.shape(leaf)[a] for a in torch_axes(np.ndim(leaf), layout)])
     try:
         value = from_reference_layout(value, leaf, leaf_ndim[slot.param], layout)
     except ValueError as err:
@@ -205,6 +234,15 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
     shared = {k: next(np.asarray(s.leaf) for s in slots if s.param is None and s.field == f)
               for k, f in spec.shared.items()}
     params_np = dict(named_leaves(params))
+    leaf_index = {n: i for i, n in enumerate(params_np)}
+
+    def arg(name: str) -> Any:  # an optimizer argument as the factory gives it: the caller's, else the default
+        if name in factory_kwargs:
+            return factory_kwargs[name]
+        if name in info.defaults:
+            return info.defaults[name]
+        default = inspect.signature(info.alias).parameters.get(name)
+        return None if default is None else default.default
     state: Dict[int, Dict[str, Any]] = {}
     for i, name in enumerate(order):
         if step == 0:
@@ -217,22 +255,28 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
             if s.field in spec.ours_only or (key in spec.optional and not spec.optional[key](step)):
                 continue
             value = to_reference_layout(np.asarray(s.leaf, np.float32) / spec.scale.get(key, 1.0), ndim, layout)
+            if key in spec.flat:
+                value = value.reshape(-1)
             if key in spec.squeezed:  # the reduced axis: size 1 here, more in the param
                 value = value.squeeze(tuple(a for a, (v, p) in enumerate(zip(value.shape, param_torch.shape))
                                             if v == 1 and p > 1))
             entry[key] = spec.python[key](value) if key in spec.python else tensor(value)
+        for key, field in spec.indexed.items():
+            mine = sorted((s for s in slots if s.param is None and s.field == field and
+                           s.path[-2].idx == leaf_index[name]), key=lambda s: s.path[-1].idx)
+            entry[key] = factors_to_reference([s.leaf for s in mine], np.shape(params_np[name]), layout, tensor)
         for key, value in shared.items():
             entry[key] = spec.python[key](value) if key in spec.python else tensor(value)
         paths = tuple(jax.tree_util.keystr(s.path) for s in by_param.get(name, []))
         for key, fn in spec.derived.items():
-            value = fn(param_torch, step, paths)
+            value = fn(param_torch, step, paths, arg)
             entry[key] = spec.python[key](value) if key in spec.python else tensor(np.asarray(value, np.float32))
         if spec.step == 'param_tensor':
             entry['step'] = tensor(np.asarray(step, np.float32))
         elif spec.step == 'param_int':
             entry['step'] = int(step)
         state[i] = entry
-    param_groups = _param_groups(info, spec, groups, params_np, names, layout, factory_kwargs, step)
+    param_groups = _param_groups(info, spec, groups, params_np, names, layout, factory_kwargs, step, slots)
     return {'state': state, 'param_groups': param_groups}
 
 
@@ -244,7 +288,7 @@ def _tensor_maker():
     return lambda v: torch.tensor(np.array(v, copy=True))
 
 
-def _param_groups(info, spec: TimmState, groups, params_np, names, layout, kwargs, step) -> List[Dict[str, Any]]:
+def _param_groups(info, spec: TimmState, groups, params_np, names, layout, kwargs, step, slots) -> List[Dict[str, Any]]:
     from ._reference import reference_param_groups
     out = reference_param_groups(info.name, params_np, names, layout, kwargs, step)
     start = 0
@@ -258,6 +302,9 @@ def _param_groups(info, spec: TimmState, groups, params_np, names, layout, kwarg
         start += len(group_names)
         for key in spec.group_counts:
             g[key] = int(step)
+        g.update(spec.group_required)
+        for key, field in spec.group.items():
+            g[key] = next(float(np.asarray(s.leaf)) for s in slots if s.param is None and s.field == field)
         if spec.step == 'group_tensor' and step:
             g['step'] = _tensor_maker()(np.asarray(step, np.float32))
         elif spec.step == 'group_int' and step:

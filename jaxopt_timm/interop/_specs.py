@@ -34,9 +34,18 @@ class TimmState:
         shared: per-param reference key -> our global (param-independent) field holding the same value.
         python: reference keys stored as Python numbers rather than tensors, with their type.
         derived: reference keys that follow from the rest (the reference recomputes them before use, or
-            they repeat the step or the routing): ``fn(param, step, paths) -> value`` fills them going to the
-            reference (``param`` a torch-layout numpy array, ``paths`` the key paths of our state leaves for that
-            param); coming from it they are read nowhere.
+            they repeat the step, the routing or an argument): ``fn(param, step, paths, arg) -> value`` fills
+            them going to the reference (``param`` a torch-layout numpy array, ``paths`` the key paths of our state
+            leaves for that param, ``arg(name)`` the optimizer argument's value); coming from it they are read
+            nowhere.
+        group: param-group key -> our global field, for values the reference keeps per group but equal in
+            every group (Prodigy's ``d``, Schedule-Free's ``weight_sum``).
+        group_required: param-group key -> the value a state_dict must have to cross (Schedule-Free saved in
+            train mode, where the model's weights are the point the gradient is taken at).
+        indexed: reference key -> our global field holding per leaf (in tree order) a tuple of per-axis factors
+            (Kron's ``Q``; see :mod:`._factors`).
+        flat: reference keys stored flattened (in torch dim order) for a param-shaped field here.
+        constants: our global fields fixed by the arguments (initial value always right).
         optional: reference keys created only at some step: ``fn(step) -> present``; absent, ours keeps its
             initial value (Lookahead's slow weights, made at the first sync).
         group_counts: param-group keys that count updates too (Lookahead's ``lookahead_step``).
@@ -53,7 +62,12 @@ class TimmState:
     scale: Mapping[str, float] = dataclasses.field(default_factory=dict)
     shared: Mapping[str, str] = dataclasses.field(default_factory=dict)
     python: Mapping[str, type] = dataclasses.field(default_factory=dict)
-    derived: Mapping[str, Callable[[np.ndarray, int, tuple], object]] = dataclasses.field(default_factory=dict)
+    derived: Mapping[str, Callable[..., object]] = dataclasses.field(default_factory=dict)
+    group: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    group_required: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    indexed: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    flat: tuple = ()
+    constants: tuple = ()
     optional: Mapping[str, Callable[[int], bool]] = dataclasses.field(default_factory=dict)
     group_counts: tuple = ()
     squeezed: tuple = ()
@@ -77,18 +91,32 @@ class TimmState:
         return field
 
 
-def _rms(p: np.ndarray, step: int, paths: tuple) -> float:
-    del step, paths
+def _rms(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> float:
+    del step, paths, arg
     return float(np.linalg.norm(p.astype(np.float32)) / np.sqrt(max(p.size, 1)))
 
 
-def _step(p: np.ndarray, step: int, paths: tuple) -> int:
-    del p, paths
+def _step(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> int:
+    del p, paths, arg
     return int(step)
 
 
-def _routed_to_muon(p: np.ndarray, step: int, paths: tuple) -> bool:
-    del p, step
+def _frequency(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> object:
+    del p, step, paths
+    return arg('precondition_frequency')
+
+
+def _shampoo_beta(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> object:
+    del p, step, paths
+    beta = arg('shampoo_beta')  # None: the second beta, as the reference
+    if beta is None:
+        betas = arg('betas')
+        beta = betas[1] if betas is not None else arg('b2')
+    return beta
+
+
+def _routed_to_muon(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> bool:
+    del p, step, arg
     return not any("'fallback'" in path for path in paths)  # Muon's state: inner_states['muon'|'fallback']
 
 
@@ -99,11 +127,15 @@ def _hessian_kept(kwargs: Mapping[str, object]) -> str:
     return ''
 
 
+def _prodigy_sliced(kwargs: Mapping[str, object]) -> str:
+    if kwargs.get('slice_p', 1) != 1:
+        return 'with slice_p > 1 the reference keeps every slice_p-th element of s and p0 only'
+    return ''
+
+
 _TENSOR = TimmState()
 _INT = TimmState(step='param_int')
 _NONE = TimmState(step=None)
-_MATRIX = ('its per-tensor preconditioner matrices (kept per leaf index here, as objects or lists in the '
-           'reference) are not mapped')
 
 TIMM_STATE: Dict[str, TimmState] = {
     'torch.optim.Adam': _TENSOR, 'torch.optim.AdamW': _TENSOR, 'torch.optim.Adamax': _TENSOR,
@@ -130,16 +162,21 @@ TIMM_STATE: Dict[str, TimmState] = {
     'timm.optim.SGDW': _NONE, 'timm.optim.Lars': _NONE,
     'timm.optim.SGDP': TimmState(step=None, rename={'momentum': 'momentum_buffer'}),
     'timm.optim.Muon': TimmState(python={'use_muon': bool}, derived={'use_muon': _routed_to_muon}),
-    'timm.optim.Kron': TimmState(step='param_int', unsupported=f'Kron: {_MATRIX}'),
+    'timm.optim.Kron': TimmState(step='param_int', rename={'momentum_buffer': 'mu'}, indexed={'Q': 'factors'},
+                                 shared={'update_counter': 'update_counter'}, python={'update_counter': int}),
     'pytorch_optimizer.AdEMAMix': TimmState(step='group_int'),
     'pytorch_optimizer.SAM': _NONE,
-    'pytorch_optimizer.SOAP': TimmState(step='group_int', unsupported=f'SOAP: {_MATRIX}'),
-    'pytorch_optimizer.ScalableShampoo': TimmState(step='group_int', unsupported=f'Shampoo: {_MATRIX}'),
-    'prodigyopt.Prodigy': TimmState(step='param_int', unsupported=(
-        "Prodigy: its step size d and its sums are kept per param group by the reference and once here")),
-    'schedulefree.AdamWScheduleFree': TimmState(step=None, unsupported=(
-        'Schedule-Free: the averaging weights (k, weight_sum, lr_max) and train/eval mode live in the '
-        "reference's param groups")),
+    'pytorch_optimizer.SOAP': TimmState(step='group_int', indexed={'GG': 'GG', 'Q': 'Q'},
+                                        python={'precondition_frequency': int, 'shampoo_beta': float},
+                                        derived={'precondition_frequency': _frequency, 'shampoo_beta': _shampoo_beta}),
+    'pytorch_optimizer.ScalableShampoo': TimmState(step='group_int', unsupported=(
+        "Shampoo: the reference keeps its statistics and preconditioners in Python objects (PreConditioner, "
+        'SGDGraft) holding its block partitioning, not in tensors a state_dict can be written from')),
+    'prodigyopt.Prodigy': TimmState(step='param_int', group={'d': 'd', 'd_max': 'd_max', 'd_numerator': 'd_numerator'},
+                                    group_counts=('k',), flat=('s', 'p0'), refuse=_prodigy_sliced),
+    'schedulefree.AdamWScheduleFree': TimmState(step=None, group={'weight_sum': 'weight_sum', 'lr_max': 'lr_max'},
+                                                group_counts=('k',), group_required={'train_mode': True},
+                                                constants=('momentum',)),
 }
 for _name in ('SGDScheduleFree', 'RAdamScheduleFree'):
     TIMM_STATE[f'schedulefree.{_name}'] = TIMM_STATE['schedulefree.AdamWScheduleFree']
