@@ -14,3 +14,5 @@ $PY -m pip install --quiet --disable-pip-version-check --no-deps "schedulefree==
     "pytorch-optimizer==4.1.0"
 $PY -m pip install --quiet --disable-pip-version-check addict termcolor yapf rich
 $PY -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+# the docs' browser check (scripts/check_docs_browser.py) renders pages in headless Chromium: Debian's package
+command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)

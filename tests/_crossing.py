@@ -98,8 +98,8 @@ def cross(name, n=5, m=5, directions=('from_timm', 'to_timm'), seed=0, layout='t
     coeffs = (a, b, d)
     info = jt.get_optimizer_info(name)
     ours_kwargs = {**timm_kwargs, **our_kwargs}
-    to_ours = lambda flat: to_tree({k: jnp.asarray(from_torch_layout(v, layout)) for k, v in flat.items()})  # noqa
-    to_theirs = lambda tree: {k: np.asarray(to_torch_layout(v, layout)) for k, v in from_tree(tree).items()}  # noqa
+    to_ours = lambda flat: to_tree({k: jnp.asarray(from_torch_layout(v, layout)) for k, v in flat.items()})  # noqa: E731
+    to_theirs = lambda tree: {k: np.asarray(to_torch_layout(v, layout)) for k, v in from_tree(tree).items()}  # noqa: E731
     results = {}
     with context:
         ref = TimmRun(name, init, coeffs, timm_kwargs)

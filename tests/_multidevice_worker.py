@@ -342,7 +342,8 @@ def run_mesh(group):
                 else:
                     moved.append(f'{path}: {want.spec} -> {got.sharding.spec}')
             ok = ok and err <= (RTOL_FSDP if layout == 'fsdp' else RTOL) and not problems
-            info[layout] = {'rel_err': err, 'worst_leaf': worst_leaf(ps[k], ref), 'problems': problems[:4], 'other_state_resharded': moved[:6]}
+            info[layout] = {'rel_err': err, 'worst_leaf': worst_leaf(ps[k], ref), 'problems': problems[:4],
+                            'other_state_resharded': moved[:6]}
         info['elementwise_state_leaves'] = sum(e for e, _ in kinds[j])
         results.append({'sharded': (ok, info), 'abstract': abstract_results[j]})
     return results

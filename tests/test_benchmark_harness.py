@@ -100,7 +100,9 @@ def test_flax_tree_factors_like_timm():
     fl = flax_shape('conv.weight', torch_shape)
     ours = jt.create_optimizer_v2({'conv': {'weight': jnp.ones(fl)}}, 'adafactor', lr=1e-3, layout='flax')
     ref = jt.create_optimizer_v2({'conv': {'weight': jnp.ones(torch_shape)}}, 'adafactor', lr=1e-3)
-    sizes = lambda tx, p: sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(tx.init(p)))
+
+    def sizes(tx, p):
+        return sorted(int(np.prod(x.shape)) for x in jax.tree.leaves(tx.init(p)))
     assert sizes(ours, {'conv': {'weight': jnp.ones(fl)}}) == sizes(ref, {'conv': {'weight': jnp.ones(torch_shape)}})
 
 

@@ -34,8 +34,8 @@ def test_default_recipe_reaches_95_percent_within_a_minute(tmp_path, capsys):
 
 
 # One epoch of the default model (1,437 images, 22 updates at batch 64) with each name's default lr
-# (jaxopt_timm.cli.default_lr: the record's default_lr). Bounds: the loss must be finite and the test loss below ln(10), the
-# loss of a uniform guess, so every optimizer must have learnt something; accuracy floors per family.
+# (jaxopt_timm.cli.default_lr: the record's default_lr). Bounds: the loss must be finite and the test loss below
+# ln(10), the loss of a uniform guess, so every optimizer must have learnt something; accuracy floors per family.
 # Families whose first steps are deliberately small get the lower floor (measured one-epoch accuracy in
 # brackets at the time of writing): RAdam's rectification runs SGD-like steps, then a small rectified
 # factor (radam ~0.45); RMSpropTF starts its square average at ones (~0.7); Kron's preconditioner starts
@@ -188,3 +188,23 @@ def test_no_torch_at_import():
     import sys
     code = 'import sys, jaxopt_timm, jaxopt_timm.cli; sys.exit(int("torch" in sys.modules or "timm" in sys.modules))'
     assert subprocess.run([sys.executable, '-c', code], timeout=120).returncode == 0
+
+
+def test_missing_cli_extra_is_one_line(monkeypatch, capsys, tmp_path):
+    """Without the `cli` extra (a lean install) the commands that need it name it in one line and do nothing;
+    printing a schedule needs none of it (tests/test_packaging.py runs ``train`` in a real lean install)."""
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name.split('.')[0] in ('matplotlib', 'orbax') else real(name, *a))
+    png = tmp_path / 'lr.png'
+    assert main(['schedule', '--epochs', '3', '--plot', str(png)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "jaxopt-timm schedule: error: needs matplotlib, not installed: pip install 'jaxopt_timm[cli]' "
+        '(or print only: --no-plot)']
+    assert not png.exists()
+    assert main(['schedule', '--epochs', '3', '--no-plot']) == 0
+    assert main(['train', '--epochs', '1', '--output', str(tmp_path / 'run')]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "jaxopt-timm train: error: needs orbax-checkpoint, not installed: pip install 'jaxopt_timm[cli]'"]
+    assert not (tmp_path / 'run').exists()

@@ -44,11 +44,11 @@ def test_param_group_fn_overrides_are_checked(override, value_text, pack_leaves)
 
 def test_param_group_fn_alias_arguments_use_the_alias_checks():
     with pytest.raises(ValueError, match=r'Invalid betas\[0\]: 2.0'):
-        jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-3, param_group_fn=lambda n, l: {'betas': (2.0, 0.999)})
+        jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-3, param_group_fn=lambda n, leaf: {'betas': (2.0, 0.999)})
 
 
 def test_valid_overrides_still_build():
-    tx = jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-3, param_group_fn=lambda n, l: {'lr_scale': 0.0})
+    tx = jt.create_optimizer_v2(PARAMS, 'adamw', lr=1e-3, param_group_fn=lambda n, leaf: {'lr_scale': 0.0})
     updates, _ = tx.update(PARAMS, tx.init(PARAMS), PARAMS)
     assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(updates))
 

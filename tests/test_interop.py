@@ -231,3 +231,10 @@ def test_to_timm_without_timm_gives_minimal_groups(monkeypatch):
     for i, s in sd['state'].items():
         for key in ('exp_avg', 'exp_avg_sq', 'step'):
             np.testing.assert_allclose(np.asarray(out['state'][i][key]), np.asarray(s[key]), rtol=1e-6)
+
+
+def test_plateau_lr_is_read_without_the_groups_lr_scale():
+    ours, _ = jt.create_scheduler_v2(0.1, 'plateau', num_epochs=10)
+    sd = {'param_groups': [{'lr': 0.005, 'lr_scale': 0.5}, {'lr': 0.01, 'lr_scale': 1.0}]}
+    state = jt.interop.plateau_from_timm({'best': 0.3, 'last_epoch': 4}, ours, sd)
+    assert float(state.lr) == pytest.approx(0.01) and int(state.last_epoch) == 4

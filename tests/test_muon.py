@@ -78,7 +78,8 @@ def test_factory_fallback_no_weight_decay():
 def test_factory_layer_decay(name):
     with timm_ns_float32():
         r = grouped_factory_parity(name, VIT_SHAPES | {'blocks.0.mlp.weight': (16, 8)}, weight_decay=0.05,
-                                   layer_decay=0.6, model_attrs={'group_matcher': lambda coarse=False: VIT_GROUP_MATCHER},
+                                   layer_decay=0.6,
+                                   model_attrs={'group_matcher': lambda coarse=False: VIT_GROUP_MATCHER},
                                    ours={'group_matcher': VIT_GROUP_MATCHER, 'ns_dtype': 'float32'})
     r.check()
 

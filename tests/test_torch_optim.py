@@ -65,7 +65,8 @@ def test_rmsprop(kwargs):
 
 def test_rmsprop_momentum_with_schedule():
     """torch keeps the lr out of RMSprop's momentum buffer, unlike timm's RMSpropTF."""
-    scheduled_parity(torch.optim.RMSprop, jt.optim.rmsprop, peak=5e-3, alpha=0.9, momentum=0.9, weight_decay=0.05).check()
+    scheduled_parity(torch.optim.RMSprop, jt.optim.rmsprop, peak=5e-3, alpha=0.9, momentum=0.9,
+                     weight_decay=0.05).check()
 
 
 def test_adagrad_lr_decay_with_schedule():

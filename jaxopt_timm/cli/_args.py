@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import os
 import sys
 from typing import Any, NoReturn, Optional, Sequence, Tuple
@@ -10,6 +11,32 @@ from typing import Any, NoReturn, Optional, Sequence, Tuple
 
 class CLIError(Exception):
     """A user error: reported as one line on stderr and a non-zero exit code, never a traceback."""
+
+
+# The `cli` extra (pip install 'jaxopt_timm[cli]'): import name -> distribution name. The library itself needs
+# none of these, so a lean install has none; a command checks for what it uses before doing any work.
+CLI_EXTRA = {'flax': 'flax', 'sklearn': 'scikit-learn', 'matplotlib': 'matplotlib',
+             'orbax': 'orbax-checkpoint', 'tqdm': 'tqdm'}
+
+
+def missing_extra(names: Sequence[str], hint: str = '') -> CLIError:
+    """The one-line error for the `cli` extra's packages ``names`` (import names) being absent."""
+    dists = ', '.join(CLI_EXTRA.get(n.split('.')[0], n) for n in names)
+    return CLIError(f"needs {dists}, not installed: pip install 'jaxopt_timm[cli]'{hint}")
+
+
+def require_extra(*modules: str, hint: str = '') -> None:
+    """Raise :func:`missing_extra` unless every one of ``modules`` (e.g. 'orbax.checkpoint') can be imported."""
+    absent = []
+    for m in modules:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except ImportError:  # a dotted name whose parent package is absent
+            found = False
+        if not found:
+            absent.append(m)
+    if absent:
+        raise missing_extra(absent, hint)
 
 
 # Bounds on what the arguments can ask for, so no value exhausts memory or time before printing anything:
@@ -78,7 +105,8 @@ def add_scheduler_args(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument('--decay-milestones', default=defaults.get('decay_milestones', [90, 180, 270]), type=int,
                    nargs='+', metavar='MILESTONES', help='multistep milestones (epochs)')
     g.add_argument('--decay-epochs', type=float, default=defaults.get('decay_epochs'), metavar='N',
-                   help='epoch interval to decay lr (step, default 90); decay length (wsd, rsqrt; default 0.2 of the run)')
+                   help='epoch interval to decay lr (step, default 90); '
+                        'decay length (wsd, rsqrt; default 0.2 of the run)')
     g.add_argument('--warmup-epochs', type=int, default=defaults.get('warmup_epochs', 5), metavar='N',
                    help='warmup epochs')
     g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the schedule')

@@ -188,7 +188,9 @@ def create_output(output: str) -> None:
 
 def _intact_older(path: str) -> str:
     """The error's tail for a damaged checkpoint: the newest older checkpoint that verifies, if any."""
-    folder, epoch = os.path.dirname(path), int(_CHECKPOINT_DIR.match(os.path.basename(path)).group(1))
+    m = _CHECKPOINT_DIR.match(os.path.basename(path))
+    assert m is not None  # latest_checkpoint gives checkpoint-N folders only
+    folder, epoch = os.path.dirname(path), int(m.group(1))
     for n, d in reversed(_checkpoint_dirs(folder)):
         if n < epoch and verify_manifest(os.path.join(folder, d)) is None:
             older = os.path.join(folder, d)

@@ -17,7 +17,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ._args import CLIError
+from ._args import CLIError, require_extra
 
 __all__ = ['add_arguments', 'run', 'convert']
 
@@ -100,6 +100,7 @@ def jt_counts(opt_state: Any):
 
 
 def run(args: argparse.Namespace) -> int:
+    require_extra('orbax.checkpoint')
     import orbax.checkpoint as ocp
     out_dir = os.path.abspath(args.output)
     if os.path.exists(out_dir):

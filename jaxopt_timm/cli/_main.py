@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from ._args import CLIError, Parser, fail
+from ._args import CLI_EXTRA, CLIError, Parser, fail, missing_extra
 
 __all__ = ['main', 'build_parser']
 
@@ -57,6 +57,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return fail(args._prog, e)
     except OSError as e:  # a path the arguments named that cannot be read or written: the path and the reason
         return fail(args._prog, CLIError(f'{e.filename or ""}: {e.strerror or e}' if e.filename else str(e)))
+    except ModuleNotFoundError as e:
+        # a package of the `cli` extra that no up-front check named: still one line with the install command
+        if (e.name or '').split('.')[0] not in CLI_EXTRA:
+            raise
+        return fail(args._prog, missing_extra([e.name or '']))
     except KeyboardInterrupt:
         print(f'{args._prog}: interrupted', file=sys.stderr)
         return 130

@@ -5,6 +5,8 @@ gives timm's ordering (stem first, one id per block, the head last).
 """
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -44,12 +46,12 @@ class SmallCNN(nn.Module):
         return nn.Dense(self.num_classes, name='head')(x)
 
 
-MODELS = {'mlp': MLP, 'cnn': SmallCNN}
+MODELS = {'mlp': MLP, 'cnn': SmallCNN}  # _train_args.MODEL_NAMES lists these keys for the parser
 
 
 def make_model(name: str, width: int = 0, depth: int = -1) -> nn.Module:
     cls = MODELS[name]
-    kw = {}
+    kw: Dict[str, Any] = {}
     if width:
         kw['width'] = width
     if depth >= 0:

@@ -12,7 +12,8 @@ import numpy as np
 
 import jaxopt_timm as jt
 
-from ._args import MAX_UPDATES, CLIError, add_scheduler_args, check_schedule_args, create_schedule, folder_problem
+from ._args import (MAX_UPDATES, CLIError, add_scheduler_args, check_schedule_args, create_schedule, folder_problem,
+                    require_extra)
 
 __all__ = ['add_arguments', 'run', 'schedule_values', 'plot_schedule']
 
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.every < 0:
         raise CLIError(f'invalid --every {args.every}: must be >= 1 (or 0: about 20 rows)')
     if not args.no_plot:
+        require_extra('matplotlib', hint=' (or print only: --no-plot)')
         _check_plot_path(args.plot)
     values, total, num_epochs, unit = _series(args)
     t = _sample(total, MAX_POINTS)

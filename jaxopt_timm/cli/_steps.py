@@ -69,7 +69,7 @@ def make_steps(model, tx, info, smoothing: float):
         loss_fn = _loss_fn(model, smoothing)
 
         @jax.jit
-        def train_step(params, opt_state, x, y):
+        def whole_step(params, opt_state, x, y):
             grads, loss, acc = _grads_loss_accuracy(loss_fn, params, x, y)
             if info.second_order:
                 extra = {'hvp_fn': jt.optim.hvp_fn_from_loss(lambda p, a, b: loss_fn(p, a, b)[0], params, x, y)}
@@ -77,7 +77,7 @@ def make_steps(model, tx, info, smoothing: float):
                 extra = {'grad_fn': lambda p: jax.grad(lambda q: loss_fn(q, x, y)[0])(p)}
             updates, opt_state = tx.update(grads, opt_state, params, **extra)
             return optax.apply_updates(params, updates), opt_state, loss, acc
-        return train_step, eval_step
+        return whole_step, eval_step
 
     @jax.jit
     def apply_step(params, opt_state, grads):

@@ -145,9 +145,10 @@ def verify_manifest(root: str) -> Optional[str]:
         if not os.path.isfile(full):
             return f'{rel} is missing'
         size = os.path.getsize(full)
-        if size != want.get('size'):
-            cut = ' (truncated)' if isinstance(want.get('size'), int) and size < want['size'] else ''
-            return f'{rel} has {size} bytes, the manifest says {want.get("size")}{cut}'
+        want_size = want.get('size')
+        if size != want_size:
+            cut = ' (truncated)' if isinstance(want_size, int) and size < want_size else ''
+            return f'{rel} has {size} bytes, the manifest says {want_size}{cut}'
         if _file_digest(full) != want.get('sha256'):
             return f'{rel} does not match its sha256 (its bytes changed)'
     return None

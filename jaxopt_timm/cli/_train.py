@@ -27,12 +27,11 @@ import optax
 
 import jaxopt_timm as jt
 
-from ._args import CLIError, create_schedule
+from ._args import CLIError, create_schedule, require_extra
 from ._checkpoints import (TrainState, check_output, create_output, latest_checkpoint, params_digest, read_checkpoint,
                            restore_state, run_dir, same_folder, save_checkpoint, write_results, write_summary)
 from ._data import epoch_batches, load_digits_split
 from ._ema import ema_metrics, make_ema
-from ._models import GROUP_MATCHER, make_model
 from ._steps import make_steps
 from ._store import pause_point
 from ._train_args import (DEFAULTS, MAX_PARAMS, add_arguments, check_args, config_changes, default_lr, opt_kwargs,
@@ -60,6 +59,7 @@ class TrainResult:
 def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: int):
     """``(tx, schedule, num_epochs, is_plateau, info)`` from the arguments, with timm's factories (``info``: the
     optimizer's record: its extra update arguments and evaluation point)."""
+    from ._models import GROUP_MATCHER
     name = args.opt.lower()
     info = jt.get_optimizer_info(name)
     sched_kw = jt.scheduler.scheduler_kwargs(args)
@@ -137,12 +137,16 @@ def _epoch_loss(losses: List[Any], skip_nonfinite: bool) -> float:
 
 
 def _skipped_steps(args: argparse.Namespace, opt_state: Any) -> int:
-    return int(jt.optim.skipped_steps(opt_state)) if args.skip_nonfinite else 0
+    # jt.optim exports its optimizer modules' names at import, where a type checker does not look
+    return int(jt.optim.skipped_steps(opt_state)) if args.skip_nonfinite else 0  # type: ignore[attr-defined]
 
 
 def train(args: argparse.Namespace, log=print) -> TrainResult:
     """Run the job described by ``args`` (the parsed ``train`` arguments)."""
     check_args(args)
+    # the `cli` extra's packages this run imports, checked before any work (a lean install has none of them)
+    require_extra('flax', 'sklearn', 'tqdm', *(('orbax.checkpoint',) if args.output or args.resume else ()))
+    from ._models import make_model
     x_train, y_train, x_test, y_test = load_digits_split()
     if args.train_subset > len(x_train):
         raise CLIError(f'invalid --train-subset {args.train_subset}: must be in [1, {len(x_train)}] '
@@ -169,7 +173,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
     if plateau:
         state.plateau = schedule.init()
         state.lr = float(state.plateau.lr)
-    if resume_path is not None:
+    if resume_path is not None and resume_meta is not None:  # set together
         state = restore_state(resume_path, resume_meta, state)
         if not args.quiet:
             log(f'Resumed from {resume_path} at epoch {state.epoch} (update {state.step})')

@@ -21,19 +21,21 @@ from typing import Any, Dict, List
 import jaxopt_timm as jt
 
 from ._args import MAX_SEED, CLIError, add_optimizer_args, add_scheduler_args, check_schedule_args
-from ._models import MODELS
 
 __all__ = ['DEFAULTS', 'default_lr', 'add_arguments', 'check_args', 'resolve_lr', 'opt_kwargs', 'run_config',
            'config_changes', 'MAX_WIDTH', 'MAX_DEPTH', 'MAX_PARAMS', 'UNCHECKED_ON_RESUME']
 
 # The default recipe: AdamW + cosine with a short warmup, stepped per epoch as in timm.
-DEFAULTS = dict(opt='adamw', lr=None, weight_decay=0.05, sched='cosine', epochs=20, warmup_epochs=2,
-                warmup_lr=1e-5, min_lr=1e-5, batch_size=64)
+DEFAULTS: Dict[str, Any] = dict(opt='adamw', lr=None, weight_decay=0.05, sched='cosine', epochs=20, warmup_epochs=2,
+                                warmup_lr=1e-5, min_lr=1e-5, batch_size=64)
 
 # Model size bounds: far above what 8x8 digits need, far below what exhausts a workstation.
 MAX_WIDTH = 4096
 MAX_DEPTH = 64
 MAX_PARAMS = 20_000_000
+
+# The keys of _models.MODELS, named here so parsing (and --help) needs no flax: _models imports it when a run starts.
+MODEL_NAMES = ('cnn', 'mlp')
 
 # Arguments that may differ between a run and its resumption: where it is written and read, how it
 # reports progress, and how many checkpoints it keeps. Everything else shapes the numbers and is
@@ -49,7 +51,7 @@ def default_lr(opt: str) -> float:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('Model and data')
-    g.add_argument('--model', default='mlp', choices=sorted(MODELS), help='model (default: mlp)')
+    g.add_argument('--model', default='mlp', choices=MODEL_NAMES, help='model (default: mlp)')
     g.add_argument('--model-width', type=int, default=0,
                    help=f'hidden width, 1..{MAX_WIDTH} (0: the model default)')
     g.add_argument('--model-depth', type=int, default=-1,

@@ -9,9 +9,17 @@ Flax kernel layouts. torch and timm are imported only when a conversion
 needs them (tensors in, tensors out). ``plateau_from_timm`` / ``plateau_to_timm`` carry the
 plateau schedule's state; every other schedule's position is the optimizer's update count.
 """
+
 from ._optimizer import from_timm, timm_param_order, to_timm
 from ._scheduler import plateau_from_timm, plateau_to_timm
 from ._specs import TIMM_STATE, TimmState
 
-__all__ = ['from_timm', 'to_timm', 'timm_param_order', 'plateau_from_timm', 'plateau_to_timm', 'TIMM_STATE',
-           'TimmState']
+__all__ = [
+    'from_timm',
+    'to_timm',
+    'timm_param_order',
+    'plateau_from_timm',
+    'plateau_to_timm',
+    'TIMM_STATE',
+    'TimmState',
+]

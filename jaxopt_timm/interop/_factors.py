@@ -8,6 +8,7 @@ layout-aware optimizers read a Flax kernel through its torch twin). A factor
 belongs to the first unclaimed dim of its size, walking the torch dims in
 order, which is how both sides build them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -33,13 +34,15 @@ def factor_dims(torch_shape: Sequence[int], factor_shapes: Sequence[Tuple[int, .
             out[dim] = j
             j += 1
     if j != len(factor_shapes):
-        raise ValueError(f'factors of shapes {list(factor_shapes)} do not fit a param of torch shape '
-                         f'{tuple(torch_shape)}')
+        raise ValueError(
+            f'factors of shapes {list(factor_shapes)} do not fit a param of torch shape {tuple(torch_shape)}'
+        )
     return out
 
 
-def factors_from_reference(theirs: Sequence[Any], param_shape: Sequence[int], layout: str,
-                           factor_shapes: Sequence[Tuple[int, ...]]) -> List[np.ndarray]:
+def factors_from_reference(
+    theirs: Sequence[Any], param_shape: Sequence[int], layout: str, factor_shapes: Sequence[Tuple[int, ...]]
+) -> List[np.ndarray]:
     """Our factors (in order) from the reference's per-torch-dim list."""
     torch_shape = _torch_shape(param_shape, layout)
     if len(theirs) != max(len(torch_shape), 1):
@@ -57,13 +60,15 @@ def factors_from_reference(theirs: Sequence[Any], param_shape: Sequence[int], la
     return out
 
 
-def factors_to_reference(factors: Sequence[Any], param_shape: Sequence[int], layout: str,
-                         tensor: Callable[[np.ndarray], Any]) -> List[Any]:
+def factors_to_reference(
+    factors: Sequence[Any], param_shape: Sequence[int], layout: str, tensor: Callable[[np.ndarray], Any]
+) -> List[Any]:
     """The reference's per-torch-dim list from our factors (``[]`` for a dim without one)."""
     torch_shape = _torch_shape(param_shape, layout)
     dims = factor_dims(torch_shape, [np.shape(f) for f in factors])
-    return [tensor(np.asarray(factors[dims[k]], np.float32)) if k in dims else []
-            for k in range(len(torch_shape))] or [[]]
+    return [tensor(np.asarray(factors[dims[k]], np.float32)) if k in dims else [] for k in range(len(torch_shape))] or [
+        []
+    ]
 
 
 def indexed_values(slots, per_param, used, spec, params, layout: str, opt: str) -> Dict[Any, Any]:
@@ -93,8 +98,9 @@ def indexed_values(slots, per_param, used, spec, params, layout: str, opt: str) 
         used[name].add(fields[field])
         group = sorted(group, key=lambda s: s.path[-1].idx)
         try:
-            values = factors_from_reference(theirs[fields[field]], np.shape(leaf), layout,
-                                            [np.shape(s.leaf) for s in group])
+            values = factors_from_reference(
+                theirs[fields[field]], np.shape(leaf), layout, [np.shape(s.leaf) for s in group]
+            )
         except ValueError as err:
             raise ValueError(f"torch_state_dict's {fields[field]!r} of {name!r}: {err}") from None
         out.update({s.path: v for s, v in zip(group, values)})

@@ -10,10 +10,11 @@ transposed between torch and Flax layouts; every update counter takes the
 step count. Anything that cannot be placed raises, naming it: a state_dict
 of another optimizer never becomes a plausible wrong state.
 """
+
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -24,11 +25,18 @@ from jaxopt_timm.transforms import LAYOUTS, torch_axes
 
 from ._factors import factors_to_reference, indexed_values
 from ._order import timm_param_groups
-from ._slots import COUNT_FIELDS, INIT_FIELDS, Slot, from_reference_layout, state_slots, to_reference_layout
+from ._slots import (
+    COUNT_FIELDS,
+    INIT_FIELDS,
+    Slot,
+    from_reference_layout,
+    global_values,
+    state_slots,
+    to_reference_layout,
+)
 from ._specs import TimmState, timm_state_of
 
 __all__ = ['from_timm', 'to_timm', 'timm_param_order']
-
 
 
 def _setup(params: Any, names: Sequence[str], opt: str, layout: str, kwargs: Dict[str, Any]):
@@ -36,11 +44,15 @@ def _setup(params: Any, names: Sequence[str], opt: str, layout: str, kwargs: Dic
         raise ValueError(f'Invalid layout: {layout!r}, expected one of {LAYOUTS}')
     info = get_optimizer_info(opt)
     spec = timm_state_of(info.timm_class, info.lookahead)
-    for reason in (spec.unsupported, spec.refuse(kwargs) if spec.refuse else '',
-                   'a packed state is laid out per buffer, not per param' if kwargs.get('pack_leaves') else ''):
+    for reason in (
+        spec.unsupported,
+        spec.refuse(kwargs) if spec.refuse else '',
+        'a packed state is laid out per buffer, not per param' if kwargs.get('pack_leaves') else '',
+    ):
         if reason:
-            raise ValueError(f'{opt!r} ({info.timm_class}): its state cannot cross between timm and jaxopt_timm: '
-                             f'{reason}')
+            raise ValueError(
+                f'{opt!r} ({info.timm_class}): its state cannot cross between timm and jaxopt_timm: {reason}'
+            )
     if info.accepts('layout'):
         kwargs.setdefault('layout', layout)
     groups = timm_param_groups(params, names, kwargs)
@@ -64,19 +76,24 @@ def _numpy(value: Any) -> Any:
 
 def _check_groups(sd: Mapping[str, Any], groups: List[Tuple[float, List[str]]], opt: str) -> List[List[int]]:
     if not isinstance(sd, Mapping) or 'state' not in sd or 'param_groups' not in sd:
-        raise ValueError(f'Invalid torch_state_dict: expected an optimizer state_dict() with keys "state" and '
-                         f'"param_groups", got {type(sd).__name__}' + (f' with keys {sorted(sd)}' if
-                                                                         isinstance(sd, Mapping) else ''))
+        raise ValueError(
+            f'Invalid torch_state_dict: expected an optimizer state_dict() with keys "state" and '
+            f'"param_groups", got {type(sd).__name__}' + (f' with keys {sorted(sd)}' if isinstance(sd, Mapping) else '')
+        )
     theirs = [list(g['params']) for g in sd['param_groups']]
     want = [len(names) for _, names in groups]
     if [len(g) for g in theirs] != want:
-        raise ValueError(f'torch_state_dict has param groups of sizes {[len(g) for g in theirs]}, but timm\'s '
-                         f'create_optimizer_v2(model, {opt!r}, ...) makes {want} for these names and arguments '
-                         '(check names, weight_decay, filter_bias_and_bn, layer_decay and fallback_list)')
+        raise ValueError(
+            f'torch_state_dict has param groups of sizes {[len(g) for g in theirs]}, but timm\'s '
+            f'create_optimizer_v2(model, {opt!r}, ...) makes {want} for these names and arguments '
+            '(check names, weight_decay, filter_bias_and_bn, layer_decay and fallback_list)'
+        )
     for g, (wd, names) in zip(sd['param_groups'], groups):
         if 'weight_decay' in g and not np.isclose(float(g['weight_decay']), wd):
-            raise ValueError(f"torch_state_dict's group of {names[:3]}... has weight_decay {g['weight_decay']}, "
-                             f'expected {wd} from the arguments given')
+            raise ValueError(
+                f"torch_state_dict's group of {names[:3]}... has weight_decay {g['weight_decay']}, "
+                f'expected {wd} from the arguments given'
+            )
     return theirs
 
 
@@ -88,13 +105,23 @@ def _stored_step(sd: Mapping[str, Any], per_param: Dict[str, Dict[str, Any]], sp
     else:
         values = {int(_numpy(s['step'])) for s in per_param.values() if 'step' in s}
     if len(values) > 1:
-        raise ValueError(f'torch_state_dict has different step counts {sorted(values)} for different params; '
-                         'jaxopt_timm keeps one count for all')
+        raise ValueError(
+            f'torch_state_dict has different step counts {sorted(values)} for different params; '
+            'jaxopt_timm keeps one count for all'
+        )
     return values.pop() if values else 0
 
 
-def from_timm(torch_state_dict: Mapping[str, Any], params: Any, names: Sequence[str], opt: str = 'adamw', *,
-              step: Optional[int] = None, layout: str = 'torch', **factory_kwargs: Any) -> Any:
+def from_timm(
+    torch_state_dict: Mapping[str, Any],
+    params: Any,
+    names: Sequence[str],
+    opt: str = 'adamw',
+    *,
+    step: Optional[int] = None,
+    layout: str = 'torch',
+    **factory_kwargs: Any,
+) -> Any:
     """The state of ``create_optimizer_v2(params, opt, **factory_kwargs)`` holding what timm's optimizer for
     the same name and arguments saved in ``torch_state_dict`` (its ``state_dict()``).
 
@@ -118,8 +145,7 @@ def from_timm(torch_state_dict: Mapping[str, Any], params: Any, names: Sequence[
     indices = [i for g in _check_groups(torch_state_dict, groups, opt) for i in g]
     order = [n for _, group in groups for n in group]
     raw = torch_state_dict['state']
-    per_param = {n: {k: _numpy(v) for k, v in raw.get(i, raw.get(str(i), {})).items()}
-                 for n, i in zip(order, indices)}
+    per_param = {n: {k: _numpy(v) for k, v in raw.get(i, raw.get(str(i), {})).items()} for n, i in zip(order, indices)}
     stored = _stored_step(torch_state_dict, per_param, spec)
     if step is not None and stored is not None and int(step) != stored:
         raise ValueError(f'Invalid step: {step}, the state_dict says {stored} updates were made')
@@ -132,43 +158,26 @@ def from_timm(torch_state_dict: Mapping[str, Any], params: Any, names: Sequence[
     started = any(per_param.values())
     if step is None:
         if stored is None and started and callable(factory_kwargs.get('lr')):
-            raise ValueError(f'{opt!r}: the reference keeps no step count; pass step= (the number of updates '
-                             'made) so the lr schedule continues where timm left off')
+            raise ValueError(
+                f'{opt!r}: the reference keeps no step count; pass step= (the number of updates '
+                'made) so the lr schedule continues where timm left off'
+            )
         step = stored if stored is not None else int(started)
     state = tx.init(params)
     leaf_ndim = {n: np.ndim(leaf) for n, leaf in named_leaves(params)}
-    used = {n: set() for n in per_param}
-    known = _global_values(torch_state_dict['param_groups'], per_param, spec)
+    used: Dict[str, Set[str]] = {n: set() for n in per_param}
+    known = global_values(torch_state_dict['param_groups'], per_param, spec)
     slots = state_slots(state, params)
     known.update(indexed_values(slots, per_param, used, spec, params, layout, opt))
     new_leaves = [_fill(slot, per_param, used, spec, step, known, leaf_ndim, layout, opt) for slot in slots]
     for n, theirs in per_param.items():
         left = set(theirs) - used[n] - {'step'} - set(spec.derived) - set(spec.shared)
         if left:
-            raise ValueError(f"torch_state_dict's state of {n!r} has {sorted(left)}, which {opt!r} here has no "
-                             f'place for (is it the state_dict of another optimizer?)')
+            raise ValueError(
+                f"torch_state_dict's state of {n!r} has {sorted(left)}, which {opt!r} here has no "
+                f'place for (is it the state_dict of another optimizer?)'
+            )
     return jax.tree.unflatten(jax.tree.structure(state), new_leaves)
-
-
-def _global_values(groups, per_param, spec: TimmState) -> Dict[str, Any]:
-    """Our global fields' values: from a per-param key every param repeats, or a key every group repeats."""
-    for key, want in spec.group_required.items():
-        if any(g.get(key, want) != want for g in groups):
-            raise ValueError(f'torch_state_dict has {key}={not want!r}; save it with {key}={want!r} '
-                             "(Schedule-Free: call optimizer.train() before state_dict())")
-    known = {}
-    for key, field in spec.shared.items():
-        values = [s[key] for s in per_param.values() if key in s]
-        if values:
-            known[field] = values[0]
-    for key, field in spec.group.items():
-        values = {float(_numpy(g[key])) for g in groups if key in g}
-        if len(values) > 1:
-            raise ValueError(f"torch_state_dict's param groups differ in {key} ({sorted(values)}); "
-                             'jaxopt_timm keeps one value for all')
-        if values:
-            known[field] = values.pop()
-    return known
 
 
 def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, known, leaf_ndim, layout: str, opt: str) -> Any:
@@ -182,17 +191,21 @@ def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, known, leaf_n
             return jnp.asarray(known[slot.path], leaf.dtype) if slot.path in known else leaf
         if slot.field in set(spec.shared.values()) | set(spec.group.values()):
             return jnp.asarray(known[slot.field], leaf.dtype) if slot.field in known else leaf
-        raise ValueError(f'{opt!r}: our state field {slot.field!r} ({jax.tree_util.keystr(slot.path)}) has no '
-                         'counterpart in the reference state_dict')
+        raise ValueError(
+            f'{opt!r}: our state field {slot.field!r} ({jax.tree_util.keystr(slot.path)}) has no '
+            'counterpart in the reference state_dict'
+        )
     if slot.field in spec.ours_only:
         return leaf
     theirs = per_param[slot.param]
+    assert slot.field is not None  # a param's slot lies under a state field (state_slots)
     key = spec.key(slot.field)
     if key not in theirs:
         if not theirs or key in spec.optional:
             return leaf  # the reference has not stepped this param yet: its state is created at its first step
-        raise ValueError(f"torch_state_dict's state of {slot.param!r} lacks {key!r}, which {opt!r} needs "
-                         f'(it has {sorted(theirs)})')
+        raise ValueError(
+            f"torch_state_dict's state of {slot.param!r} lacks {key!r}, which {opt!r} needs (it has {sorted(theirs)})"
+        )
     used[slot.param].add(key)
     value = np.asarray(theirs[key], np.float64) * spec.scale.get(key, 1.0)
     if key in spec.flat and np.ndim(leaf) == leaf_ndim[slot.param]:  # flattened in torch dim order there
@@ -204,8 +217,15 @@ def _fill(slot: Slot, per_param, used, spec: TimmState, step: int, known, leaf_n
     return jnp.asarray(value, leaf.dtype)
 
 
-def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw', *, layout: str = 'torch',
-            **factory_kwargs: Any) -> Dict[str, Any]:
+def to_timm(
+    opt_state: Any,
+    params: Any,
+    names: Sequence[str],
+    opt: str = 'adamw',
+    *,
+    layout: str = 'torch',
+    **factory_kwargs: Any,
+) -> Dict[str, Any]:
     """A ``state_dict()`` that timm's optimizer for ``opt`` and ``factory_kwargs`` loads, from the state of
     ``create_optimizer_v2(params, opt, **factory_kwargs)`` (arguments as :func:`from_timm`).
 
@@ -216,12 +236,15 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
     info, spec, tx, groups = _setup(params, names, opt, layout, factory_kwargs)
     template = jax.eval_shape(tx.init, params)
     if jax.tree.structure(template) != jax.tree.structure(opt_state):
-        raise ValueError(f'Invalid opt_state: its structure is not that of create_optimizer_v2(params, {opt!r}, '
-                         '...) with the arguments given')
+        raise ValueError(
+            f'Invalid opt_state: its structure is not that of create_optimizer_v2(params, {opt!r}, '
+            '...) with the arguments given'
+        )
     for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(opt_state)):
         if tuple(want.shape) != tuple(np.shape(got)):
-            raise ValueError(f'Invalid opt_state: a leaf of shape {tuple(np.shape(got))} where {tuple(want.shape)} '
-                             'is expected')
+            raise ValueError(
+                f'Invalid opt_state: a leaf of shape {tuple(np.shape(got))} where {tuple(want.shape)} is expected'
+            )
     slots = state_slots(opt_state, params)
     counts = {int(np.asarray(s.leaf)) for s in slots if s.param is None and s.field in COUNT_FIELDS}
     step = max(counts) if counts else 0
@@ -231,8 +254,9 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
     for s in slots:
         if s.param is not None:
             by_param.setdefault(s.param, []).append(s)
-    shared = {k: next(np.asarray(s.leaf) for s in slots if s.param is None and s.field == f)
-              for k, f in spec.shared.items()}
+    shared = {
+        k: next(np.asarray(s.leaf) for s in slots if s.param is None and s.field == f) for k, f in spec.shared.items()
+    }
     params_np = dict(named_leaves(params))
     leaf_index = {n: i for i, n in enumerate(params_np)}
 
@@ -243,6 +267,7 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
             return info.defaults[name]
         default = inspect.signature(info.alias).parameters.get(name)
         return None if default is None else default.default
+
     state: Dict[int, Dict[str, Any]] = {}
     for i, name in enumerate(order):
         if step == 0:
@@ -258,12 +283,15 @@ def to_timm(opt_state: Any, params: Any, names: Sequence[str], opt: str = 'adamw
             if key in spec.flat:
                 value = value.reshape(-1)
             if key in spec.squeezed:  # the reduced axis: size 1 here, more in the param
-                value = value.squeeze(tuple(a for a, (v, p) in enumerate(zip(value.shape, param_torch.shape))
-                                            if v == 1 and p > 1))
+                value = value.squeeze(
+                    tuple(a for a, (v, p) in enumerate(zip(value.shape, param_torch.shape)) if v == 1 and p > 1)
+                )
             entry[key] = spec.python[key](value) if key in spec.python else tensor(value)
         for key, field in spec.indexed.items():
-            mine = sorted((s for s in slots if s.param is None and s.field == field and
-                           s.path[-2].idx == leaf_index[name]), key=lambda s: s.path[-1].idx)
+            mine = sorted(
+                (s for s in slots if s.param is None and s.field == field and s.path[-2].idx == leaf_index[name]),
+                key=lambda s: s.path[-1].idx,
+            )
             entry[key] = factors_to_reference([s.leaf for s in mine], np.shape(params_np[name]), layout, tensor)
         for key, value in shared.items():
             entry[key] = spec.python[key](value) if key in spec.python else tensor(value)
@@ -290,6 +318,7 @@ def _tensor_maker():
 
 def _param_groups(info, spec: TimmState, groups, params_np, names, layout, kwargs, step, slots) -> List[Dict[str, Any]]:
     from ._reference import reference_param_groups
+
     out = reference_param_groups(info.name, params_np, names, layout, kwargs, step)
     start = 0
     if out is None:

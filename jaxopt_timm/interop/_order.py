@@ -10,6 +10,7 @@ is read here from this package's own param-group trees (built by
 :func:`jaxopt_timm.optim.build_param_groups` from the same arguments), so the
 order follows from the names and the factory's arguments alone.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
@@ -20,16 +21,27 @@ from jaxopt_timm.optim import build_param_groups, named_leaves
 
 __all__ = ['timm_param_groups', 'check_names']
 
-_GROUP_ARGS = ('weight_decay', 'filter_bias_and_bn', 'no_weight_decay_list', 'fallback_list',
-               'fallback_no_weight_decay', 'layer_decay', 'layer_decay_min_scale', 'layer_decay_no_opt_scale',
-               'group_matcher', 'head_prefix')
+_GROUP_ARGS = (
+    'weight_decay',
+    'filter_bias_and_bn',
+    'no_weight_decay_list',
+    'fallback_list',
+    'fallback_no_weight_decay',
+    'layer_decay',
+    'layer_decay_min_scale',
+    'layer_decay_no_opt_scale',
+    'group_matcher',
+    'head_prefix',
+)
 
 
 def check_names(params: Any, names: Sequence[str]) -> Dict[str, Any]:
     """``{name: leaf}`` for ``names``, which must be the params' leaf names, each once (in any order)."""
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f'Invalid names: {names!r}, expected a sequence of parameter names '
-                         "(the torch model's named_parameters() names, in order)")
+        raise ValueError(
+            f'Invalid names: {names!r}, expected a sequence of parameter names '
+            "(the torch model's named_parameters() names, in order)"
+        )
     leaves = dict(named_leaves(params))
     seen: Dict[str, int] = {}
     for n in names:
@@ -38,22 +50,30 @@ def check_names(params: Any, names: Sequence[str]) -> Dict[str, Any]:
     missing = [n for n in leaves if n not in seen]
     extra = [n for n in names if n not in leaves]
     if twice or missing or extra:
-        parts = [f'named more than once: {twice}' if twice else '',
-                 f'params without a name: {missing}' if missing else '',
-                 f'names without a param: {extra}' if extra else '']
-        raise ValueError('Invalid names: they must name every leaf of params once ('
-                         + '; '.join(p for p in parts if p) + f'); the params\' leaf names are {list(leaves)}')
+        parts = [
+            f'named more than once: {twice}' if twice else '',
+            f'params without a name: {missing}' if missing else '',
+            f'names without a param: {extra}' if extra else '',
+        ]
+        raise ValueError(
+            'Invalid names: they must name every leaf of params once ('
+            + '; '.join(p for p in parts if p)
+            + f'); the params\' leaf names are {list(leaves)}'
+        )
     return {n: leaves[n] for n in names}
 
 
-def timm_param_groups(params: Any, names: Sequence[str], factory_kwargs: Mapping[str, Any]
-                      ) -> List[Tuple[float, List[str]]]:
+def timm_param_groups(
+    params: Any, names: Sequence[str], factory_kwargs: Mapping[str, Any]
+) -> List[Tuple[float, List[str]]]:
     """timm's param groups for a model whose ``named_parameters()`` are ``names`` (leaves of ``params``):
     ``[(weight_decay, [name, ...]), ...]`` in the order timm's ``create_optimizer_v2`` builds them, so the
     state_dict's index ``i`` is the ``i``-th name of the concatenated lists."""
     if factory_kwargs.get('param_group_fn') is not None:
-        raise ValueError('Invalid param_group_fn: a custom param_group_fn decides the param order of the '
-                         "state_dict itself; convert with the factory's own grouping (weight decay / layer decay)")
+        raise ValueError(
+            'Invalid param_group_fn: a custom param_group_fn decides the param order of the '
+            "state_dict itself; convert with the factory's own grouping (weight decay / layer decay)"
+        )
     check_names(params, names)
     kw = {k: factory_kwargs[k] for k in _GROUP_ARGS if k in factory_kwargs}
     weight_decay = float(kw.pop('weight_decay', 0.0) or 0.0)
@@ -63,8 +83,11 @@ def timm_param_groups(params: Any, names: Sequence[str], factory_kwargs: Mapping
     leaf_name = [n for n, _ in named_leaves(params)]
     per_leaf = {
         key: dict(zip(leaf_name, jax.tree.leaves(tree)))
-        for key, tree in (('wd', groups.weight_decay), ('trainable', groups.trainable),
-                          ('fallback', groups.use_fallback))
+        for key, tree in (
+            ('wd', groups.weight_decay),
+            ('trainable', groups.trainable),
+            ('fallback', groups.use_fallback),
+        )
     }
     layer_ids = dict(zip(leaf_name, jax.tree.leaves(groups.layer_id))) if groups.layer_id is not None else None
     order: Dict[str, Tuple[float, List[str]]] = {}
@@ -81,4 +104,3 @@ def timm_param_groups(params: Any, names: Sequence[str], factory_kwargs: Mapping
     if layer_ids is None:
         return [order[k] for k in fixed if k in order]
     return list(order.values())
-

@@ -7,6 +7,7 @@ The one source of them is timm itself: its factory runs on a model whose
 parameters are torch ``meta`` tensors of the params' torch shapes (nothing is
 allocated). torch and timm are imported only here, only when called.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,6 +24,7 @@ _OURS_ONLY = ('pack_leaves', 'skip_nonfinite', 'layout', 'group_matcher', 'no_we
 
 def _meta_module(params_np: Mapping[str, Any], names: Sequence[str], layout: str, kwargs: Mapping[str, Any]):
     import torch
+
     root = torch.nn.Module()
     for name in names:
         stored = np.shape(params_np[name])
@@ -35,17 +37,20 @@ def _meta_module(params_np: Mapping[str, Any], names: Sequence[str], layout: str
             mod = getattr(mod, part)
         mod.register_parameter(leaf, torch.nn.Parameter(torch.empty(shape, device='meta')))
     if kwargs.get('no_weight_decay_list'):
-        root.no_weight_decay = lambda: set(kwargs['no_weight_decay_list'])
+        # timm's model hooks (setattr: torch types a Module's attributes as Tensor | Module)
+        setattr(root, 'no_weight_decay', lambda: set(kwargs['no_weight_decay_list']))
     if kwargs.get('group_matcher') is not None:
-        root.group_matcher = lambda coarse=False: kwargs['group_matcher']
+        setattr(root, 'group_matcher', lambda coarse=False: kwargs['group_matcher'])
     return root
 
 
-def reference_param_groups(opt: str, params_np: Mapping[str, Any], names: Sequence[str], layout: str,
-                           kwargs: Mapping[str, Any], step: int) -> Optional[List[Dict[str, Any]]]:
+def reference_param_groups(
+    opt: str, params_np: Mapping[str, Any], names: Sequence[str], layout: str, kwargs: Mapping[str, Any], step: int
+) -> Optional[List[Dict[str, Any]]]:
     """timm's ``create_optimizer_v2(model, opt, **kwargs).state_dict()['param_groups']`` for a model with these
     names and shapes (the lr a schedule gives at ``step``); ``None`` when torch or timm is not importable."""
     from jaxopt_timm.parity import TimmNotInstalled, ensure_reference, load_timm, prepare_reference
+
     try:
         timm_optim, _ = load_timm()
     except TimmNotInstalled:

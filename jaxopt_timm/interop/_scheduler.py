@@ -10,6 +10,7 @@ resume starts with no bad epochs and no cooldown (torch's
 ``ReduceLROnPlateau`` counters are not saved); the state made here does the
 same, so the converted run continues exactly as a resumed timm run.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional
@@ -22,23 +23,33 @@ from jaxopt_timm.scheduler import PlateauSchedule, PlateauState
 __all__ = ['plateau_from_timm', 'plateau_to_timm']
 
 
-def plateau_from_timm(scheduler_state_dict: Mapping[str, Any], schedule: PlateauSchedule,
-                      optimizer_state_dict: Optional[Mapping[str, Any]] = None) -> PlateauState:
+def plateau_from_timm(
+    scheduler_state_dict: Mapping[str, Any],
+    schedule: PlateauSchedule,
+    optimizer_state_dict: Optional[Mapping[str, Any]] = None,
+) -> PlateauState:
     """The :class:`~jaxopt_timm.scheduler.PlateauState` of ``schedule`` (built with the run's arguments) that
     continues a timm run whose ``PlateauLRScheduler.state_dict()`` is ``scheduler_state_dict``; the current lr
-    is read from ``optimizer_state_dict``'s first param group (default: the schedule's initial lr)."""
+    is read from ``optimizer_state_dict``'s first param group, divided by its ``lr_scale`` (default: the
+    schedule's initial lr)."""
     if not isinstance(schedule, PlateauSchedule):
-        raise ValueError(f'Invalid schedule: {schedule!r}, expected a PlateauSchedule (create_scheduler_v2(..., '
-                         "sched='plateau'))")
+        raise ValueError(
+            f'Invalid schedule: {schedule!r}, expected a PlateauSchedule (create_scheduler_v2(..., sched=\'plateau\'))'
+        )
     missing = [k for k in ('best', 'last_epoch') if k not in (scheduler_state_dict or {})]
     if missing:
         raise ValueError(f'Invalid scheduler_state_dict: no {missing}; expected timm PlateauLRScheduler.state_dict()')
     state = schedule.init()
     lr = state.lr
     if optimizer_state_dict is not None:
-        lr = jnp.asarray(float(optimizer_state_dict['param_groups'][0]['lr']), jnp.float32)
-    return state._replace(lr=lr, best=jnp.asarray(float(scheduler_state_dict['best']), jnp.float32),
-                          last_epoch=jnp.asarray(int(scheduler_state_dict['last_epoch']), jnp.int32))
+        group = optimizer_state_dict['param_groups'][0]
+        # timm's plateau scheduler writes lr * lr_scale into each group; the state holds the unscaled lr
+        lr = jnp.asarray(float(group['lr']) / float(group.get('lr_scale', 1.0)), jnp.float32)
+    return state._replace(
+        lr=lr,
+        best=jnp.asarray(float(scheduler_state_dict['best']), jnp.float32),
+        last_epoch=jnp.asarray(int(scheduler_state_dict['last_epoch']), jnp.int32),
+    )
 
 
 def plateau_to_timm(state: PlateauState) -> Dict[str, Any]:

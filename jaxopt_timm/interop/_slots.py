@@ -6,6 +6,7 @@ param's path, right after the name of the state field holding it
 leaf is global: update counts, PRNG keys, scalars shared by all params, or
 per-leaf-index structures such as Kron's factor lists.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -16,7 +17,15 @@ import numpy as np
 from jaxopt_timm.optim import named_leaves
 from jaxopt_timm.transforms import from_torch_layout, to_torch_layout, torch_axes
 
-__all__ = ['Slot', 'state_slots', 'to_reference_layout', 'from_reference_layout', 'COUNT_FIELDS', 'INIT_FIELDS']
+__all__ = [
+    'Slot',
+    'state_slots',
+    'global_values',
+    'to_reference_layout',
+    'from_reference_layout',
+    'COUNT_FIELDS',
+    'INIT_FIELDS',
+]
 
 COUNT_FIELDS = ('count',)  # update counters: every one equals the number of updates made
 # fields whose initial value is right after any number of reference steps: PRNG keys (the reference's draws are
@@ -25,10 +34,10 @@ INIT_FIELDS = ('key', 'notfinite_count', 'last_finite', 'total_notfinite')
 
 
 class Slot(NamedTuple):
-    path: Tuple[Any, ...]   # the leaf's key path in the state
-    leaf: Any               # the leaf (an array)
-    param: Optional[str]    # the param it belongs to (its leaf name), or None for a global leaf
-    field: Optional[str]    # the NamedTuple field naming it (the nearest one for a global leaf)
+    path: Tuple[Any, ...]  # the leaf's key path in the state
+    leaf: Any  # the leaf (an array)
+    param: Optional[str]  # the param it belongs to (its leaf name), or None for a global leaf
+    field: Optional[str]  # the NamedTuple field naming it (the nearest one for a global leaf)
 
 
 def _field(path: Tuple[Any, ...]) -> Optional[str]:
@@ -56,8 +65,9 @@ def state_slots(state: Any, params: Any) -> List[Slot]:
     return out
 
 
-def to_reference_layout(value: Any, param_ndim: int, layout: str, shape: Optional[Tuple[int, ...]] = None
-                        ) -> np.ndarray:
+def to_reference_layout(
+    value: Any, param_ndim: int, layout: str, shape: Optional[Tuple[int, ...]] = None
+) -> np.ndarray:
     """A slot's value as the reference stores it: a param-rank array in torch dim order (reshaped to ``shape``
     when the reference drops a reduced axis)."""
     value = np.asarray(value)
@@ -76,3 +86,28 @@ def from_reference_layout(value: np.ndarray, like: Any, param_ndim: int, layout:
         raise ValueError(f'shape {tuple(value.shape)} does not fit ours {torch_shape} (in torch dim order)')
     value = value.reshape(torch_shape)
     return np.asarray(from_torch_layout(value, layout)) if transposed else value
+
+
+def global_values(groups, per_param, spec) -> Dict[str, Any]:
+    """Our global fields' values: from a per-param key every param repeats, or a key every group repeats."""
+    for key, want in spec.group_required.items():
+        if any(g.get(key, want) != want for g in groups):
+            raise ValueError(
+                f'torch_state_dict has {key}={not want!r}; save it with {key}={want!r} '
+                "(Schedule-Free: call optimizer.train() before state_dict())"
+            )
+    known = {}
+    for key, field in spec.shared.items():
+        values = [s[key] for s in per_param.values() if key in s]
+        if values:
+            known[field] = values[0]
+    for key, field in spec.group.items():
+        distinct = {float(np.asarray(g[key])) for g in groups if key in g}
+        if len(distinct) > 1:
+            raise ValueError(
+                f"torch_state_dict's param groups differ in {key} ({sorted(distinct)}); "
+                'jaxopt_timm keeps one value for all'
+            )
+        if distinct:
+            known[field] = distinct.pop()
+    return known

@@ -8,10 +8,11 @@ only say where the step count lives; the rest list the keys that differ.
 ``tests/test_interop.py`` checks every entry against the reference's own
 ``state_dict()`` after a few steps (keys, step placement and Python types).
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import numpy as np
 
@@ -57,6 +58,7 @@ class TimmState:
         unsupported: why this class's state cannot cross (empty: it can).
         refuse: ``fn(factory_kwargs) -> reason`` (empty: fine), for arguments under which it cannot.
     """
+
     step: Optional[str] = 'param_tensor'
     rename: Mapping[str, str] = dataclasses.field(default_factory=dict)
     scale: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -106,7 +108,7 @@ def _frequency(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], obje
     return arg('precondition_frequency')
 
 
-def _shampoo_beta(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], object]) -> object:
+def _shampoo_beta(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str], Any]) -> object:
     del p, step, paths
     beta = arg('shampoo_beta')  # None: the second beta, as the reference
     if beta is None:
@@ -122,8 +124,10 @@ def _routed_to_muon(p: np.ndarray, step: int, paths: tuple, arg: Callable[[str],
 
 def _hessian_kept(kwargs: Mapping[str, object]) -> str:
     if kwargs.get('update_each', 1) != 1:
-        return ('with update_each > 1 the Hessian estimate is reused between updates, and timm keeps it on the '
-                'tensor (p.hess), outside its state_dict')
+        return (
+            'with update_each > 1 the Hessian estimate is reused between updates, and timm keeps it on the '
+            'tensor (p.hess), outside its state_dict'
+        )
     return ''
 
 
@@ -138,45 +142,83 @@ _INT = TimmState(step='param_int')
 _NONE = TimmState(step=None)
 
 TIMM_STATE: Dict[str, TimmState] = {
-    'torch.optim.Adam': _TENSOR, 'torch.optim.AdamW': _TENSOR, 'torch.optim.Adamax': _TENSOR,
-    'torch.optim.Adagrad': _TENSOR, 'torch.optim.RAdam': _TENSOR, 'torch.optim.SGD': _NONE,
+    'torch.optim.Adam': _TENSOR,
+    'torch.optim.AdamW': _TENSOR,
+    'torch.optim.Adamax': _TENSOR,
+    'torch.optim.Adagrad': _TENSOR,
+    'torch.optim.RAdam': _TENSOR,
+    'torch.optim.SGD': _NONE,
     'torch.optim.Adadelta': TimmState(rename={'square_avg': 'e_g', 'acc_delta': 'e_x'}),
     'torch.optim.RMSprop': TimmState(rename={'square_avg': 'nu', 'momentum_buffer': 'trace'}),
     'torch.optim.NAdam': TimmState(shared={'mu_product': 'mu_product'}),
-    'timm.optim.AdamWLegacy': _TENSOR, 'timm.optim.Adopt': _TENSOR, 'timm.optim.NAdamW': _TENSOR,
+    'timm.optim.AdamWLegacy': _TENSOR,
+    'timm.optim.Adopt': _TENSOR,
+    'timm.optim.NAdamW': _TENSOR,
     'timm.optim.AdafactorBigVision': _TENSOR,
     'timm.optim.RMSpropTF': TimmState(rename={'square_avg': 'nu', 'momentum_buffer': 'trace'}),
     'timm.optim.LaProp': TimmState(shared={'exp_avg_lr_2': 'exp_avg_lr_2'}, python={'exp_avg_lr_1': float}),
-    'timm.optim.AdaBelief': _INT, 'timm.optim.AdamP': _INT, 'timm.optim.Mars': _INT, 'timm.optim.MADGRAD': _INT,
-    'timm.optim.NvNovoGrad': _INT, 'timm.optim.RAdamLegacy': _INT,
-    'timm.optim.Adafactor': TimmState(step='param_int', derived={'RMS': _rms},
-                                      squeezed=('exp_avg_sq_row', 'exp_avg_sq_col')),
-    'timm.optim.NAdamLegacy': TimmState(step='param_int', shared={'m_schedule': 'mu_product'},
-                                        python={'m_schedule': float}),
-    'timm.optim.Adahessian': TimmState(step='param_int', python={'hessian step': int},
-                                       derived={'hessian step': _step}, ours_only=('hessian',),
-                                       refuse=_hessian_kept),
+    'timm.optim.AdaBelief': _INT,
+    'timm.optim.AdamP': _INT,
+    'timm.optim.Mars': _INT,
+    'timm.optim.MADGRAD': _INT,
+    'timm.optim.NvNovoGrad': _INT,
+    'timm.optim.RAdamLegacy': _INT,
+    'timm.optim.Adafactor': TimmState(
+        step='param_int', derived={'RMS': _rms}, squeezed=('exp_avg_sq_row', 'exp_avg_sq_col')
+    ),
+    'timm.optim.NAdamLegacy': TimmState(
+        step='param_int', shared={'m_schedule': 'mu_product'}, python={'m_schedule': float}
+    ),
+    'timm.optim.Adahessian': TimmState(
+        step='param_int',
+        python={'hessian step': int},
+        derived={'hessian step': _step},
+        ours_only=('hessian',),
+        refuse=_hessian_kept,
+    ),
     'timm.optim.Adan': TimmState(step='group_int', rename={'neg_pre_grad': 'pre_grad'}, scale={'neg_pre_grad': -1.0}),
     'timm.optim.Lamb': TimmState(step='group_tensor'),
     'timm.optim.Lion': TimmState(step=None, rename={'exp_avg': 'mu'}),
-    'timm.optim.SGDW': _NONE, 'timm.optim.Lars': _NONE,
+    'timm.optim.SGDW': _NONE,
+    'timm.optim.Lars': _NONE,
     'timm.optim.SGDP': TimmState(step=None, rename={'momentum': 'momentum_buffer'}),
     'timm.optim.Muon': TimmState(python={'use_muon': bool}, derived={'use_muon': _routed_to_muon}),
-    'timm.optim.Kron': TimmState(step='param_int', rename={'momentum_buffer': 'mu'}, indexed={'Q': 'factors'},
-                                 shared={'update_counter': 'update_counter'}, python={'update_counter': int}),
+    'timm.optim.Kron': TimmState(
+        step='param_int',
+        rename={'momentum_buffer': 'mu'},
+        indexed={'Q': 'factors'},
+        shared={'update_counter': 'update_counter'},
+        python={'update_counter': int},
+    ),
     'pytorch_optimizer.AdEMAMix': TimmState(step='group_int'),
     'pytorch_optimizer.SAM': _NONE,
-    'pytorch_optimizer.SOAP': TimmState(step='group_int', indexed={'GG': 'GG', 'Q': 'Q'},
-                                        python={'precondition_frequency': int, 'shampoo_beta': float},
-                                        derived={'precondition_frequency': _frequency, 'shampoo_beta': _shampoo_beta}),
-    'pytorch_optimizer.ScalableShampoo': TimmState(step='group_int', unsupported=(
-        "Shampoo: the reference keeps its statistics and preconditioners in Python objects (PreConditioner, "
-        'SGDGraft) holding its block partitioning, not in tensors a state_dict can be written from')),
-    'prodigyopt.Prodigy': TimmState(step='param_int', group={'d': 'd', 'd_max': 'd_max', 'd_numerator': 'd_numerator'},
-                                    group_counts=('k',), flat=('s', 'p0'), refuse=_prodigy_sliced),
-    'schedulefree.AdamWScheduleFree': TimmState(step=None, group={'weight_sum': 'weight_sum', 'lr_max': 'lr_max'},
-                                                group_counts=('k',), group_required={'train_mode': True},
-                                                constants=('momentum',)),
+    'pytorch_optimizer.SOAP': TimmState(
+        step='group_int',
+        indexed={'GG': 'GG', 'Q': 'Q'},
+        python={'precondition_frequency': int, 'shampoo_beta': float},
+        derived={'precondition_frequency': _frequency, 'shampoo_beta': _shampoo_beta},
+    ),
+    'pytorch_optimizer.ScalableShampoo': TimmState(
+        step='group_int',
+        unsupported=(
+            "Shampoo: the reference keeps its statistics and preconditioners in Python objects (PreConditioner, "
+            'SGDGraft) holding its block partitioning, not in tensors a state_dict can be written from'
+        ),
+    ),
+    'prodigyopt.Prodigy': TimmState(
+        step='param_int',
+        group={'d': 'd', 'd_max': 'd_max', 'd_numerator': 'd_numerator'},
+        group_counts=('k',),
+        flat=('s', 'p0'),
+        refuse=_prodigy_sliced,
+    ),
+    'schedulefree.AdamWScheduleFree': TimmState(
+        step=None,
+        group={'weight_sum': 'weight_sum', 'lr_max': 'lr_max'},
+        group_counts=('k',),
+        group_required={'train_mode': True},
+        constants=('momentum',),
+    ),
 }
 for _name in ('SGDScheduleFree', 'RAdamScheduleFree'):
     TIMM_STATE[f'schedulefree.{_name}'] = TIMM_STATE['schedulefree.AdamWScheduleFree']
@@ -192,6 +234,9 @@ def timm_state_of(timm_class: str, lookahead: bool = False) -> TimmState:
     if not lookahead:
         return spec
     return dataclasses.replace(
-        spec, rename={**spec.rename, 'lookahead_slow_buff': 'slow'}, group_counts=('lookahead_step',),
+        spec,
+        rename={**spec.rename, 'lookahead_slow_buff': 'slow'},
+        group_counts=('lookahead_step',),
         # timm (and this package's factory) sync every LOOKAHEAD_K updates, making the buffer at the first sync
-        optional={**spec.optional, 'lookahead_slow_buff': lambda step: step >= LOOKAHEAD_K})
+        optional={**spec.optional, 'lookahead_slow_buff': lambda step: step >= LOOKAHEAD_K},
+    )

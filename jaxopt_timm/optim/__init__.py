@@ -15,7 +15,7 @@ ascend instead of descend (the gradient is negated first, as torch's flag);
 corrected weight decay (default: the float lr or a package schedule's
 ``base_lr``); ``mu_dtype`` / ``nu_dtype`` the dtypes of the first / second
 moment (default: the params' dtype; float32 for float16 params). Every alias is
-stepped the same way::
+stepped the same way:
 
     >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
     >>> params = {'w': jnp.ones((2, 2))}

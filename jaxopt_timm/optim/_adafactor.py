@@ -51,12 +51,13 @@ def adafactor_factored_dims(
     applies timm's rule to the equivalent torch tensor and maps the axes back,
     so a Flax model is factored exactly as timm factors the same model in torch.
     """
-    return torch_rule_axes(shape, layout, functools.partial(_timm_factored_dims,
-                                                            min_dim_size_to_factor=min_dim_size_to_factor))
+    rule = functools.partial(_timm_factored_dims, min_dim_size_to_factor=min_dim_size_to_factor)
+    axes = torch_rule_axes(shape, layout, rule)
+    return None if axes is None else (axes[0], axes[1])  # the rule picks two axes
 
 
 class ScaleByAdafactorState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any  # None leaves when beta1 is None
     exp_avg_sq: Any  # full second moment, None leaves for factored params
     exp_avg_sq_row: Any  # None leaves for unfactored params (keepdims shapes: size 1 along the row axis)

@@ -55,12 +55,13 @@ def adafactor_bv_factored_dims(
     equal sizes are tie-broken in torch's dim order, as timm does) and maps the
     axes back.
     """
-    return torch_rule_axes(shape, layout, functools.partial(_timm_bv_factored_dims,
-                                                            min_dim_size_to_factor=min_dim_size_to_factor))
+    rule = functools.partial(_timm_bv_factored_dims, min_dim_size_to_factor=min_dim_size_to_factor)
+    axes = torch_rule_axes(shape, layout, rule)
+    return None if axes is None else (axes[0], axes[1])  # the rule picks two axes
 
 
 class ScaleByAdafactorBVState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any  # momentum in momentum_dtype; None leaves when momentum is None
     exp_avg_sq: Any  # full second moment; None leaves for factored params
     exp_avg_sq_r: Any  # keepdims row statistics (size 1 along the largest axis); None when unfactored

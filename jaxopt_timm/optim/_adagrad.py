@@ -20,7 +20,7 @@ __all__ = ['adagrad']
 
 
 class ScaleByTorchAdagradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     sum: Any
 
 

@@ -62,7 +62,7 @@ def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any)
 
 
 class ScaleByAdahessianState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     key: jax.Array
     hessian: Any
     exp_avg: Any

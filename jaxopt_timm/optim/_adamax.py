@@ -21,7 +21,7 @@ __all__ = ['adamax']
 
 
 class ScaleByAdamaxState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_inf: Any
 

@@ -24,7 +24,7 @@ __all__ = ['adamp']
 
 
 class ScaleByAdamPState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
 

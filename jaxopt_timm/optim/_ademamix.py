@@ -36,7 +36,7 @@ __all__ = ['ademamix', 'ScaleByAdemamixState']
 
 
 class ScaleByAdemamixState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
     exp_avg_slow: Any

@@ -23,7 +23,7 @@ __all__ = ['adopt']
 
 
 class ScaleByAdoptState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
 

@@ -158,7 +158,8 @@ def _partition(groups: ParamGroups, key: Callable[[int], Any]) -> Tuple[List[str
     """The factory's one split of the tree into transformations: each trainable leaf ``i`` is labelled by
     ``repr(key(i))`` (leaves with equal keys share one transformation), every other leaf by ``FROZEN``.
     Returns the per-leaf labels and each live label's key, in first-seen order."""
-    labels, keys = [], {}
+    labels: List[str] = []
+    keys: Dict[str, Any] = {}
     for i, keep in enumerate(jax.tree.leaves(groups.trainable)):
         if not keep:
             labels.append(FROZEN)

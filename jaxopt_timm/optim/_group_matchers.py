@@ -1,4 +1,4 @@
-"""Ready ``group_matcher``s for Flax models named the usual Flax way (for layer-wise lr decay).
+"""Ready ``group_matcher`` builders for Flax models named the usual Flax way (for layer-wise lr decay).
 
 timm models expose ``group_matcher(coarse)``; Flax models have none, and their
 param names differ from timm's (``Transformer.encoderblock_3.MlpBlock_3.Dense_0.kernel``

@@ -67,7 +67,8 @@ def _draw_uniform(key: jax.Array) -> jax.Array:
 # ---- the transformation ----------------------------------------------------------------------------------
 
 class ScaleByKronState(NamedTuple):
-    count: jax.Array  # updates done (timm's per-param `step`)
+    # updates done (timm's per-param `step`)
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     update_counter: jax.Array  # steps since the last preconditioner update (timm's `update_counter`)
     key: jax.Array
     mu: Any  # momentum buffer, params' shapes

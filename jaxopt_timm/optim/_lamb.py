@@ -25,7 +25,7 @@ __all__ = ['clip_by_global_norm_ratio', 'ScaleByLambState', 'scale_by_lamb', 'sc
 
 
 class ScaleByLambState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
 

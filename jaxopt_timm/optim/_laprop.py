@@ -21,7 +21,7 @@ __all__ = ['laprop']
 
 
 class ScaleByLapropState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any  # momentum of lr * normalised gradient (the lr lives inside the momentum)
     exp_avg_sq: Any
     exp_avg_lr_1: Any  # one float32 scalar per leaf: EMA of that leaf's group lr (first-moment bias correction)

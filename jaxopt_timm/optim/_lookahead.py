@@ -19,7 +19,7 @@ __all__ = ['LookaheadState', 'lookahead']
 
 
 class LookaheadState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     slow: Any
     inner_state: Any
 

@@ -29,7 +29,7 @@ __all__ = ['madgrad']
 
 
 class ScaleByMadgradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     grad_sum_sq: Any
     s: Any
     x0: Optional[Any]  # None when momentum == 0 (x0 is then recovered from p, s and grad_sum_sq)

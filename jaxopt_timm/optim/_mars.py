@@ -22,7 +22,7 @@ __all__ = ['mars']
 
 
 class ScaleByMarsState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
     last_grad: Any  # the previous step's raw gradient (variance-reduction term)

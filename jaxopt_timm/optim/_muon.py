@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, la
 # ------------------------------------------------------------------------------------------------ Muon direction
 
 class ScaleByMuonState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     momentum_buffer: Any
     exp_avg_sq: Any  # AdaMuon's second moment of the orthogonalised direction; None leaves for algo='muon'
 
@@ -245,7 +245,7 @@ def muon(
             (default: the params' dtype; float32 for float16 params).
 
     Example:
-        >>> import jax.numpy as jnp, optax, jaxopt_timm as jt
+        >>> import jax, jax.numpy as jnp, optax, jaxopt_timm as jt
         >>> params = {'w': jnp.ones((16, 32)), 'b': jnp.zeros(16)}
         >>> tx = jt.optim.muon(0.02, weight_decay=0.01)
         >>> state = tx.init(params)
@@ -329,11 +329,11 @@ def muon(
     return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
-_FLAGS = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True, has_betas=True,
-              packing='stacked', shape_aware=True, fallback='use_fallback', parity_mode='newton_schulz_float32',
-              default_lr=0.02,
-              # Muon's momentum and the AdamW fallback's moments
-              state_dtypes={'mu_dtype': ('momentum_buffer', 'exp_avg'), 'nu_dtype': ('exp_avg_sq',)})
+_FLAGS: Dict[str, Any] = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True,
+                              has_betas=True, packing='stacked', shape_aware=True, fallback='use_fallback',
+                              parity_mode='newton_schulz_float32', default_lr=0.02,
+                              # Muon's momentum and the AdamW fallback's moments
+                              state_dtypes={'mu_dtype': ('momentum_buffer', 'exp_avg'), 'nu_dtype': ('exp_avg_sq',)})
 
 OPTIMIZERS = (
     OptimInfo(name='muon', description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',

@@ -27,7 +27,7 @@ _LOG_096 = math.log(0.96)
 
 
 class ScaleByNAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     mu_product: jax.Array
     exp_avg: Any
     exp_avg_sq: Any

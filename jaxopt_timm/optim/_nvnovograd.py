@@ -23,7 +23,7 @@ __all__ = ['novograd']
 
 
 class ScaleByNovogradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any  # one scalar per leaf (float32 unless nu_dtype): EMA of the leaf's squared gradient norm
     max_exp_avg_sq: Optional[Any]

@@ -267,14 +267,21 @@ def build_param_groups(
     if fallback_no_weight_decay:
         fallback_list = set(fallback_list) | set(no_weight_decay_list)
     fallback = [_matches(n, fallback_list) for n in names]
-    wd, scale, trainable, overrides, layer = [], [], [], [], []
+    wd: List[Any] = []
+    scale: List[Any] = []
+    trainable: List[bool] = []
+    overrides: List[Dict[str, Any]] = []
+    layer: List[Any] = []
 
     if param_group_fn is not None:
         # As timm: groups carry their own values; a group without 'weight_decay' gets the factory's weight_decay.
         for name, leaf in named:
             group = param_group_fn(name, leaf)
             if group is None:
-                wd.append(0.0), scale.append(1.0), trainable.append(False), overrides.append({})
+                wd.append(0.0)
+                scale.append(1.0)
+                trainable.append(False)
+                overrides.append({})
                 continue
             if not isinstance(group, dict):
                 raise ValueError(f'Invalid param_group_fn result for {name!r}: {group!r}, expected a dict or None')

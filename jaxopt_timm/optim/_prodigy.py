@@ -40,7 +40,8 @@ __all__ = ['prodigy', 'ProdigyState']
 
 class ProdigyState(NamedTuple):
     """Prodigy's state: the reference's step-size scalars (float32) and per-param buffers."""
-    count: jax.Array        # counted steps (the reference's ``k``)
+    # counted steps (the reference's ``k``)
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     d: jax.Array
     d_max: jax.Array
     d_numerator: jax.Array

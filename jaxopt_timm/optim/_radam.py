@@ -22,7 +22,7 @@ __all__ = ['radam', 'radam_legacy']
 
 
 class ScaleByRAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
 

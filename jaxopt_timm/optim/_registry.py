@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from types import MappingProxyType
-from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Literal, Mapping, Optional, Sequence, Tuple, Union, overload
 
 __all__ = ['OptimInfo', 'register', 'register_alias', 'list_optimizers', 'get_optimizer_info']
 
@@ -167,11 +167,21 @@ def register_alias(alias: str, target: str) -> None:
     _REGISTRY[alias.lower()] = _REGISTRY[target]
 
 
+# The return type follows with_description: names, or (name, description) pairs.
+@overload
+def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (),
+                    with_description: Literal[False] = False) -> List[str]: ...
+@overload
+def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (), *,
+                    with_description: Literal[True]) -> List[Tuple[str, str]]: ...
+@overload
+def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (),
+                    with_description: bool = False) -> Union[List[str], List[Tuple[str, str]]]: ...
 def list_optimizers(
         filter: Union[str, Sequence[str]] = '',
         exclude_filters: Optional[Sequence[str]] = (),
         with_description: bool = False,
-) -> List[Union[str, Tuple[str, str]]]:
+) -> Union[List[str], List[Tuple[str, str]]]:
     """Registered names, sorted, filtered with fnmatch wildcards exactly like timm's ``list_optimizers``."""
     names = sorted(_REGISTRY)
     if filter:

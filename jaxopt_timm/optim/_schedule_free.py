@@ -48,7 +48,8 @@ __all__ = ['sfadamw', 'sfsgd', 'sfradam', 'schedule_free_eval_params', 'Schedule
 
 class ScheduleFreeState(NamedTuple):
     """Schedule-Free's state: the reference's per-group scalars and per-param ``z`` / ``exp_avg_sq``."""
-    count: jax.Array        # steps done (the reference's ``k``)
+    # steps done (the reference's ``k``)
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     weight_sum: jax.Array   # float32: sum of the averaging weights
     lr_max: jax.Array       # float32: largest scheduled lr so far (-1 before the first step)
     momentum: jax.Array     # float32: beta1 (or SGD's momentum), for the evaluation point

@@ -22,7 +22,7 @@ __all__ = ['sgdp']
 
 
 class ScaleBySGDPState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     momentum_buffer: Any
 
 

@@ -88,11 +88,12 @@ def shampoo_leaf_plan(shape: Tuple[int, ...], block_size: int = 512, skip_precon
 
 def _matrix_sizes(pl: ShampooLeafPlan):
     """Per block (the reference's order), per preconditioned dim: the matrix size."""
+    assert pl.sizes is not None  # a preconditioned leaf's plan has its blocks
     return [block[i] for block in itertools.product(*pl.sizes) for i in pl.dims]
 
 
 class ScaleByShampooState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     momentum: Any  # params' shapes
     graft_momentum: Any  # params' shapes
     graft_statistics: Any  # params' shapes (AdaGrad / RMSProp grafts) or None

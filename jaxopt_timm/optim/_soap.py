@@ -88,7 +88,7 @@ def _to_work(x: jax.Array, plan: SoapLeafPlan) -> jax.Array:
 
 def _from_work(x: jax.Array, plan: SoapLeafPlan, shape: Tuple[int, ...]) -> jax.Array:
     torch_shape = tuple(shape[a] for a in plan.perm)
-    return jnp.transpose(x.reshape(torch_shape), np.argsort(plan.perm))
+    return jnp.transpose(x.reshape(torch_shape), np.argsort(plan.perm).tolist())
 
 
 def _project(x: jax.Array, qs: Tuple[Optional[jax.Array], ...], forward: bool) -> jax.Array:
@@ -100,7 +100,8 @@ def _project(x: jax.Array, qs: Tuple[Optional[jax.Array], ...], forward: bool) -
 
 
 class ScaleBySoapState(NamedTuple):
-    count: jax.Array  # calls so far (the reference's group ``step``; the first call only sets the bases)
+    # calls so far (the reference's group ``step``; the first call only sets the bases)
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any  # params' shapes
     exp_avg_sq: Any  # params' shapes, in the coordinates of the bases
     GG: Any  # per leaf (tree order), per work dim: the d x d statistic or None (identity dim)
@@ -197,7 +198,7 @@ def scale_by_soap(
 
 
 class _SkipFirstState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
 
 
 def _skip_first() -> optax.GradientTransformation:

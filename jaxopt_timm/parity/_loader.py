@@ -29,7 +29,7 @@ INSTALL_HINT = (
     'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
     '"timm==1.0.31" (or run: bash scripts/install.sh)')
 
-_LOADED = {}
+_LOADED: Dict[str, Any] = {}
 _find_spec = importlib.util.find_spec  # indirection: tests simulate a missing timm
 
 
@@ -95,7 +95,7 @@ def timm_utils_module(name: str) -> types.ModuleType:
     load_timm()
     timm = sys.modules['timm']
     if 'timm.utils' not in sys.modules:
-        timm.utils = _bare_package('timm.utils', os.path.join(list(timm.__path__)[0], 'utils'))
+        setattr(timm, 'utils', _bare_package('timm.utils', os.path.join(list(timm.__path__)[0], 'utils')))
     return importlib.import_module(f'timm.utils.{name}')
 
 

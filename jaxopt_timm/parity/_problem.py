@@ -16,7 +16,7 @@ timm's module is built from them, ours is their nested tree.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -84,7 +84,7 @@ def jax_loss(params: Any, a: Any, b: Any, d: Any, s: Any) -> jax.Array:
     """The loss on our side: ``params``, ``a``, ``b``, ``d`` are trees of the same structure, ``s`` the drift."""
     def leaf(p, ai, bi, di):
         return jnp.sum(0.5 * ai * p * p + (bi + di * s) * p + 0.025 * p ** 4)
-    return sum(jax.tree.leaves(jax.tree.map(leaf, params, a, b, d)))
+    return cast(jax.Array, sum(jax.tree.leaves(jax.tree.map(leaf, params, a, b, d))))  # of arrays: an array
 
 
 def torch_loss(named: Mapping[str, Any], a: Mapping[str, Any], b: Mapping[str, Any], d: Mapping[str, Any],

@@ -65,4 +65,4 @@ class ParityResult:
     def worst_leaf(self) -> str:
         """The name of the leaf with the largest ``|ours - timm|``."""
         errs = {k: float(np.max(np.abs(self.ours[k] - self.theirs[k]))) for k in self.ours}
-        return max(errs, key=errs.get)
+        return max(errs, key=errs.__getitem__)

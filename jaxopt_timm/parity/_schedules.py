@@ -8,7 +8,7 @@ a comparison runs.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Dict, List, Tuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -41,6 +41,8 @@ def schedule_parity(sched: str, epochs: int = 30, warmup_epochs: int = 3, update
             continue
         if sched == 'onecycle' and not on_updates:
             continue
+        ours_s: Any  # a Schedule, or a PlateauSchedule for 'plateau'
+        kw: Dict[str, Any]  # create_scheduler_v2's arguments, of mixed types
         kw = dict(sched=sched, num_epochs=epochs, warmup_epochs=warmup_epochs, warmup_lr=lr * 1e-2,
                   min_lr=lr * 1e-3, decay_epochs=epochs // 3 if sched == 'step' else None,
                   decay_milestones=(epochs // 3, 2 * epochs // 3), cycle_limit=2 if sched in ('cosine', 'tanh')
@@ -51,14 +53,14 @@ def schedule_parity(sched: str, epochs: int = 30, warmup_epochs: int = 3, update
             total = epochs * updates_per_epoch
             ref = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total,
                                                      pct_start=warmup_epochs / epochs)
-            theirs = []
+            theirs: List[float] = []
             for _ in range(total):
                 theirs.append(opt.param_groups[0]['lr'])
                 opt.step()
                 ref.step()
             ours_s, _ = create_scheduler_v2(lr, 'onecycle', num_epochs=epochs, warmup_epochs=warmup_epochs,
                                               step_on_epochs=False, updates_per_epoch=updates_per_epoch)
-            ours = np.asarray(ours_s(jnp.arange(total)))
+            ours = list(np.asarray(ours_s(jnp.arange(total))))
         else:
             timm_kw = {k: v for k, v in kw.items() if v is not None}
             if timm_kw.get('decay_epochs') is None:

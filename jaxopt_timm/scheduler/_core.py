@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -145,7 +145,7 @@ def per_epoch(schedule: Schedule, updates_per_epoch: int) -> Schedule:
 # integer powers and k-decay
 
 
-def f32_table(values: np.ndarray) -> jax.Array:
+def f32_table(values: Union[np.ndarray, Sequence[float]]) -> jax.Array:
     """float64 ``values`` rounded once to a float32 table (overflow to inf and underflow to 0 are intended)."""
     with np.errstate(over='ignore', under='ignore', invalid='ignore'):
         return jnp.asarray(np.asarray(values, np.float64).astype(np.float32))

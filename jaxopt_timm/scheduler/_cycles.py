@@ -108,7 +108,7 @@ def cycles(
         T = int(t_initial)
         lr_max_of = int_power(cycle_decay, max_n=max(cycle_limit - 1, 0) if cycle_limit <= 1024 else None)
 
-        def position(t):
+        def periodic(t):
             i = t // T
             cur = t - i * T
             return CyclePosition(
@@ -119,7 +119,7 @@ def cycles(
                 lr_max=jnp.float32(base_lr) * lr_max_of(i),
             )
 
-        return position
+        return periodic
 
     bounds, n = _cycle_tables(t_initial, cycle_mul, cycle_limit)
     starts, start_frac, ends, end_excess, lengths, lr_maxes = [], [], [], [], [], []
@@ -138,18 +138,18 @@ def cycles(
         lr_maxes.append(base_lr * cycle_decay ** i)
     b_active = np.asarray(bounds[:n], np.int64)
     end_bound = bounds[n]
-    starts = jnp.asarray(np.asarray(starts, np.int64).astype(np.int32))
-    ends = jnp.asarray(np.asarray(ends, np.int64).astype(np.int32))
-    start_frac, end_excess = f32_table(start_frac), f32_table(end_excess)
-    lengths, lr_maxes = f32_table(lengths), f32_table(lr_maxes)
+    starts_t = jnp.asarray(np.asarray(starts, np.int64).astype(np.int32))
+    ends_t = jnp.asarray(np.asarray(ends, np.int64).astype(np.int32))
+    start_frac_t, end_excess_t = f32_table(start_frac), f32_table(end_excess)
+    lengths_t, lr_maxes_t = f32_table(lengths), f32_table(lr_maxes)
     b_table = jnp.asarray(np.minimum(b_active, INT32_MAX).astype(np.int32))
 
     def position(t):
         i = jnp.clip(jnp.searchsorted(b_table, t, side='right') - 1, 0, n - 1)
         active = t < end_bound if end_bound <= INT32_MAX else jnp.ones(jnp.shape(t), bool)
-        cur = (t - starts[i]).astype(_F32) - start_frac[i]
-        rem = (ends[i] - t).astype(_F32) + end_excess[i]
-        return CyclePosition(active=active, cur=cur, rem=rem, length=lengths[i], lr_max=lr_maxes[i])
+        cur = (t - starts_t[i]).astype(_F32) - start_frac_t[i]
+        rem = (ends_t[i] - t).astype(_F32) + end_excess_t[i]
+        return CyclePosition(active=active, cur=cur, rem=rem, length=lengths_t[i], lr_max=lr_maxes_t[i])
 
     return position
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union, cast
 
 import jax.numpy as jnp
 
@@ -246,19 +246,23 @@ def create_scheduler_v2(
         if timescale_t is not None:
             timescale_t = timescale_t * updates_per_epoch
 
-    warmup_args = dict(warmup_lr_init=warmup_lr, warmup_t=warmup_t, warmup_prefix=warmup_prefix)
+    # keyword bundles for the schedules below; their values' types differ, hence Dict[str, Any]
+    warmup_args: Dict[str, Any] = dict(warmup_lr_init=warmup_lr, warmup_t=warmup_t, warmup_prefix=warmup_prefix)
+    noise_range: Any
     if noise is not None:
         if isinstance(noise, (list, tuple)):
             noise_range = [n * t_initial for n in noise]
             if len(noise_range) == 1:
                 noise_range = noise_range[0]
         else:
-            noise_range = noise * t_initial
+            noise_range = cast(float, noise) * t_initial  # validate_noise_range let only a number through here
     else:
         noise_range = None
-    noise_args = dict(noise_range_t=noise_range, noise_pct=noise_pct, noise_std=noise_std, noise_seed=noise_seed)
-    cycle_args = dict(cycle_mul=cycle_mul, cycle_decay=cycle_decay, cycle_limit=cycle_limit)
+    noise_args: Dict[str, Any] = dict(noise_range_t=noise_range, noise_pct=noise_pct, noise_std=noise_std,
+                                      noise_seed=noise_seed)
+    cycle_args: Dict[str, Any] = dict(cycle_mul=cycle_mul, cycle_decay=cycle_decay, cycle_limit=cycle_limit)
 
+    schedule: Union[Schedule, PlateauSchedule]
     if sched == 'cosine':
         schedule = cosine(lr, t_initial=t_initial, lr_min=min_lr, t_in_epochs=step_on_epochs, k_decay=k_decay,
                           **cycle_args, **warmup_args, **noise_args)
@@ -309,6 +313,7 @@ def create_scheduler_v2(
 
     if sched in ('cosine', 'tanh', 'poly', 'wsd', 'rsqrt'):
         # cycle based: total length with cycles, warmup prefix and cooldown
+        assert isinstance(schedule, Schedule) and schedule.cycle_length is not None  # these schedules set it
         total = schedule.cycle_length() + cooldown_t
         num_epochs = total if step_on_epochs else total // updates_per_epoch
     elif warmup_prefix:

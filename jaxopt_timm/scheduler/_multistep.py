@@ -80,7 +80,7 @@ def multistep(
     thresholds = [max(math.ceil(float(m)) - 1, -1) for m in decay_t if math.ceil(float(m)) - 1 <= INT32_MAX]
     thr = jnp.asarray(np.asarray(thresholds or [0], np.int64).astype(np.int32))
     n = len(thresholds)
-    values = jnp.asarray(np.float32([base_lr * float(decay_rate) ** c for c in range(n + 1)]))
+    values = jnp.asarray(np.asarray([base_lr * float(decay_rate) ** c for c in range(n + 1)], np.float32))
 
     def decayed(t):
         c = jnp.searchsorted(thr, t, side='right') if n else jnp.zeros(jnp.shape(t), jnp.int32)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -82,8 +82,8 @@ def noise_fn(
     if isinstance(noise_range_t, (list, tuple)):
         lo = _first_int_at_or_above(float(noise_range_t[0]))
         hi_last = _first_int_at_or_above(float(noise_range_t[1])) - 1
-    else:
-        lo = _first_int_at_or_above(float(noise_range_t))
+    else:  # validate_noise let only a number through here
+        lo = _first_int_at_or_above(float(cast(float, noise_range_t)))
         hi_last = INT32_MAX
     hi_last = min(hi_last, INT32_MAX)
     if lo > INT32_MAX or hi_last < lo:

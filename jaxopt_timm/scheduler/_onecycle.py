@@ -6,7 +6,7 @@ Neural Networks Using Large Learning Rates" (https://arxiv.org/abs/1708.07120).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional
 
 import jax.numpy as jnp
 
@@ -93,7 +93,7 @@ def onecycle(
     else:
         phases = [(float(pct_start * T) - 1, initial, eta_max), (T - 1, eta_max, final)]
     # a phase that some update selects must have a length (mmengine would divide by zero)
-    prev_ends = []
+    prev_ends: List[float] = []
     for j, (end, _, _) in enumerate(phases):
         start = phases[j - 1][0] if j else 0
         lo = max([math.floor(e) + 1 for e in prev_ends] + [0])

@@ -53,9 +53,9 @@ def poly(
         base_lr: peak lr.
         t_initial: length of the first cycle, > 0.
         power: polynomial power :math:`p`, >= 0.
-        lr_min, cycle_mul, cycle_decay, cycle_limit, warmup_t, warmup_lr_init, warmup_prefix,
-        t_in_epochs, noise_range_t, noise_pct, noise_std, noise_seed, k_decay, noise_type:
-            as for :func:`jaxopt_timm.scheduler.cosine`.
+        lr_min, cycle_mul, cycle_decay, cycle_limit, k_decay: as for :func:`jaxopt_timm.scheduler.cosine`.
+        warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs: as for :func:`jaxopt_timm.scheduler.cosine`.
+        noise_range_t, noise_pct, noise_std, noise_seed, noise_type: as for :func:`jaxopt_timm.scheduler.cosine`.
 
     Example:
         >>> import jaxopt_timm as jt

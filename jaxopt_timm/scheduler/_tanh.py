@@ -74,9 +74,9 @@ def tanh(
         t_initial: length of the first cycle, > 0.
         lb: lower bound of the tanh argument, < ub.
         ub: upper bound of the tanh argument.
-        lr_min, cycle_mul, cycle_decay, cycle_limit, warmup_t, warmup_lr_init, warmup_prefix,
-        t_in_epochs, noise_range_t, noise_pct, noise_std, noise_seed, noise_type:
-            as for :func:`jaxopt_timm.scheduler.cosine`.
+        lr_min, cycle_mul, cycle_decay, cycle_limit: as for :func:`jaxopt_timm.scheduler.cosine`.
+        warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs: as for :func:`jaxopt_timm.scheduler.cosine`.
+        noise_range_t, noise_pct, noise_std, noise_seed, noise_type: as for :func:`jaxopt_timm.scheduler.cosine`.
 
     Example:
         >>> import jaxopt_timm as jt

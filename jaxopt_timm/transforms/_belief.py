@@ -44,7 +44,7 @@ def _state_zeros(params: Any, dtype: Optional[Any] = None) -> Any:
 
 
 class ScaleByBeliefState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_var: Any
     max_exp_avg_var: Any

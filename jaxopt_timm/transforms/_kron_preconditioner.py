@@ -101,7 +101,7 @@ def from_factor_space(x: jax.Array, plan: KronLeafPlan) -> jax.Array:
     """Inverse of :func:`to_factor_space`: back in the leaf's stored shape and layout."""
     x = x.reshape(plan.torch_shape)
     if plan.perm is not None:
-        x = jnp.transpose(x, np.argsort(plan.perm))
+        x = jnp.transpose(x, np.argsort(plan.perm).tolist())
     return x
 
 

@@ -8,7 +8,7 @@ exactly as timm treats its torch twin (ties included, which timm breaks in torch
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -40,9 +40,9 @@ def to_torch_layout(x: jax.Array, layout: str) -> jax.Array:
     return jnp.transpose(x, torch_axes(x.ndim, layout))
 
 
-def from_torch_layout(x: jax.Array, layout: str) -> jax.Array:
+def from_torch_layout(x: Union[jax.Array, np.ndarray], layout: str) -> jax.Array:
     """Inverse of :func:`to_torch_layout`: a torch-ordered ``x`` back in the ``layout`` it is stored in."""
-    return jnp.transpose(x, np.argsort(torch_axes(x.ndim, layout)))
+    return jnp.transpose(x, np.argsort(torch_axes(x.ndim, layout)).tolist())
 
 
 def torch_rule_axes(

@@ -9,7 +9,7 @@ to the ``num_updates`` timm's ``step_update`` sees before the update).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +62,9 @@ def resolve_max_lr(learning_rate: LearningRate, max_lr: Optional[float], correct
                     'max_lr=<peak lr> or use a schedule from jaxopt_timm.scheduler (it carries base_lr); '
                     'expected a value in (0, inf)')
         else:
-            max_lr = learning_rate
+            max_lr = cast(Any, learning_rate)  # a float, or a traced lr (returned as it is, just below)
     if isinstance(max_lr, jax.core.Tracer):
-        return max_lr
+        return max_lr  # type: ignore[return-value]  # traced under inject_hyperparams: used as a float would be
     max_lr = float(max_lr)
     if not max_lr > 0:
         raise ValueError(
@@ -74,7 +74,7 @@ def resolve_max_lr(learning_rate: LearningRate, max_lr: Optional[float], correct
 
 
 class ScaleByLearningRateState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
 
 
 def scale_by_learning_rate(

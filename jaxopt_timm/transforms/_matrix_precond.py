@@ -51,7 +51,7 @@ def merge_small_dims(shape: Sequence[int], max_dim: int) -> Tuple[int, ...]:
 def block_sizes(shape: Sequence[int], block_size: int) -> Tuple[Tuple[int, ...], ...]:
     """Shampoo's ``BlockPartitioner``: per dim, the sizes of its blocks (``block_size`` each, the rest last);
     a dim no larger than ``block_size`` (or ``block_size <= 0``) is one block."""
-    out = []
+    out: List[Tuple[int, ...]] = []
     for d in shape:
         if block_size <= 0 or block_size >= d:
             out.append((int(d),))
@@ -100,7 +100,7 @@ def apply_along(x: jax.Array, axis: int, mat: jax.Array, transpose: bool = True)
 
 def map_matrices(fn: Callable[..., Any], mats: Sequence[jax.Array], *args: Sequence[Any]) -> List[Any]:
     """``[fn(m, *a) for m, *a in zip(mats, *args)]``, computed with one ``vmap`` per distinct matrix shape."""
-    groups: Dict[Tuple[int, ...], List[int]] = {}
+    groups: Dict[Tuple[Any, ...], List[int]] = {}  # (*shape, dtype name) -> indices
     for k, m in enumerate(mats):
         groups.setdefault(tuple(m.shape) + (str(m.dtype),), []).append(k)
     out: List[Any] = [None] * len(mats)

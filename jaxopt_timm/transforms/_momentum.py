@@ -88,7 +88,7 @@ def with_state_dtype(inner: optax.GradientTransformation) -> optax.GradientTrans
 
 
 class TorchMomentumState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     momentum_buffer: Any
 
 
@@ -157,7 +157,7 @@ def rms_clip_factor(grad: jax.Array, denom: jax.Array, clipping_threshold: float
 
 
 class ScaleByAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
     exp_avg_sq: Any
     max_exp_avg_sq: Any

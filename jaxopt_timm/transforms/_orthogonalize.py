@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +91,7 @@ def resolve_ns_coefficients(value: Any, name: str = 'ns_coefficients') -> Coeffi
     for item in value:
         if not (_is_seq(item) and len(item) == 3 and all(_is_real(v) for v in item)):
             raise ValueError(f'Invalid {name}: item {item!r} is not an (a, b, c) triple of real numbers')
-        out.append(tuple(float(v) for v in item))
+        out.append((float(item[0]), float(item[1]), float(item[2])))
     return tuple(out)
 
 
@@ -219,10 +219,10 @@ def orthogonalize_tensors(tensors: Sequence[jax.Array], conv_mode: str, *args: A
     :func:`orthogonalize_via_newton_schulz` after ``g``. One Newton–Schulz call per distinct matrix shape
     ``(m, n)``, batched over the tensors (and kernel taps) that share it."""
     mats = [_to_matrix_batch(u, conv_mode) for u in tensors]
-    by_shape = {}
+    by_shape: Dict[Tuple[int, ...], List[int]] = {}
     for i, mat in enumerate(mats):
         by_shape.setdefault(mat.shape[1:], []).append(i)
-    ortho = [None] * len(mats)
+    ortho: List[Any] = [None] * len(mats)
     for idx in by_shape.values():
         stacked = jnp.concatenate([mats[i] for i in idx], axis=0) if len(idx) > 1 else mats[idx[0]]
         out = orthogonalize_via_newton_schulz(stacked, *args, **kwargs)

@@ -106,11 +106,10 @@ def rectification(rho_t: jax.Array, b2: Any) -> jax.Array:
     if _is_concrete(b2):
         rho_inf = 2.0 / (1.0 - float(b2)) - 1.0
         # rho_t < rho_inf, so with rho_inf <= 4 the adaptive branch is never taken
-        k = rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0)) if rho_inf > 4.0 else 0.0
-        k = jnp.asarray(k, jnp.float32)
+        k = jnp.asarray(rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0)) if rho_inf > 4.0 else 0.0, jnp.float32)
     else:
-        rho_inf = 2.0 / (1.0 - jnp.asarray(b2, jnp.float32)) - 1.0
-        k = rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0))
+        rho_inf_t = 2.0 / (1.0 - jnp.asarray(b2, jnp.float32)) - 1.0
+        k = rho_inf_t / ((rho_inf_t - 4.0) * (rho_inf_t - 2.0))
     safe_rho = jnp.maximum(rho_t, 5.0)
     return jnp.sqrt(jnp.maximum((safe_rho - 4.0) * (safe_rho - 2.0) / safe_rho * k, 0.0))
 

@@ -20,7 +20,7 @@ __all__ = ['AddStochasticWeightDecayState', 'add_stochastic_weight_decay']
 
 
 class AddStochasticWeightDecayState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     key: jax.Array
 
 

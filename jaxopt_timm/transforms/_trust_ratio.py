@@ -93,7 +93,7 @@ def apply_leaf_ratio(u: jax.Array, ratio: Optional[jax.Array], wd: Any, always_a
 
 
 class ScaleByTrustRatioState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
 
 
 def scale_by_trust_ratio(

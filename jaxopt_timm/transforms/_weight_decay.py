@@ -92,7 +92,7 @@ def decoupled_decay_factor(lr: jax.Array, max_lr: Optional[float]) -> jax.Array:
 
 
 class AddDecoupledWeightDecayState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
 
 
 def add_decoupled_weight_decay(

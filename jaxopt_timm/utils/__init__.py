@@ -5,6 +5,7 @@
 * :func:`dispatch_clip_grad`: timm's ``--clip-grad`` / ``--clip-mode`` (norm, value, AGC) as an optax
   transformation (:mod:`._clip_grad`; the kernels live in :mod:`jaxopt_timm.transforms`).
 """
+
 from ._clip_grad import CLIP_MODES, dispatch_clip_grad
 from ._model_ema import ModelEma, ModelEmaState, model_ema_v2, model_ema_v3
 

@@ -17,6 +17,7 @@ timm's train.py also leaves the classifier head out of AGC
 (``model_parameters(model, exclude_head=True)``); do that with
 ``optax.masked`` when building the chain.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def _check_norm_type(norm_type: Any) -> float:
     return v
 
 
-def dispatch_clip_grad(value: float, mode: str = 'norm', norm_type: float = 2.0,
-                       layout: str = 'torch') -> optax.GradientTransformation:
+def dispatch_clip_grad(
+    value: float, mode: str = 'norm', norm_type: float = 2.0, layout: str = 'torch'
+) -> optax.GradientTransformation:
     """timm's gradient clipping ``mode`` with ``value`` as a transformation of the gradients.
 
     Args:

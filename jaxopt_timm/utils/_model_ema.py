@@ -39,6 +39,7 @@ carries a PRNG key (``key``: an int seed or a key, default seed 0 as timm's ``st
 split on every update; without a bfloat16 leaf ``key`` is ``None``. float16 averages are rounded to nearest
 (timm offers nothing else for them: keep a float16 model's average in float32).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional, Tuple
@@ -60,14 +61,16 @@ class ModelEmaState(NamedTuple):
     ``count``: int32 number of updates applied (informational: the decay follows the ``step`` passed);
     ``key``: uint32 PRNG key data for stochastic rounding, ``None`` when no leaf is bfloat16 or it is off.
     """
+
     params: Any
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     key: Optional[jax.Array] = None
 
 
 class ModelEma(NamedTuple):
     """``init(params) -> state``, ``update(params, state, step=None) -> state`` and ``get_decay(step)``
     (timm's decay for ``step``, a float32 scalar). Pure functions: jit them, ``step`` may be traced."""
+
     init: Callable[[Any], ModelEmaState]
     update: Callable[..., ModelEmaState]
     get_decay: Callable[[Any], jax.Array]
@@ -84,9 +87,11 @@ def _init_fn(ema_dtype: Optional[np.dtype], stochastic_rounding: bool, key: Any)
             if ema_dtype is not None and jnp.issubdtype(p.dtype, jnp.floating):
                 return p.astype(ema_dtype)
             return jnp.array(p, copy=True)  # the average must not alias the params a donating step may reuse
+
         ema_params = jax.tree.map(copy, params)
         rounds = stochastic_rounding and any(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(ema_params))
         return ModelEmaState(ema_params, jnp.zeros([], jnp.int32), _key_data(key) if rounds else None)
+
     return init
 
 
@@ -105,12 +110,14 @@ def _key_data(key: Any) -> jax.Array:
 def _check_key(key: Any) -> None:
     if key is None or isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         if key is not None:
-            check_range('key', key, 0, 2 ** 32 - 1, integer=True)
+            check_range('key', key, 0, 2**32 - 1, integer=True)
         return
     arr = key if isinstance(key, jax.Array) else np.asarray(key)
     if not (jnp.issubdtype(arr.dtype, jax.dtypes.prng_key) or (arr.dtype == np.uint32 and arr.ndim == 1)):
-        raise ValueError(f'Invalid key: {key!r}, expected None, an int seed in [0, 4294967295], a jax.random.key '
-                         'or a jax.random.PRNGKey')
+        raise ValueError(
+            f'Invalid key: {key!r}, expected None, an int seed in [0, 4294967295], a jax.random.key '
+            'or a jax.random.PRNGKey'
+        )
 
 
 def _stochastic_round_bf16(x: jax.Array, key: jax.Array) -> jax.Array:
@@ -172,8 +179,9 @@ def _apply(params: Any, state: ModelEmaState, d: jax.Array, w: jax.Array, form: 
     return ModelEmaState(treedef.unflatten(out), state.count + 1, key)
 
 
-def _warmup_schedule(decay: float, min_decay: float, update_after_step: int, use_warmup: bool,
-                     warmup_gamma: float, warmup_power: float) -> Callable[[Any], Tuple[jax.Array, jax.Array]]:
+def _warmup_schedule(
+    decay: float, min_decay: float, update_after_step: int, use_warmup: bool, warmup_gamma: float, warmup_power: float
+) -> Callable[[Any], Tuple[jax.Array, jax.Array]]:
     """``step -> (decay, weight = 1 - decay)`` as float32 scalars: timm's ``ModelEmaV3.get_decay``."""
     fixed = (jnp.float32(decay), jnp.float32(1.0 - decay))  # rounded from float64, as torch rounds its scalar
 
@@ -198,16 +206,16 @@ def _check_decay(decay: Any) -> None:
 
 
 def model_ema_v3(
-        decay: float = 0.9998,
-        min_decay: float = 0.0,
-        update_after_step: int = 0,
-        use_warmup: bool = False,
-        warmup_gamma: float = 1.0,
-        warmup_power: float = 2 / 3,
-        *,
-        ema_dtype: Any = None,
-        stochastic_rounding: bool = True,
-        key: Any = None,
+    decay: float = 0.9998,
+    min_decay: float = 0.0,
+    update_after_step: int = 0,
+    use_warmup: bool = False,
+    warmup_gamma: float = 1.0,
+    warmup_power: float = 2 / 3,
+    *,
+    ema_dtype: Any = None,
+    stochastic_rounding: bool = True,
+    key: Any = None,
 ) -> ModelEma:
     """timm's ``ModelEmaV3``: an EMA of the params whose decay may warm up with the step.
 
@@ -235,8 +243,10 @@ def model_ema_v3(
     _check_decay(decay)
     check_range('min_decay', min_decay, 0.0, 1.0)
     if float(min_decay) > float(decay):
-        raise ValueError(f'Invalid min_decay: {min_decay!r}, expected a value in [0, decay={float(decay):g}] '
-                         '(the warmup decay is clamped to [min_decay, decay])')
+        raise ValueError(
+            f'Invalid min_decay: {min_decay!r}, expected a value in [0, decay={float(decay):g}] '
+            '(the warmup decay is clamped to [min_decay, decay])'
+        )
     check_range('update_after_step', update_after_step, 0, integer=True)
     check_bool('use_warmup', use_warmup)
     check_range('warmup_gamma', warmup_gamma, 0.0, lo_open=True)
@@ -244,8 +254,14 @@ def model_ema_v3(
     check_bool('stochastic_rounding', stochastic_rounding)
     ema_dtype = resolve_dtype('ema_dtype', ema_dtype)
     _check_key(key)
-    schedule = _warmup_schedule(float(decay), float(min_decay), int(update_after_step), bool(use_warmup),
-                                float(warmup_gamma), float(warmup_power))
+    schedule = _warmup_schedule(
+        float(decay),
+        float(min_decay),
+        int(update_after_step),
+        bool(use_warmup),
+        float(warmup_gamma),
+        float(warmup_power),
+    )
 
     def update(params: Any, state: ModelEmaState, step: Any = None) -> ModelEmaState:
         return _apply(params, state, *schedule(step), 'lerp')
