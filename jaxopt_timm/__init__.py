@@ -1,4 +1,5 @@
 """jaxopt_timm: timm's optimizers and lr schedulers as pure JAX/optax functions, with parity to timm."""
+
 from . import transforms
 from . import optim
 from . import scheduler
@@ -12,7 +13,21 @@ from .utils import ModelEmaState, dispatch_clip_grad, model_ema_v2, model_ema_v3
 __version__ = '0.1.0'
 
 __all__ = [
-    'transforms', 'optim', 'interop', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info',
-    'list_optimizers', 'optimizer_kwargs', 'scheduler', 'create_scheduler', 'create_scheduler_v2', 'compiler_options',
-    'utils', 'model_ema_v2', 'model_ema_v3', 'ModelEmaState', 'dispatch_clip_grad',
+    'transforms',
+    'optim',
+    'interop',
+    'create_optimizer',
+    'create_optimizer_v2',
+    'get_optimizer_info',
+    'list_optimizers',
+    'optimizer_kwargs',
+    'scheduler',
+    'create_scheduler',
+    'create_scheduler_v2',
+    'compiler_options',
+    'utils',
+    'model_ema_v2',
+    'model_ema_v3',
+    'ModelEmaState',
+    'dispatch_clip_grad',
 ]

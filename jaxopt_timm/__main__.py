@@ -1,4 +1,5 @@
 """``python -m jaxopt_timm``: the ``jaxopt-timm`` command line."""
+
 import sys
 
 from jaxopt_timm.cli import main

@@ -4,6 +4,7 @@ Every check raises ``ValueError`` at construction time with the argument's
 name, the offending value and the accepted range, so a bad hyperparameter is
 reported where it was written instead of as a NaN many steps later.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'check_range', 'check_range_tree', 'check_weight_decay', 'check_lr', 'check_betas', 'check_bool',
-    'check_choice', 'resolve_dtype', 'is_schedule', 'check_nesterov',
+    'check_range',
+    'check_range_tree',
+    'check_weight_decay',
+    'check_lr',
+    'check_betas',
+    'check_bool',
+    'check_choice',
+    'resolve_dtype',
+    'is_schedule',
+    'check_nesterov',
 ]
 
 
@@ -45,15 +54,15 @@ def _range_text(lo, hi, lo_open, hi_open) -> str:
 
 
 def check_range(
-        name: str,
-        value: Any,
-        lo: Optional[float] = None,
-        hi: Optional[float] = None,
-        *,
-        lo_open: bool = False,
-        hi_open: bool = False,
-        allow_none: bool = False,
-        integer: bool = False,
+    name: str,
+    value: Any,
+    lo: Optional[float] = None,
+    hi: Optional[float] = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    allow_none: bool = False,
+    integer: bool = False,
 ) -> None:
     """Raise ``ValueError`` unless ``value`` is a finite number in the given interval.
 
@@ -67,7 +76,8 @@ def check_range(
     if not _is_number(value):
         raise ValueError(
             f'Invalid {name}: {value!r} ({type(value).__name__}), expected a number in '
-            f'{_range_text(lo, hi, lo_open, hi_open)}')
+            f'{_range_text(lo, hi, lo_open, hi_open)}'
+        )
     v = _concrete(value)
     if v is None:
         return
@@ -120,7 +130,8 @@ def check_nesterov(nesterov: Any, momentum: Any, dampening: Any = 0.0) -> None:
     if (m is not None and not m > 0) or (d is not None and d != 0):
         raise ValueError(
             f'Invalid nesterov: True with momentum={momentum!r}, dampening={dampening!r}; Nesterov momentum '
-            'requires momentum in (0, inf) and dampening == 0')
+            'requires momentum in (0, inf) and dampening == 0'
+        )
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
@@ -129,10 +140,17 @@ def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
 
 
 _DTYPE_NAMES = {
-    'float32': jnp.float32, 'fp32': jnp.float32, 'float': jnp.float32,
-    'bfloat16': jnp.bfloat16, 'bf16': jnp.bfloat16,
-    'float16': jnp.float16, 'fp16': jnp.float16, 'half': jnp.float16,
-    'float64': jnp.float64, 'fp64': jnp.float64, 'double': jnp.float64,
+    'float32': jnp.float32,
+    'fp32': jnp.float32,
+    'float': jnp.float32,
+    'bfloat16': jnp.bfloat16,
+    'bf16': jnp.bfloat16,
+    'float16': jnp.float16,
+    'fp16': jnp.float16,
+    'half': jnp.float16,
+    'float64': jnp.float64,
+    'fp64': jnp.float64,
+    'double': jnp.float64,
 }
 
 
@@ -152,7 +170,6 @@ def resolve_dtype(name: str, value: Any):
     if not jnp.issubdtype(dt, jnp.floating):
         raise ValueError(f'Invalid {name}: {value!r}, expected a floating dtype')
     return dt
-
 
 
 def check_range_tree(name: str, value: Any, lo: Optional[float] = None, hi: Optional[float] = None, **kw) -> None:

@@ -1,4 +1,5 @@
 """XLA compile options that make an optimizer step cost only its memory traffic on the CPU backend."""
+
 from __future__ import annotations
 
 import functools

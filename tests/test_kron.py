@@ -22,7 +22,7 @@ import jaxopt_timm as jt
 from jaxopt_timm.parity import drift, from_tree, jax_loss, load_timm, make_arrays, run_parity, to_tree
 from parity import linear_decay, trajectory_diff
 
-ours_mod = importlib.import_module('jaxopt_timm.optim._kron')
+ours_mod = importlib.import_module('jaxopt_timm.optim._kron_step')  # the draws scale_by_kron and kron use
 precond_mod = importlib.import_module('jaxopt_timm.transforms._kron_preconditioner')
 NAMES = ['kron', 'kronw', 'kronc']
 

@@ -5,6 +5,7 @@ Subcommands: ``train`` (a timm train.py-style run on scikit-learn's digits),
 ``parity`` (side by side with an installed timm). torch and timm are imported
 only by ``parity``, when it runs.
 """
+
 from ._main import build_parser, main
 from ._schedule import schedule_values
 from ._train import TrainResult, default_lr, train

@@ -1,4 +1,5 @@
 """timm train.py's argument names, shared by the subcommands, and the one-line error they raise."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,13 @@ class CLIError(Exception):
 
 # The `cli` extra (pip install 'jaxopt_timm[cli]'): import name -> distribution name. The library itself needs
 # none of these, so a lean install has none; a command checks for what it uses before doing any work.
-CLI_EXTRA = {'flax': 'flax', 'sklearn': 'scikit-learn', 'matplotlib': 'matplotlib',
-             'orbax': 'orbax-checkpoint', 'tqdm': 'tqdm'}
+CLI_EXTRA = {
+    'flax': 'flax',
+    'sklearn': 'scikit-learn',
+    'matplotlib': 'matplotlib',
+    'orbax': 'orbax-checkpoint',
+    'tqdm': 'tqdm',
+}
 
 
 def missing_extra(names: Sequence[str], hint: str = '') -> CLIError:
@@ -42,8 +48,8 @@ def require_extra(*modules: str, hint: str = '') -> None:
 # Bounds on what the arguments can ask for, so no value exhausts memory or time before printing anything:
 # a million epochs is far beyond any recipe; the schedules count updates in int32; seeds are 32-bit.
 MAX_EPOCHS = 1_000_000
-MAX_UPDATES = 2 ** 31 - 1
-MAX_SEED = 2 ** 32 - 1
+MAX_UPDATES = 2**31 - 1
+MAX_SEED = 2**32 - 1
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,25 +77,44 @@ class ParseKwargs(argparse.Action):
 
 def add_optimizer_args(p: argparse.ArgumentParser, opt_default: Optional[str] = 'adamw') -> None:
     g = p.add_argument_group('Optimizer parameters (timm train.py names)')
-    g.add_argument('--opt', default=opt_default, metavar='OPTIMIZER',
-                   help=f'optimizer name, see `jaxopt-timm list` (default: {opt_default!r})')
+    g.add_argument(
+        '--opt',
+        default=opt_default,
+        metavar='OPTIMIZER',
+        help=f'optimizer name, see `jaxopt-timm list` (default: {opt_default!r})',
+    )
     g.add_argument('--opt-eps', default=None, type=float, metavar='EPSILON', help='optimizer epsilon')
     g.add_argument('--opt-betas', default=None, type=float, nargs='+', metavar='BETA', help='optimizer betas')
     g.add_argument('--momentum', type=float, default=0.9, metavar='M', help='optimizer momentum (default: 0.9)')
     g.add_argument('--weight-decay', type=float, default=None, help='weight decay')
-    g.add_argument('--opt-kwargs', nargs='*', default={}, action=ParseKwargs,
-                   help="extra optimizer arguments, key=value (timm's names)")
+    g.add_argument(
+        '--opt-kwargs',
+        nargs='*',
+        default={},
+        action=ParseKwargs,
+        help="extra optimizer arguments, key=value (timm's names)",
+    )
 
 
 def add_scheduler_args(p: argparse.ArgumentParser, defaults: dict) -> None:
     g = p.add_argument_group('Learning rate schedule parameters (timm train.py names)')
-    g.add_argument('--sched', type=str, default=defaults.get('sched', 'cosine'), metavar='SCHEDULER',
-                   help='cosine tanh step multistep poly wsd rsqrt constant plateau none onecycle')
-    g.add_argument('--sched-on-updates', action='store_true', default=False,
-                   help='step the schedule per update instead of per epoch')
+    g.add_argument(
+        '--sched',
+        type=str,
+        default=defaults.get('sched', 'cosine'),
+        metavar='SCHEDULER',
+        help='cosine tanh step multistep poly wsd rsqrt constant plateau none onecycle',
+    )
+    g.add_argument(
+        '--sched-on-updates',
+        action='store_true',
+        default=False,
+        help='step the schedule per update instead of per epoch',
+    )
     g.add_argument('--lr', type=float, default=defaults.get('lr'), metavar='LR', help='learning rate (peak)')
-    g.add_argument('--lr-noise', type=float, nargs='+', default=None, metavar='pct, pct',
-                   help='noise on/off epoch percentages')
+    g.add_argument(
+        '--lr-noise', type=float, nargs='+', default=None, metavar='pct, pct', help='noise on/off epoch percentages'
+    )
     g.add_argument('--lr-noise-pct', type=float, default=0.67, metavar='PERCENT', help='noise limit')
     g.add_argument('--lr-noise-std', type=float, default=1.0, metavar='STDDEV', help='noise std-dev')
     g.add_argument('--lr-cycle-mul', type=float, default=1.0, metavar='MULT', help='cycle length multiplier')
@@ -98,17 +123,29 @@ def add_scheduler_args(p: argparse.ArgumentParser, defaults: dict) -> None:
     g.add_argument('--lr-k-decay', type=float, default=1.0, help='k-decay (cosine, poly)')
     g.add_argument('--lr-decay-fn', type=str, default=None, help="wsd/rsqrt decay function ('1-sqrt', 'linear', ...)")
     g.add_argument('--lr-stable-timescale', type=float, default=None, help='rsqrt timescale in epochs')
-    g.add_argument('--warmup-lr', type=float, default=defaults.get('warmup_lr', 1e-5), metavar='LR',
-                   help='warmup start lr')
+    g.add_argument(
+        '--warmup-lr', type=float, default=defaults.get('warmup_lr', 1e-5), metavar='LR', help='warmup start lr'
+    )
     g.add_argument('--min-lr', type=float, default=defaults.get('min_lr', 0.0), metavar='LR', help='lr floor')
     g.add_argument('--epochs', type=int, default=defaults.get('epochs', 300), metavar='N', help='epochs')
-    g.add_argument('--decay-milestones', default=defaults.get('decay_milestones', [90, 180, 270]), type=int,
-                   nargs='+', metavar='MILESTONES', help='multistep milestones (epochs)')
-    g.add_argument('--decay-epochs', type=float, default=defaults.get('decay_epochs'), metavar='N',
-                   help='epoch interval to decay lr (step, default 90); '
-                        'decay length (wsd, rsqrt; default 0.2 of the run)')
-    g.add_argument('--warmup-epochs', type=int, default=defaults.get('warmup_epochs', 5), metavar='N',
-                   help='warmup epochs')
+    g.add_argument(
+        '--decay-milestones',
+        default=defaults.get('decay_milestones', [90, 180, 270]),
+        type=int,
+        nargs='+',
+        metavar='MILESTONES',
+        help='multistep milestones (epochs)',
+    )
+    g.add_argument(
+        '--decay-epochs',
+        type=float,
+        default=defaults.get('decay_epochs'),
+        metavar='N',
+        help='epoch interval to decay lr (step, default 90); decay length (wsd, rsqrt; default 0.2 of the run)',
+    )
+    g.add_argument(
+        '--warmup-epochs', type=int, default=defaults.get('warmup_epochs', 5), metavar='N', help='warmup epochs'
+    )
     g.add_argument('--warmup-prefix', action='store_true', default=False, help='warmup before the schedule')
     g.add_argument('--cooldown-epochs', type=int, default=0, metavar='N', help='epochs at min_lr after the schedule')
     g.add_argument('--patience-epochs', type=int, default=10, metavar='N', help='plateau patience')
@@ -137,22 +174,29 @@ def check_schedule_args(args: argparse.Namespace) -> None:
 def check_run_length(num_epochs: int, updates_per_epoch: int) -> None:
     """The length of the run a schedule describes (cycles, warmup and cooldown included) is bounded."""
     if num_epochs > MAX_EPOCHS:
-        raise CLIError(f'the schedule runs {num_epochs} epochs (--epochs with --lr-cycle-limit / --lr-cycle-mul, '
-                       f'warmup and cooldown); at most {MAX_EPOCHS} are accepted')
+        raise CLIError(
+            f'the schedule runs {num_epochs} epochs (--epochs with --lr-cycle-limit / --lr-cycle-mul, '
+            f'warmup and cooldown); at most {MAX_EPOCHS} are accepted'
+        )
     if num_epochs * max(updates_per_epoch, 1) > MAX_UPDATES:
-        raise CLIError(f'{num_epochs} epochs of {updates_per_epoch} updates is more than the {MAX_UPDATES} updates '
-                       'a schedule can count (int32); use fewer --epochs or --updates-per-epoch')
+        raise CLIError(
+            f'{num_epochs} epochs of {updates_per_epoch} updates is more than the {MAX_UPDATES} updates '
+            'a schedule can count (int32); use fewer --epochs or --updates-per-epoch'
+        )
 
 
 def create_schedule(lr: Any, updates_per_epoch: int, **kw: Any) -> Tuple[Any, int]:
     """:func:`jaxopt_timm.create_scheduler_v2` with the run's length bounded (:func:`check_run_length`)."""
     import jaxopt_timm as jt
+
     check_run_length(kw['num_epochs'], updates_per_epoch)  # before the library's own (unnamed) bound
     try:
         schedule, num_epochs = jt.create_scheduler_v2(lr, **kw, updates_per_epoch=updates_per_epoch)
     except OverflowError:
-        raise CLIError(f"--lr-cycle-limit {kw.get('cycle_limit')} with --lr-cycle-mul {kw.get('cycle_mul'):g}: "
-                       f'the cycles run past {MAX_EPOCHS} epochs') from None
+        raise CLIError(
+            f"--lr-cycle-limit {kw.get('cycle_limit')} with --lr-cycle-mul {kw.get('cycle_mul'):g}: "
+            f'the cycles run past {MAX_EPOCHS} epochs'
+        ) from None
     check_run_length(num_epochs, updates_per_epoch)
     return schedule, num_epochs
 

@@ -16,6 +16,7 @@ and ``results.json`` are rewritten whole (temporary file + rename) from the
 history of the checkpoint they belong to, so after any interruption and a
 resume every epoch appears exactly once.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,11 +32,33 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._args import CLIError, folder_problem
-from ._store import (MANIFEST, atomic_write_text, commit_dir, discard_dir, leftovers, pause_point, remove_leftovers,
-                     temp_name, verify_manifest, write_manifest)
+from ._store import (
+    MANIFEST,
+    atomic_write_text,
+    commit_dir,
+    discard_dir,
+    leftovers,
+    pause_point,
+    remove_leftovers,
+    temp_name,
+    verify_manifest,
+    write_manifest,
+)
 
-__all__ = ['TrainState', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint', 'restore_state', 'run_dir',
-           'same_folder', 'check_output', 'create_output', 'write_summary', 'write_results', 'params_digest']
+__all__ = [
+    'TrainState',
+    'save_checkpoint',
+    'latest_checkpoint',
+    'read_checkpoint',
+    'restore_state',
+    'run_dir',
+    'same_folder',
+    'check_output',
+    'create_output',
+    'write_summary',
+    'write_results',
+    'params_digest',
+]
 
 _CHECKPOINT_DIR = re.compile(r'^checkpoint-(\d+)$')
 
@@ -43,15 +66,16 @@ _CHECKPOINT_DIR = re.compile(r'^checkpoint-(\d+)$')
 @dataclasses.dataclass
 class TrainState:
     """Everything a run needs to continue: what a checkpoint holds."""
+
     params: Any
     opt_state: Any
-    epoch: int = 0          # next epoch to run
-    step: int = 0           # updates done
-    plateau: Any = None     # PlateauState for --sched plateau
-    lr: float = 0.0         # lr of the next epoch (plateau)
+    epoch: int = 0  # next epoch to run
+    step: int = 0  # updates done
+    plateau: Any = None  # PlateauState for --sched plateau
+    lr: float = 0.0  # lr of the next epoch (plateau)
     history: List[Dict[str, float]] = dataclasses.field(default_factory=list)  # summary rows, epochs 1..epoch
     train_time_s: float = 0.0  # training time up to ``epoch``, over all the processes that ran it
-    ema: Any = None         # ModelEmaState for --model-ema
+    ema: Any = None  # ModelEmaState for --model-ema
 
 
 def _array_tree(state: TrainState) -> Dict[str, Any]:
@@ -95,6 +119,7 @@ def save_checkpoint(output: str, state: TrainState, keep: int, config: Dict[str,
     checkpoint into its own folder) are replaced: they belong to the branch this run abandoned.
     """
     import orbax.checkpoint as ocp
+
     output = os.path.abspath(output)
     name = f'checkpoint-{state.epoch}'
     final, tmp = os.path.join(output, name), temp_name(output, name)
@@ -104,8 +129,15 @@ def save_checkpoint(output: str, state: TrainState, keep: int, config: Dict[str,
             ckptr.save(os.path.join(tmp, 'state'), _flat_state(state))
             ckptr.wait_until_finished()
         pause_point('save-state', state.epoch)
-        meta = dict(format=2, epoch=state.epoch, step=state.step, train_time_s=state.train_time_s,
-                    config=config, layout=_layout(state), history=state.history)
+        meta = dict(
+            format=2,
+            epoch=state.epoch,
+            step=state.step,
+            train_time_s=state.train_time_s,
+            config=config,
+            layout=_layout(state),
+            history=state.history,
+        )
         with open(os.path.join(tmp, 'meta.json'), 'w') as f:
             json.dump(meta, f, indent=1)  # key order kept: it is summary.csv's column order
         write_manifest(tmp)
@@ -143,8 +175,10 @@ def latest_checkpoint(path: str) -> str:
     found = _checkpoint_dirs(path)
     if not found:
         partial = [d for d in leftovers(path) if d.startswith('.checkpoint-')]
-        raise CLIError(f'--resume {path!r}: no checkpoint-N folder in it'
-                       + (f' (only {", ".join(partial)}, left unfinished by an interrupted save)' if partial else ''))
+        raise CLIError(
+            f'--resume {path!r}: no checkpoint-N folder in it'
+            + (f' (only {", ".join(partial)}, left unfinished by an interrupted save)' if partial else '')
+        )
     return os.path.join(path, found[-1][1])
 
 
@@ -167,7 +201,7 @@ def check_output(output: str, resume: str) -> None:
     if not entries or (resume and same_folder(run_dir(resume), output)):
         return
     shown = ', '.join(entries[:3]) + (f' and {len(entries) - 3} more' if len(entries) > 3 else '')
-    hint = (f', or --resume {output} to continue the run in it' if _checkpoint_dirs(output) else '')
+    hint = f', or --resume {output} to continue the run in it' if _checkpoint_dirs(output) else ''
     raise CLIError(f'--output {output!r} is not empty ({shown}); give a new or empty folder{hint}')
 
 
@@ -181,8 +215,9 @@ def create_output(output: str) -> None:
             pass
         os.unlink(probe)
     except OSError as e:
-        raise CLIError(f'--output {output!r}: cannot write there ({folder_problem(output) or e.strerror or e})') \
-            from None
+        raise CLIError(
+            f'--output {output!r}: cannot write there ({folder_problem(output) or e.strerror or e})'
+        ) from None
     remove_leftovers(output)
 
 
@@ -223,11 +258,14 @@ def restore_state(path: str, meta: Dict[str, Any], template: TrainState) -> Trai
     """The state saved at the (verified) checkpoint ``path``, restored into the structure and dtypes of
     ``template``, with the history and training time of ``meta``."""
     import orbax.checkpoint as ocp
+
     layout = _layout(template)
     stored = meta.get('layout', [])
     if stored != layout:
-        diff = next((f'{a} stored, {b} here' for a, b in zip(stored, layout) if a != b),
-                    f'{len(stored)} arrays stored, {len(layout)} here')
+        diff = next(
+            (f'{a} stored, {b} here' for a, b in zip(stored, layout) if a != b),
+            f'{len(stored)} arrays stored, {len(layout)} here',
+        )
         raise CLIError(f'--resume {path!r} does not match this model / optimizer: {diff}')
     target = _flat_state(template)
     abstract = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in target.items()}
@@ -246,9 +284,17 @@ def restore_state(path: str, meta: Dict[str, Any], template: TrainState) -> Trai
             value = jnp.asarray(value, leaf.dtype)
         new.append(value)
     tree = jax.tree.unflatten(treedef, new)
-    return TrainState(tree['params'], tree['opt_state'], int(restored['epoch']), int(restored['step']),
-                      tree['plateau'], float(restored['lr']), list(meta['history']), float(meta['train_time_s']),
-                      tree['ema'])
+    return TrainState(
+        tree['params'],
+        tree['opt_state'],
+        int(restored['epoch']),
+        int(restored['step']),
+        tree['plateau'],
+        float(restored['lr']),
+        list(meta['history']),
+        float(meta['train_time_s']),
+        tree['ema'],
+    )
 
 
 def _csv_value(v: Any) -> str:

@@ -6,6 +6,7 @@ of ``--seed``, so runs with different seeds are scored on the same images.
 The batch order of an epoch is a pure function of ``(seed, epoch)``: a run
 resumed from a checkpoint sees exactly the batches of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import functools
@@ -46,4 +47,4 @@ def epoch_batches(seed: int, epoch: int, n: int, batch_size: int) -> Iterator[np
     dropped, as timm's train loader does)."""
     order = epoch_order(seed, epoch, n)
     for b in range(n // batch_size):
-        yield order[b * batch_size:(b + 1) * batch_size]
+        yield order[b * batch_size : (b + 1) * batch_size]

@@ -8,6 +8,7 @@ weights) and evaluated on the test split after every epoch, beside the model (``
 resumed run continues the same average. timm's train.py also steps a plateau schedule on (and picks its best
 checkpoint by) the EMA's metric; here the plateau schedule always follows the model's own test accuracy.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``jaxopt-timm list``: the registered optimizers with their descriptions, filtered like ``list_optimizers``."""
+
 from __future__ import annotations
 
 import argparse

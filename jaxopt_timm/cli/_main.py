@@ -4,6 +4,7 @@ User errors (unknown optimizer or schedule, invalid hyperparameters, a missing
 or damaged checkpoint, a path that cannot be written) exit with one line on
 stderr and code 2, never a traceback; an interrupted run (Ctrl-C) exits 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ PROG = 'jaxopt-timm'
 
 def build_parser() -> argparse.ArgumentParser:
     from . import _convert, _list, _parity, _schedule, _train
+
     parser = Parser(prog=PROG, description="timm's optimizers and schedulers in JAX/optax: train, plot, list, verify.")
     from jaxopt_timm import __version__
+
     parser.add_argument('--version', action='version', version=f'{PROG} {__version__}')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     commands = (
@@ -32,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         ('convert', _convert, "turn a timm train.py checkpoint (weights, optimizer state) into an orbax checkpoint"),
     )
     for name, module, help_text in commands:
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter if name != 'list' else
-                           argparse.HelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter if name != 'list' else argparse.HelpFormatter,
+        )
         module.add_arguments(p)
         p.set_defaults(_run=module.run, _prog=f'{PROG} {name}')
     return parser

@@ -3,6 +3,7 @@
 Leaves are named ``stem.*``, ``blocks_N.*`` and ``head.*``; :data:`GROUP_MATCHER`
 gives timm's ordering (stem first, one id per block, the head last).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -17,6 +18,7 @@ GROUP_MATCHER = {'stem': r'^stem\.', 'blocks': r'^blocks_(\d+)\.'}
 
 class MLP(nn.Module):
     """stem Dense -> ``depth`` residual Dense blocks -> head; inputs are flat 8x8 digit images."""
+
     width: int = 128
     depth: int = 1
     num_classes: int = 10
@@ -32,6 +34,7 @@ class MLP(nn.Module):
 
 class SmallCNN(nn.Module):
     """stem 3x3 conv -> ``depth`` strided 3x3 conv blocks -> global average -> head (NHWC 8x8x1 inputs)."""
+
     width: int = 32
     depth: int = 2
     num_classes: int = 10

@@ -9,6 +9,7 @@ prints. ``--json PATH`` also writes the results machine-readable (the docs'
 optimizer table reads a stored run, ``docs/_data/parity.json``). torch and
 timm are imported only when this command runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,17 @@ from typing import Any, Dict, List, Optional
 
 import jaxopt_timm as jt
 from jaxopt_timm.parity import (
-    DEFAULT_LR, DEFAULT_STEPS, PARITY_MODES, SCHEDULE_TOL, SCHEDULES, TOL, TimmNotInstalled, load_timm,
-    reference_parity, schedule_parity)
+    DEFAULT_LR,
+    DEFAULT_STEPS,
+    PARITY_MODES,
+    SCHEDULE_TOL,
+    SCHEDULES,
+    TOL,
+    TimmNotInstalled,
+    load_timm,
+    reference_parity,
+    schedule_parity,
+)
 
 from ._args import CLIError, ParseKwargs
 
@@ -30,8 +40,13 @@ __all__ = ['add_arguments', 'run']
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--opt', nargs='+', default=None, metavar='NAME',
-                   help="optimizer names or fnmatch patterns ('all': every name); default: all unless --sched is given")
+    p.add_argument(
+        '--opt',
+        nargs='+',
+        default=None,
+        metavar='NAME',
+        help="optimizer names or fnmatch patterns ('all': every name); default: all unless --sched is given",
+    )
     p.add_argument('--lr', type=float, default=DEFAULT_LR, help='learning rate')
     p.add_argument('--weight-decay', type=float, default=0.05, help='weight decay')
     p.add_argument('--momentum', type=float, default=0.9, help='momentum (optimizers that have one)')
@@ -41,17 +56,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='optimizer steps')
     p.add_argument('--seed', type=int, default=0, help='seed of the starting point and loss coefficients')
     p.add_argument('--tol', type=float, default=TOL, help='pass / fail bound on the deviation')
-    p.add_argument('--as-is', action='store_true',
-                   help='no comparable mode: timm runs muon Newton-Schulz in bf16 and kron refits with its own '
-                        'random probes (by default both sides use float32 Newton-Schulz / no kron refit)')
-    p.add_argument('--sched', nargs='+', default=None, metavar='NAME',
-                   help=f"also compare schedules ('all': {' '.join(SCHEDULES)}) over --epochs epochs")
+    p.add_argument(
+        '--as-is',
+        action='store_true',
+        help='no comparable mode: timm runs muon Newton-Schulz in bf16 and kron refits with its own '
+        'random probes (by default both sides use float32 Newton-Schulz / no kron refit)',
+    )
+    p.add_argument(
+        '--sched',
+        nargs='+',
+        default=None,
+        metavar='NAME',
+        help=f"also compare schedules ('all': {' '.join(SCHEDULES)}) over --epochs epochs",
+    )
     p.add_argument('--epochs', type=int, default=30, help='schedule length for --sched')
     p.add_argument('--warmup-epochs', type=int, default=3, help='schedule warmup for --sched')
     p.add_argument('--updates-per-epoch', type=int, default=10, help='schedule updates per epoch for --sched')
-    p.add_argument('--json', default=None, metavar='PATH',
-                   help='also write {name: {"deviation", "tol", "mode", "result"}} (schedules under "schedules") '
-                        'to PATH')
+    p.add_argument(
+        '--json',
+        default=None,
+        metavar='PATH',
+        help='also write {name: {"deviation", "tol", "mode", "result"}} (schedules under "schedules") to PATH',
+    )
 
 
 def _names(patterns: List[str]) -> List[str]:
@@ -122,8 +148,10 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     report: Dict[str, Any] = {}
     if names:
-        print(f'Optimizers vs timm: lr {args.lr:g}, weight_decay {args.weight_decay:g}, {args.steps} steps, '
-              f'seed {args.seed}; deviation = max|ours - timm| / max|timm displacement|, pass <= {args.tol:g}')
+        print(
+            f'Optimizers vs timm: lr {args.lr:g}, weight_decay {args.weight_decay:g}, {args.steps} steps, '
+            f'seed {args.seed}; deviation = max|ours - timm| / max|timm displacement|, pass <= {args.tol:g}'
+        )
         if not args.as_is and any(jt.get_optimizer_info(n).parity_mode for n in names):
             print('; '.join(f'{mode.family}: {mode.description}' for mode in PARITY_MODES.values()) + '; --as-is: off')
         width = max(len(n) for n in names)
@@ -147,17 +175,23 @@ def run(args: argparse.Namespace) -> int:
             ok = result.within(args.tol)
             failures += not ok
             report[name] = _entry(result.rel_err, args.tol, mode, 'ok' if ok else 'FAIL')
-            print(f'{name:<{width}}  {result.rel_err:10.2e}  {result.max_abs_err:11.2e}  {result.displacement:12.3g}  '
-                  f'{"ok" if ok else "FAIL"}  ({time.perf_counter() - t0:.1f}s)', flush=True)
+            print(
+                f'{name:<{width}}  {result.rel_err:10.2e}  {result.max_abs_err:11.2e}  {result.displacement:12.3g}  '
+                f'{"ok" if ok else "FAIL"}  ({time.perf_counter() - t0:.1f}s)',
+                flush=True,
+            )
     if scheds:
-        print(f'Schedules vs timm (onecycle vs torch OneCycleLR): {args.epochs} epochs, warmup {args.warmup_epochs}, '
-              f'{args.updates_per_epoch} updates per epoch; deviation = max|ours - timm| / lr')
+        print(
+            f'Schedules vs timm (onecycle vs torch OneCycleLR): {args.epochs} epochs, warmup {args.warmup_epochs}, '
+            f'{args.updates_per_epoch} updates per epoch; deviation = max|ours - timm| / lr'
+        )
         for s in scheds:
             try:
                 with warnings.catch_warnings():
                     # timm deprecates PlateauLRScheduler (a warning about its checkpointing, not its values)
-                    warnings.filterwarnings('ignore', message='PlateauLRScheduler is deprecated',
-                                            category=FutureWarning)
+                    warnings.filterwarnings(
+                        'ignore', message='PlateauLRScheduler is deprecated', category=FutureWarning
+                    )
                     dev, count = schedule_parity(s, args.epochs, args.warmup_epochs, args.updates_per_epoch)
             except (ValueError, TypeError, AssertionError) as e:
                 failures += 1

@@ -1,4 +1,5 @@
 """``jaxopt-timm schedule``: print a schedule built from timm-style arguments and plot it to a PNG."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,15 @@ import numpy as np
 
 import jaxopt_timm as jt
 
-from ._args import (MAX_UPDATES, CLIError, add_scheduler_args, check_schedule_args, create_schedule, folder_problem,
-                    require_extra)
+from ._args import (
+    MAX_UPDATES,
+    CLIError,
+    add_scheduler_args,
+    check_schedule_args,
+    create_schedule,
+    folder_problem,
+    require_extra,
+)
 
 __all__ = ['add_arguments', 'run', 'schedule_values', 'plot_schedule']
 
@@ -21,8 +29,13 @@ __all__ = ['add_arguments', 'run', 'schedule_values', 'plot_schedule']
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_scheduler_args(p, dict(lr=0.1, epochs=100, warmup_epochs=0))
     g = p.add_argument_group('Output')
-    g.add_argument('--updates-per-epoch', type=int, default=0, metavar='N',
-                   help='updates per epoch (needed with --sched-on-updates; default 0: one value per epoch)')
+    g.add_argument(
+        '--updates-per-epoch',
+        type=int,
+        default=0,
+        metavar='N',
+        help='updates per epoch (needed with --sched-on-updates; default 0: one value per epoch)',
+    )
     g.add_argument('--seed', type=int, default=42, help='noise seed (timm: --seed)')
     g.add_argument('--plot', default='schedule.png', metavar='FILE.png', help="PNG to write (default: schedule.png)")
     g.add_argument('--no-plot', action='store_true', help='print only')
@@ -30,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 MAX_POINTS = 10_000  # values plotted: a longer run is sampled evenly, its first and last values included
-_CHUNK = 1 << 16      # values evaluated per call, so memory stays bounded however long the run
+_CHUNK = 1 << 16  # values evaluated per call, so memory stays bounded however long the run
 
 
 def _schedule(args: argparse.Namespace) -> Tuple[Any, int, int, bool]:
@@ -45,8 +58,9 @@ def _schedule(args: argparse.Namespace) -> Tuple[Any, int, int, bool]:
             raise CLIError('--sched-on-updates needs --updates-per-epoch N (N >= 1)')
         upe = 1
     kw = jt.scheduler.scheduler_kwargs(args)
-    kw.update(num_epochs=args.epochs, decay_epochs=args.decay_epochs, noise_seed=args.seed,
-              step_on_epochs=not per_update)
+    kw.update(
+        num_epochs=args.epochs, decay_epochs=args.decay_epochs, noise_seed=args.seed, step_on_epochs=not per_update
+    )
     sched, num_epochs = create_schedule(args.lr, upe if per_update else 0, **kw)
     return sched, num_epochs, upe, per_update
 
@@ -68,8 +82,10 @@ def _plateau_run(sched: Any, num_epochs: int) -> np.ndarray:
 
 def _values(sched: Any, t: np.ndarray) -> np.ndarray:
     """``sched`` at the steps ``t``, evaluated a chunk at a time."""
-    return np.concatenate([np.asarray(sched(jnp.asarray(t[i:i + _CHUNK], jnp.int32)))
-                           for i in range(0, len(t), _CHUNK)] or [np.zeros(0)])
+    return np.concatenate(
+        [np.asarray(sched(jnp.asarray(t[i : i + _CHUNK], jnp.int32))) for i in range(0, len(t), _CHUNK)]
+        or [np.zeros(0)]
+    )
 
 
 def _sample(total: int, max_points: Optional[int]) -> np.ndarray:
@@ -88,8 +104,9 @@ def _series(args: argparse.Namespace) -> Tuple[Callable[[np.ndarray], np.ndarray
     return functools.partial(_values, sched), total, num_epochs, 'update' if per_update else 'epoch'
 
 
-def schedule_values(args: argparse.Namespace,
-                    max_points: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, int, str]:
+def schedule_values(
+    args: argparse.Namespace, max_points: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray, int, str]:
     """``(t, lr(t), num_epochs, unit)``, ``unit`` 'epoch' or 'update': every step of the run, or, when it
     has more than ``max_points`` steps, ``max_points`` evenly spaced ones (the first and last included)."""
     values, total, num_epochs, unit = _series(args)
@@ -110,6 +127,7 @@ def plot_schedule(path: str, series: List[Tuple[np.ndarray, np.ndarray, str]], t
     """Write a PNG of lr curves with matplotlib's Agg canvas (no pyplot, no GUI backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(7, 3.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -133,8 +151,9 @@ def _check_plot_path(path: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise CLIError(f'--plot {path!r}: cannot create the folder {folder!r} '
-                       f'({folder_problem(folder) or e.strerror or e})') from None
+        raise CLIError(
+            f'--plot {path!r}: cannot create the folder {folder!r} ({folder_problem(folder) or e.strerror or e})'
+        ) from None
     if not os.access(folder, os.W_OK):
         raise CLIError(f'--plot {path!r}: the folder {folder!r} is not writable')
 
@@ -150,8 +169,11 @@ def run(args: argparse.Namespace) -> int:
     lrs = values(t)
     every = args.every or max(1, total // 20)
     upe = args.updates_per_epoch or 1
-    print(f'{args.sched} schedule: lr {args.lr:g}, {num_epochs} epochs'
-          + (f', {args.updates_per_epoch} updates per epoch' if unit == 'update' else '') + f' ({total} {unit}s)')
+    print(
+        f'{args.sched} schedule: lr {args.lr:g}, {num_epochs} epochs'
+        + (f', {args.updates_per_epoch} updates per epoch' if unit == 'update' else '')
+        + f' ({total} {unit}s)'
+    )
     print(f'{unit:>8}  {"epoch":>8}  lr')
     lo, hi = float(lrs.min()), float(lrs.max())
     for step, lr in _rows(values, total, every):

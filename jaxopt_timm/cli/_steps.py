@@ -7,6 +7,7 @@ optimizers and SAM are the exception: they need the loss itself (a
 Hessian-vector product, a second gradient at a perturbed point), so their
 whole step is one jitted function.
 """
+
 from __future__ import annotations
 
 import functools
@@ -26,12 +27,14 @@ def _accuracy(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
 
 def _loss_fn(model, smoothing: float):
     """``(params, x, y) -> (mean cross-entropy with label smoothing, logits)``."""
+
     def loss_fn(params, x, y):
         logits = model.apply({'params': params}, x)
         labels = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
         if smoothing:
             labels = optax.smooth_labels(labels, smoothing)
         return optax.softmax_cross_entropy(logits, labels).mean(), logits
+
     return loss_fn
 
 
@@ -77,6 +80,7 @@ def make_steps(model, tx, info, smoothing: float):
                 extra = {'grad_fn': lambda p: jax.grad(lambda q: loss_fn(q, x, y)[0])(p)}
             updates, opt_state = tx.update(grads, opt_state, params, **extra)
             return optax.apply_updates(params, updates), opt_state, loss, acc
+
         return whole_step, eval_step
 
     @jax.jit
@@ -88,4 +92,5 @@ def make_steps(model, tx, info, smoothing: float):
         grads, loss, acc = grad_step(params, x, y)
         params, opt_state = apply_step(params, opt_state, grads)
         return params, opt_state, loss, acc
+
     return train_step, eval_step

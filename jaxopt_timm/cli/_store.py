@@ -17,6 +17,7 @@ Temporary names start with a dot and end in ``.tmp-<pid>`` / ``.old-<pid>``;
 run can delete them. :func:`pause_point` is a hook for the interruption tests
 only (it does nothing unless ``JAXOPT_TIMM_TEST_PAUSE`` is set).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,20 @@ import shutil
 import time
 from typing import Dict, List, Optional
 
-__all__ = ['MANIFEST', 'atomic_write_text', 'commit_dir', 'discard_dir', 'fsync_dir', 'leftovers', 'remove_leftovers',
-           'temp_name', 'write_manifest', 'verify_manifest', 'pause_point', 'PAUSE_ENV']
+__all__ = [
+    'MANIFEST',
+    'atomic_write_text',
+    'commit_dir',
+    'discard_dir',
+    'fsync_dir',
+    'leftovers',
+    'remove_leftovers',
+    'temp_name',
+    'write_manifest',
+    'verify_manifest',
+    'pause_point',
+    'PAUSE_ENV',
+]
 
 MANIFEST = 'MANIFEST.json'
 PAUSE_ENV = 'JAXOPT_TIMM_TEST_PAUSE'
@@ -116,8 +129,10 @@ def _files(root: str) -> List[str]:
 def write_manifest(root: str) -> None:
     """List every file under ``root`` with its size and sha256 in ``root/MANIFEST.json`` (written last),
     and flush the files and folders to disk."""
-    files = {rel: dict(size=os.path.getsize(os.path.join(root, rel)), sha256=_file_digest(os.path.join(root, rel)))
-             for rel in _files(root)}
+    files = {
+        rel: dict(size=os.path.getsize(os.path.join(root, rel)), sha256=_file_digest(os.path.join(root, rel)))
+        for rel in _files(root)
+    }
     with open(os.path.join(root, MANIFEST), 'w') as f:
         json.dump(dict(format=1, files=files), f, indent=1, sort_keys=True)
         f.flush()

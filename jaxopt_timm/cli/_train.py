@@ -1,8 +1,8 @@
 """``jaxopt-timm train``: a timm train.py-style run on scikit-learn's bundled handwritten digits.
 
-This module is the command: the optimizer and schedule its arguments
-(timm's names, defined and bounded in :mod:`._train_args`) describe, and the
-epoch loop. The model is a small Flax linen
+This module is the command and its epoch loop; the optimizer and schedule its
+arguments (timm's names, defined and bounded in :mod:`._train_args`) describe
+are built in :mod:`._optimizer`. The model is a small Flax linen
 MLP (or ``--model cnn``, :mod:`._models`); the optimizer and schedule come from
 :func:`jaxopt_timm.create_optimizer_v2` / :func:`jaxopt_timm.create_scheduler_v2`
 with timm's argument names, and the schedule runs inside the jitted update
@@ -11,6 +11,7 @@ on the Flax layouts; ``--model-ema`` timm's EMA of the weights (:mod:`._ema`). T
 and its resumable batch order live in :mod:`._data`; what ``--output`` writes and
 ``--resume`` reads back in :mod:`._checkpoints`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,39 @@ from typing import Any, Dict, List, Optional, Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jaxopt_timm as jt
 
-from ._args import CLIError, create_schedule, require_extra
-from ._checkpoints import (TrainState, check_output, create_output, latest_checkpoint, params_digest, read_checkpoint,
-                           restore_state, run_dir, same_folder, save_checkpoint, write_results, write_summary)
+from ._args import CLIError, require_extra
+from ._checkpoints import (
+    TrainState,
+    check_output,
+    create_output,
+    latest_checkpoint,
+    params_digest,
+    read_checkpoint,
+    restore_state,
+    run_dir,
+    same_folder,
+    save_checkpoint,
+    write_results,
+    write_summary,
+)
 from ._data import epoch_batches, load_digits_split
 from ._ema import ema_metrics, make_ema
+from ._optimizer import make_optimizer
 from ._steps import make_steps
 from ._store import pause_point
-from ._train_args import (DEFAULTS, MAX_PARAMS, add_arguments, check_args, config_changes, default_lr, opt_kwargs,
-                          resolve_lr, run_config)
+from ._train_args import (
+    DEFAULTS,
+    MAX_PARAMS,
+    add_arguments,
+    check_args,
+    config_changes,
+    default_lr,
+    resolve_lr,
+    run_config,
+)
 
 __all__ = ['add_arguments', 'run', 'train', 'load_digits_split', 'default_lr', 'TrainResult', 'DEFAULTS']
 
@@ -46,54 +67,14 @@ class TrainResult:
     history: List[Dict[str, float]]  # every epoch of the run, those of a resumed checkpoint included
     test_acc: float
     test_loss: float
-    train_time_s: float              # over every process that ran the run
+    train_time_s: float  # over every process that ran the run
     lr: float
     num_epochs: int
-    start_epoch: int = 0             # epochs already done when this process started (a resume)
-    skipped_steps: int = 0           # updates skipped for non-finite gradients (--skip-nonfinite)
-    ema_params: Any = None           # --model-ema: the averaged weights, and their final test metrics
+    start_epoch: int = 0  # epochs already done when this process started (a resume)
+    skipped_steps: int = 0  # updates skipped for non-finite gradients (--skip-nonfinite)
+    ema_params: Any = None  # --model-ema: the averaged weights, and their final test metrics
     ema_test_acc: Optional[float] = None
     ema_test_loss: Optional[float] = None
-
-
-def _build(args: argparse.Namespace, params: Any, lr: float, updates_per_epoch: int):
-    """``(tx, schedule, num_epochs, is_plateau, info)`` from the arguments, with timm's factories (``info``: the
-    optimizer's record: its extra update arguments and evaluation point)."""
-    from ._models import GROUP_MATCHER
-    name = args.opt.lower()
-    info = jt.get_optimizer_info(name)
-    sched_kw = jt.scheduler.scheduler_kwargs(args)
-    sched_kw['num_epochs'] = args.epochs
-    sched_kw['noise_seed'] = args.seed
-    sched_kw['decay_epochs'] = args.decay_epochs
-    if args.sched == 'onecycle':
-        sched_kw['step_on_epochs'] = False  # OneCycle is per update by definition (torch/mmengine)
-    schedule, num_epochs = create_schedule(lr, updates_per_epoch, **sched_kw)
-    plateau = isinstance(schedule, jt.scheduler.PlateauSchedule)
-
-    common = dict(weight_decay=args.weight_decay or 0.0, momentum=args.momentum, layer_decay=args.layer_decay,
-                  group_matcher=GROUP_MATCHER if args.layer_decay is not None else None, **opt_kwargs(args))
-    if args.skip_nonfinite:
-        common['skip_nonfinite'] = True  # the factory wraps the optimizer in a guard that counts skipped steps
-    clip = None
-    if args.clip_grad is not None:
-        # timm's math (torch's clip_grad_norm_ / clip_grad_value_, timm's AGC), on the Flax model's layouts
-        clip = jt.dispatch_clip_grad(args.clip_grad, mode=args.clip_mode, layout='flax')
-        if args.clip_mode == 'agc':  # timm train.py: dispatch_clip_grad(model_parameters(model, exclude_head=True))
-            clip = optax.masked(clip, lambda p: {name: name != 'head' for name in p})
-
-    def make(learning_rate):
-        tx = jt.create_optimizer_v2(params, name, lr=learning_rate, **common)
-        return tx if clip is None else optax.chain(clip, tx)
-
-    if plateau:
-        # metric-driven lr: injected as a hyperparameter and set from the plateau state each epoch
-        if info.accepts('max_lr') and 'max_lr' not in common:
-            common['max_lr'] = lr  # corrected weight decay needs the peak lr; the injected lr is traced
-        tx = optax.inject_hyperparams(make)(learning_rate=jnp.asarray(schedule.init().lr, jnp.float32))
-    else:
-        tx = make(schedule)
-    return tx, schedule, num_epochs, plateau, info
 
 
 def _init_params(args: argparse.Namespace, model: Any) -> Any:
@@ -101,8 +82,10 @@ def _init_params(args: argparse.Namespace, model: Any) -> Any:
     init = functools.partial(model.init, jax.random.key(args.seed), jnp.zeros((1, 64), jnp.float32))
     count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(jax.eval_shape(init)))
     if count > MAX_PARAMS:
-        raise CLIError(f'--model {args.model} --model-width {args.model_width} --model-depth {args.model_depth}: '
-                       f'{count:,} parameters, at most {MAX_PARAMS:,} are accepted')
+        raise CLIError(
+            f'--model {args.model} --model-width {args.model_width} --model-depth {args.model_depth}: '
+            f'{count:,} parameters, at most {MAX_PARAMS:,} are accepted'
+        )
     return init()['params']
 
 
@@ -112,8 +95,10 @@ def _resume(args: argparse.Namespace, config: Dict[str, Any], log) -> Tuple[str,
     path, meta = read_checkpoint(args.resume)
     changes = config_changes(meta['config'], config)
     if changes and not args.resume_config_change:
-        raise CLIError(f"--resume {path} was made with other arguments: {'; '.join(changes)} "
-                       '(pass --resume-config-change to continue with the new ones)')
+        raise CLIError(
+            f"--resume {path} was made with other arguments: {'; '.join(changes)} "
+            '(pass --resume-config-change to continue with the new ones)'
+        )
     if changes and not args.quiet:
         log(f"Resuming with changed arguments: {'; '.join(changes)}")
     return path, meta
@@ -121,6 +106,7 @@ def _resume(args: argparse.Namespace, config: Dict[str, Any], log) -> Tuple[str,
 
 def _progress(total: int, desc: str, disable: bool):
     from tqdm.auto import tqdm
+
     tqdm.monitor_interval = 0  # no monitor thread
     return tqdm(total=total, desc=desc, leave=False, disable=disable, dynamic_ncols=True, file=sys.stderr)
 
@@ -147,12 +133,15 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
     # the `cli` extra's packages this run imports, checked before any work (a lean install has none of them)
     require_extra('flax', 'sklearn', 'tqdm', *(('orbax.checkpoint',) if args.output or args.resume else ()))
     from ._models import make_model
+
     x_train, y_train, x_test, y_test = load_digits_split()
     if args.train_subset > len(x_train):
-        raise CLIError(f'invalid --train-subset {args.train_subset}: must be in [1, {len(x_train)}] '
-                       f'(or 0: all {len(x_train)} training images)')
+        raise CLIError(
+            f'invalid --train-subset {args.train_subset}: must be in [1, {len(x_train)}] '
+            f'(or 0: all {len(x_train)} training images)'
+        )
     if args.train_subset:
-        x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
+        x_train, y_train = x_train[: args.train_subset], y_train[: args.train_subset]
     n = len(x_train)
     if args.batch_size > n:
         raise CLIError(f'invalid --batch-size {args.batch_size}: larger than the {n} training images')
@@ -165,7 +154,7 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
 
     model = make_model(args.model, args.model_width, args.model_depth)
     params = _init_params(args, model)
-    tx, schedule, num_epochs, plateau, info = _build(args, params, lr, updates_per_epoch)
+    tx, schedule, num_epochs, plateau, info = make_optimizer(args, params, lr, updates_per_epoch)
     state = TrainState(params, tx.init(params))
     ema = make_ema(args)
     if ema is not None:
@@ -178,8 +167,10 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
         if not args.quiet:
             log(f'Resumed from {resume_path} at epoch {state.epoch} (update {state.step})')
     if state.epoch > num_epochs:
-        raise CLIError(f'--resume {resume_path} is at epoch {state.epoch}, past the {num_epochs} epochs of this run '
-                       f'(--epochs {args.epochs})')
+        raise CLIError(
+            f'--resume {resume_path} is at epoch {state.epoch}, past the {num_epochs} epochs of this run '
+            f'(--epochs {args.epochs})'
+        )
     if args.output:
         create_output(args.output)
         if resume_path is not None and not same_folder(run_dir(resume_path), args.output):
@@ -191,10 +182,14 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
     x_test_j, y_test_j = jnp.asarray(x_test), jnp.asarray(y_test)
     if not args.quiet:
         nparams = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-        log(f'Model {args.model} ({nparams:,} params), {n} train / {len(x_test)} test digits, '
-            f'{updates_per_epoch} updates per epoch')
-        log(f'Optimizer {args.opt} lr {lr:g} weight_decay {args.weight_decay:g}; schedule {args.sched}, '
-            f'{num_epochs} epochs' + (f', layer_decay {args.layer_decay:g}' if args.layer_decay is not None else ''))
+        log(
+            f'Model {args.model} ({nparams:,} params), {n} train / {len(x_test)} test digits, '
+            f'{updates_per_epoch} updates per epoch'
+        )
+        log(
+            f'Optimizer {args.opt} lr {lr:g} weight_decay {args.weight_decay:g}; schedule {args.sched}, '
+            f'{num_epochs} epochs' + (f', layer_decay {args.layer_decay:g}' if args.layer_decay is not None else '')
+        )
         if state.epoch == num_epochs:
             log(f'{resume_path} is the end of the run ({num_epochs} epochs): nothing left to train')
 
@@ -229,40 +224,86 @@ def train(args: argparse.Namespace, log=print) -> TrainResult:
         at = state.params if info.eval_params is None else info.eval_params(state.opt_state, state.params)
         test_loss, test_acc = (float(v) for v in eval_step(at, x_test_j, y_test_j))
         if not np.isfinite(train_loss):
-            raise CLIError(f'training diverged at epoch {epoch + 1} (loss {train_loss}); try a smaller --lr'
-                           + ('' if args.skip_nonfinite else ' or --skip-nonfinite'))
+            raise CLIError(
+                f'training diverged at epoch {epoch + 1} (loss {train_loss}); try a smaller --lr'
+                + ('' if args.skip_nonfinite else ' or --skip-nonfinite')
+            )
         if plateau:
             state.plateau, new_lr = schedule.step(state.plateau, state.epoch, jnp.asarray(test_acc, jnp.float32))
             state.lr = float(new_lr)
-        row = dict(epoch=epoch + 1, lr=epoch_lr, train_loss=train_loss, train_acc=train_acc,
-                   test_loss=test_loss, test_acc=test_acc)
+        row = dict(
+            epoch=epoch + 1,
+            lr=epoch_lr,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            test_loss=test_loss,
+            test_acc=test_acc,
+        )
         if ema is not None:
             row.update(ema_metrics(eval_step, state.ema, x_test_j, y_test_j))
         state.history.append(row)
         state.train_time_s = time_before + (time.perf_counter() - t0)
         if not args.quiet:
-            log(f'epoch {epoch + 1:3d}/{num_epochs}  lr {epoch_lr:.3e}  train loss {train_loss:.4f} '
+            log(
+                f'epoch {epoch + 1:3d}/{num_epochs}  lr {epoch_lr:.3e}  train loss {train_loss:.4f} '
                 f'acc {100 * train_acc:6.2f}%  test loss {test_loss:.4f} acc {100 * test_acc:6.2f}%'
-                + (f'  ema test loss {row["ema_test_loss"]:.4f} acc {100 * row["ema_test_acc"]:6.2f}%'
-                   if ema is not None else ''))
+                + (
+                    f'  ema test loss {row["ema_test_loss"]:.4f} acc {100 * row["ema_test_acc"]:6.2f}%'
+                    if ema is not None
+                    else ''
+                )
+            )
         if args.output:
             save_checkpoint(args.output, state, args.checkpoint_hist, config)
     last = state.history[-1]
-    result = TrainResult(state.params, state.history, last['test_acc'], last['test_loss'], state.train_time_s, lr,
-                         num_epochs, start_epoch, _skipped_steps(args, state.opt_state),
-                         None if state.ema is None else state.ema.params, last.get('ema_test_acc'),
-                         last.get('ema_test_loss'))
+    result = TrainResult(
+        state.params,
+        state.history,
+        last['test_acc'],
+        last['test_loss'],
+        state.train_time_s,
+        lr,
+        num_epochs,
+        start_epoch,
+        _skipped_steps(args, state.opt_state),
+        None if state.ema is None else state.ema.params,
+        last.get('ema_test_acc'),
+        last.get('ema_test_loss'),
+    )
     if args.output:
         # a pure function of the final checkpoint: re-running a finished run rewrites identical results
-        recipe = dict(opt=args.opt, sched=args.sched, lr=lr, epochs=num_epochs, model=args.model, seed=args.seed,
-                      batch_size=args.batch_size)
-        ema_fields = {} if state.ema is None else dict(
-            ema_test_acc=result.ema_test_acc, ema_test_loss=result.ema_test_loss,
-            ema_params_sha256=params_digest(state.ema.params))
-        write_results(args.output, dict(
-            recipe, test_acc=result.test_acc, test_loss=result.test_loss, **ema_fields,
-            train_time_s=result.train_time_s, skipped_steps=result.skipped_steps,
-            params_sha256=params_digest(state.params), config=config, history=state.history))
+        recipe = dict(
+            opt=args.opt,
+            sched=args.sched,
+            lr=lr,
+            epochs=num_epochs,
+            model=args.model,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
+        ema_fields = (
+            {}
+            if state.ema is None
+            else dict(
+                ema_test_acc=result.ema_test_acc,
+                ema_test_loss=result.ema_test_loss,
+                ema_params_sha256=params_digest(state.ema.params),
+            )
+        )
+        write_results(
+            args.output,
+            dict(
+                recipe,
+                test_acc=result.test_acc,
+                test_loss=result.test_loss,
+                **ema_fields,
+                train_time_s=result.train_time_s,
+                skipped_steps=result.skipped_steps,
+                params_sha256=params_digest(state.params),
+                config=config,
+                history=state.history,
+            ),
+        )
     return result
 
 
@@ -273,17 +314,21 @@ def run(args: argparse.Namespace) -> int:
         hint = ''
         if args.output:
             try:
-                hint = f'; {latest_checkpoint(args.output)} is intact: continue with --resume {args.output} ' \
-                       f'--output {args.output}'
+                hint = (
+                    f'; {latest_checkpoint(args.output)} is intact: continue with --resume {args.output} '
+                    f'--output {args.output}'
+                )
             except CLIError:
                 hint = '; no checkpoint was completed'
         print(f'{args._prog}: interrupted{hint}', file=sys.stderr)
         return 130
     best = max(h['test_acc'] for h in result.history)
     ran = len(result.history) - result.start_epoch
-    print(f'Done: {len(result.history)} epochs ({ran} in this process) in {result.train_time_s:.1f}s; final test '
-          f'accuracy {100 * result.test_acc:.2f}% (best {100 * best:.2f}%), test loss {result.test_loss:.4f}'
-          + (f'; EMA test accuracy {100 * result.ema_test_acc:.2f}%' if result.ema_test_acc is not None else '')
-          + (f', {result.skipped_steps} steps skipped' if args.skip_nonfinite else '')
-          + (f'; outputs in {args.output}' if args.output else ''))
+    print(
+        f'Done: {len(result.history)} epochs ({ran} in this process) in {result.train_time_s:.1f}s; final test '
+        f'accuracy {100 * result.test_acc:.2f}% (best {100 * best:.2f}%), test loss {result.test_loss:.4f}'
+        + (f'; EMA test accuracy {100 * result.ema_test_acc:.2f}%' if result.ema_test_acc is not None else '')
+        + (f', {result.skipped_steps} steps skipped' if args.skip_nonfinite else '')
+        + (f'; outputs in {args.output}' if args.output else '')
+    )
     return 0

@@ -33,7 +33,10 @@ Every private module of this package other than the registry, the factory,
 the guard and the param-group modules is an optimizer module: its ``__all__`` is
 exported here, and its ``OPTIMIZERS`` (:class:`OptimInfo` records) and
 optional ``ALIASES`` are registered, so adding an optimizer is adding its module.
+A helper module split off an optimizer module (``_kron_step``, ``_shampoo_step``, ...) is loaded the same
+way; it has an empty ``__all__`` and no records: its optimizer module exports the names it defines.
 """
+
 import dataclasses as _dataclasses
 import importlib as _importlib
 import pkgutil as _pkgutil
@@ -45,10 +48,22 @@ from ._param_groups import build_param_groups, leaf_names, named_leaves, weight_
 from ._guard import guard_aliases as _guard_aliases
 
 __all__ = [
-    'OptimInfo', 'create_optimizer', 'create_optimizer_v2', 'get_optimizer_info', 'list_optimizers',
-    'optimizer_kwargs', 'packing_mode', 'register', 'register_alias', 'leaf_names', 'named_leaves', 'weight_decay_tree',
+    'OptimInfo',
+    'create_optimizer',
+    'create_optimizer_v2',
+    'get_optimizer_info',
+    'list_optimizers',
+    'optimizer_kwargs',
+    'packing_mode',
+    'register',
+    'register_alias',
+    'leaf_names',
+    'named_leaves',
+    'weight_decay_tree',
     'build_param_groups',
-    'flax_resnet_group_matcher', 'flax_vit_group_matcher', 'vit_group_matcher',
+    'flax_resnet_group_matcher',
+    'flax_vit_group_matcher',
+    'vit_group_matcher',
 ]
 
 

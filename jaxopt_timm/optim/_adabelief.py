@@ -5,6 +5,7 @@ the Belief in Observed Gradients" (NeurIPS 2020, arXiv:2010.07468); the
 rectified step is RAdam's (Liu et al., 2020, arXiv:1908.03265); amsgrad from
 Reddi et al., 2018, "On the Convergence of Adam and Beyond".
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,10 +21,19 @@ __all__ = ['adabelief']
 
 
 def adabelief(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-16,
-        weight_decay: Any = 0.0, amsgrad: bool = False, decoupled_decay: bool = True, fixed_decay: bool = False,
-        rectify: bool = True, degenerated_to_sgd: bool = True, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-16,
+    weight_decay: Any = 0.0,
+    amsgrad: bool = False,
+    decoupled_decay: bool = True,
+    fixed_decay: bool = False,
+    rectify: bool = True,
+    degenerated_to_sgd: bool = True,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdaBelief``: Adam whose second moment tracks the *belief* :math:`(g_t - m_t)^2`.
 
@@ -68,12 +78,29 @@ def adabelief(
         groups); here every leaf shares the optimizer's step count, which is the
         same thing when all leaves are updated every step.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad,
-        decoupled_decay=decoupled_decay, fixed_decay=fixed_decay, rectify=rectify,
-        degenerated_to_sgd=degenerated_to_sgd)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        amsgrad=amsgrad,
+        decoupled_decay=decoupled_decay,
+        fixed_decay=fixed_decay,
+        rectify=rectify,
+        degenerated_to_sgd=degenerated_to_sgd,
+    )
     direction = scale_by_belief(
-        betas[0], betas[1], eps, amsgrad, rectify=rectify, degenerated_to_sgd=degenerated_to_sgd, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype)
+        betas[0],
+        betas[1],
+        eps,
+        amsgrad,
+        rectify=rectify,
+        degenerated_to_sgd=degenerated_to_sgd,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
     if not decoupled_decay:
         return optax.chain(
             add_l2_weight_decay(weight_decay),
@@ -87,13 +114,27 @@ def adabelief(
     )
 
 
-_record = functools.partial(OptimInfo, alias=adabelief, timm_class='timm.optim.AdaBelief', has_betas=True,
-    packing='packed', state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_var', 'max_exp_avg_var')})
+_record = functools.partial(
+    OptimInfo,
+    alias=adabelief,
+    timm_class='timm.optim.AdaBelief',
+    has_betas=True,
+    packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_var', 'max_exp_avg_var')},
+)
 
 OPTIMIZERS = (
-    _record(name='adabelief', description='Adapts learning rate based on gradient prediction error',
-        defaults={'rectify': False}, benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adabelief(lr))),
-    _record(name='radabelief', description='Rectified AdaBelief with variance adaptation', defaults={'rectify': True},
-        default_lr=0.01),
+    _record(
+        name='adabelief',
+        description='Adapts learning rate based on gradient prediction error',
+        defaults={'rectify': False},
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adabelief(lr)),
+    ),
+    _record(
+        name='radabelief',
+        description='Rectified AdaBelief with variance adaptation',
+        defaults={'rectify': True},
+        default_lr=0.01,
+    ),
 )

@@ -4,6 +4,7 @@ Reference: Zeiler, 2012, "ADADELTA: An Adaptive Learning Rate Method"
 (arXiv:1212.5701). Weight decay is torch's L2, added to the gradient before
 the direction.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,8 +19,13 @@ __all__ = ['adadelta']
 
 
 def adadelta(
-        learning_rate: Any = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: Any = 0.0, *,
-        maximize: bool = False, lr_scale: Any = None,
+    learning_rate: Any = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: Any = 0.0,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adadelta``: step sizes from running windows of squared gradients and squared steps.
 
@@ -60,8 +66,13 @@ def adadelta(
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adadelta', alias=adadelta, timm_class='torch.optim.Adadelta',
+        name='adadelta',
+        alias=adadelta,
+        timm_class='torch.optim.Adadelta',
         description='torch.optim.Adadelta, Adapts learning rates based on running windows of gradients',
-        packing='packed', default_lr=1.0, complex_params=True,
-        optax_equivalent=lambda lr, wd: optax.adadelta(lr, weight_decay=wd)),
+        packing='packed',
+        default_lr=1.0,
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.adadelta(lr, weight_decay=wd),
+    ),
 )

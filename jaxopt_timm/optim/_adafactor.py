@@ -10,6 +10,7 @@ largest dims, applies the parameter-scale to any lr, decays the lr-free update
 in its momentum, and orders decay and clipping differently), so the step is
 written out here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,15 +22,34 @@ import jax.numpy as jnp
 import optax
 
 from .._validate import (
-    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
+    check_betas,
+    check_bool,
+    check_choice,
+    check_lr,
+    check_range,
+    check_weight_decay,
+    resolve_dtype,
 )
 from ..transforms import (
-    LAYOUTS, as_stored, caution_mask, clip_by_rms, compute_dtype, init_second_moments, leaf_values, lr_at,
-    require_static, rms, safe_increment, torch_lerp_rounded_weight, torch_rule_axes, update_second_moment,
+    LAYOUTS,
+    as_stored,
+    caution_mask,
+    clip_by_rms,
+    compute_dtype,
+    init_second_moments,
+    leaf_values,
+    lr_at,
+    require_static,
+    rms,
+    safe_increment,
+    torch_lerp_rounded_weight,
+    torch_rule_axes,
+    update_second_moment,
 )
 from ._registry import OptimInfo
 
 __all__ = ['adafactor', 'adafactor_factored_dims']
+
 
 def _timm_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> Optional[Tuple[int, int]]:
     """timm's rule on a torch-layout shape: leading (out, in) dims of >2-d tensors, else the last two."""
@@ -42,7 +62,9 @@ def _timm_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) -> Op
 
 
 def adafactor_factored_dims(
-        shape: Sequence[int], min_dim_size_to_factor: int = 16, layout: str = 'torch',
+    shape: Sequence[int],
+    min_dim_size_to_factor: int = 16,
+    layout: str = 'torch',
 ) -> Optional[Tuple[int, int]]:
     """The ``(col, row)`` axes of ``shape`` whose second moments are kept factored, or None (full).
 
@@ -71,22 +93,22 @@ def _state_dtype(p: jax.Array, requested: Any = None):
 
 
 def adafactor(
-        learning_rate: Any = None,
-        eps: float = 1e-30,
-        eps_scale: float = 1e-3,
-        clip_threshold: float = 1.0,
-        decay_rate: float = -0.8,
-        betas: Optional[Tuple[float, float]] = None,
-        weight_decay: Any = 0.0,
-        scale_parameter: bool = True,
-        warmup_init: bool = False,
-        min_dim_size_to_factor: int = 16,
-        caution: bool = False,
-        *,
-        layout: str = 'torch',
-        lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = None,
+    eps: float = 1e-30,
+    eps_scale: float = 1e-3,
+    clip_threshold: float = 1.0,
+    decay_rate: float = -0.8,
+    betas: Optional[Tuple[float, float]] = None,
+    weight_decay: Any = 0.0,
+    scale_parameter: bool = True,
+    warmup_init: bool = False,
+    min_dim_size_to_factor: int = 16,
+    caution: bool = False,
+    *,
+    layout: str = 'torch',
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adafactor``: factored second moments, RMS update clipping, optional relative step size.
 
@@ -168,7 +190,8 @@ def adafactor(
     if warmup_init and learning_rate is not None:
         raise ValueError(
             f'Invalid warmup_init: True with learning_rate={learning_rate!r}; warm-up initialisation is part of '
-            'the relative step size and requires learning_rate=None')
+            'the relative step size and requires learning_rate=None'
+        )
     mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     beta1 = None if betas is None else float(betas[0])
@@ -186,8 +209,11 @@ def adafactor(
         def momentum(p):
             return None if beta1 is None else jnp.zeros(p.shape, _state_dtype(p, mu_dtype))
 
-        return ScaleByAdafactorState(jnp.zeros([], jnp.int32), jax.tree.map(momentum, params),
-                                     *init_second_moments(params, _dims, lambda p: _state_dtype(p, nu_dtype)))
+        return ScaleByAdafactorState(
+            jnp.zeros([], jnp.int32),
+            jax.tree.map(momentum, params),
+            *init_second_moments(params, _dims, lambda p: _state_dtype(p, nu_dtype)),
+        )
 
     def update_fn(grads, state, params=None):
         if params is None:
@@ -201,17 +227,30 @@ def adafactor(
         else:
             ext_lr = lr_at(learning_rate, state.count)
         treedef = jax.tree.structure(params)
-        flat = [treedef.flatten_up_to(x) for x in (
-            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_row, state.exp_avg_sq_col,
-            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
+        flat = [
+            treedef.flatten_up_to(x)
+            for x in (
+                grads,
+                params,
+                state.exp_avg,
+                state.exp_avg_sq,
+                state.exp_avg_sq_row,
+                state.exp_avg_sq_col,
+                leaf_values(lr_scale, params),
+                leaf_values(weight_decay, params),
+            )
+        ]
         outs = []
         for g_in, p_in, m_in, v_in, row_in, col_in, scale, wd in zip(*flat):
             sdt = _state_dtype(p_in)  # the compute dtype: float32 for bf16/fp16 params, as timm
             g, p = g_in.astype(sdt), p_in.astype(sdt)
             m, v, row, col = (None if x is None else x.astype(sdt) for x in (m_in, v_in, row_in, col_in))
             if relative_step:
-                lr = rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), rms(p).astype(jnp.float32)) \
-                    if scale_parameter else rel_lr
+                lr = (
+                    rel_lr * jnp.maximum(jnp.asarray(eps_scale, jnp.float32), rms(p).astype(jnp.float32))
+                    if scale_parameter
+                    else rel_lr
+                )
             else:
                 lr = ext_lr
             if scale is not None:
@@ -219,7 +258,8 @@ def adafactor(
             lr = lr.astype(sdt)
             sq = g * g + jnp.asarray(eps, sdt)
             (v, row, col), inv_root = update_second_moment(
-                sq, (v, row, col), (v_in, row_in, col_in), _dims(p_in), one_minus_beta2t)
+                sq, (v, row, col), (v_in, row_in, col_in), _dims(p_in), one_minus_beta2t
+            )
             u = functools.reduce(operator.mul, inv_root) * g  # timm: (row_factor * col_factor) * g
             u = clip_by_rms(u, clip_threshold) * lr
             if beta1 is not None:
@@ -228,8 +268,10 @@ def adafactor(
             out = -u
             if isinstance(wd, jax.core.Tracer) or wd != 0:  # timm: `if group['weight_decay'] != 0`, per group
                 out = out - (wd * lr) * p
-            stored = tuple(None if x is None else x.astype(x_in.dtype)
-                           for x, x_in in ((m, m_in), (v, v_in), (row, row_in), (col, col_in)))
+            stored = tuple(
+                None if x is None else x.astype(x_in.dtype)
+                for x, x_in in ((m, m_in), (v, v_in), (row, row_in), (col, col_in))
+            )
             outs.append((out.astype(g_in.dtype),) + stored)
         unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
         return unflat[0], ScaleByAdafactorState(count, *unflat[1:])
@@ -242,13 +284,28 @@ _STATE_DTYPES = {'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'exp_avg_s
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
-        description='Memory-efficient implementation of Adam with factored gradients', has_betas=True,
-        packing='stacked', shape_aware=True, default_lr=0.01, benchmarked=True, state_dtypes=_STATE_DTYPES,
-        optax_equivalent=lambda lr, wd: optax.adafactor(lr, weight_decay_rate=wd)),
+        name='adafactor',
+        alias=adafactor,
+        timm_class='timm.optim.Adafactor',
+        description='Memory-efficient implementation of Adam with factored gradients',
+        has_betas=True,
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        benchmarked=True,
+        state_dtypes=_STATE_DTYPES,
+        optax_equivalent=lambda lr, wd: optax.adafactor(lr, weight_decay_rate=wd),
+    ),
     OptimInfo(
-        name='cadafactor', alias=adafactor, timm_class='timm.optim.Adafactor',
-        description='Cautious Adafactor', has_betas=True,
+        name='cadafactor',
+        alias=adafactor,
+        timm_class='timm.optim.Adafactor',
+        description='Cautious Adafactor',
+        has_betas=True,
         defaults={'caution': True, 'betas': (0.9, 0.999)},
-        packing='stacked', shape_aware=True, default_lr=0.01, state_dtypes=_STATE_DTYPES),
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        state_dtypes=_STATE_DTYPES,
+    ),
 )

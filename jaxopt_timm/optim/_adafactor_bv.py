@@ -14,6 +14,7 @@ without the lr (``unscaled_wd``). The step is written out as one transform
 because the per-leaf factoring, the low-precision momentum cast and caution
 inside the momentum branch have no optax equivalent.
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,8 +26,20 @@ import optax
 
 from .._validate import check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    LAYOUTS, caution_mask, clip_by_rms, compute_dtype, decoupled_decay_factor, init_second_moments, leaf_values,
-    lr_at, require_static, resolve_max_lr, safe_increment, state_dtype, torch_lerp_rounded_weight, torch_rule_axes,
+    LAYOUTS,
+    caution_mask,
+    clip_by_rms,
+    compute_dtype,
+    decoupled_decay_factor,
+    init_second_moments,
+    leaf_values,
+    lr_at,
+    require_static,
+    resolve_max_lr,
+    safe_increment,
+    state_dtype,
+    torch_lerp_rounded_weight,
+    torch_rule_axes,
     update_second_moment,
 )
 from ._registry import OptimInfo
@@ -45,7 +58,9 @@ def _timm_bv_factored_dims(shape: Sequence[int], min_dim_size_to_factor: int) ->
 
 
 def adafactor_bv_factored_dims(
-        shape: Sequence[int], min_dim_size_to_factor: int = 16, layout: str = 'torch',
+    shape: Sequence[int],
+    min_dim_size_to_factor: int = 16,
+    layout: str = 'torch',
 ) -> Optional[Tuple[int, int]]:
     """The ``(col, row)`` axes (second largest, largest) whose second moments are factored, or None (full).
 
@@ -69,23 +84,23 @@ class ScaleByAdafactorBVState(NamedTuple):
 
 
 def adafactor_bv(
-        learning_rate: Any = 1.0,
-        min_dim_size_to_factor: int = 16,
-        decay_rate: float = 0.8,
-        decay_offset: int = 0,
-        beta2_cap: float = 0.999,
-        momentum: Optional[float] = 0.9,
-        momentum_dtype: Any = 'bfloat16',
-        eps: Optional[float] = None,
-        weight_decay: Any = 0.0,
-        clipping_threshold: Optional[float] = None,
-        unscaled_wd: bool = False,
-        caution: bool = False,
-        corrected_weight_decay: bool = False,
-        *,
-        layout: str = 'torch',
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
+    learning_rate: Any = 1.0,
+    min_dim_size_to_factor: int = 16,
+    decay_rate: float = 0.8,
+    decay_offset: int = 0,
+    beta2_cap: float = 0.999,
+    momentum: Optional[float] = 0.9,
+    momentum_dtype: Any = 'bfloat16',
+    eps: Optional[float] = None,
+    weight_decay: Any = 0.0,
+    clipping_threshold: Optional[float] = None,
+    unscaled_wd: bool = False,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    layout: str = 'torch',
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdafactorBigVision``: factored second moments of the two largest dims, capped :math:`\beta_2`,
     low-precision momentum.
@@ -162,8 +177,11 @@ def adafactor_bv(
     check_range('eps', eps, 0.0, allow_none=True)
     check_weight_decay(weight_decay)
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
-    for name, value in (('unscaled_wd', unscaled_wd), ('caution', caution),
-                        ('corrected_weight_decay', corrected_weight_decay)):
+    for name, value in (
+        ('unscaled_wd', unscaled_wd),
+        ('caution', caution),
+        ('corrected_weight_decay', corrected_weight_decay),
+    ):
         check_bool(name, value)
     check_choice('layout', layout, LAYOUTS)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
@@ -184,20 +202,30 @@ def adafactor_bv(
         return ScaleByAdafactorBVState(
             jnp.zeros([], jnp.int32),
             jax.tree.map(lambda p: None if momentum is None else jnp.zeros(p.shape, mom_dtype), params),
-            *init_second_moments(params, _dims, lambda p: state_dtype(p.dtype)))
+            *init_second_moments(params, _dims, lambda p: state_dtype(p.dtype)),
+        )
 
     def update_fn(grads, state, params=None):
         if params is None:
             raise ValueError('adafactor_bv needs the params: call tx.update(grads, state, params)')
         count = safe_increment(state.count)
         decay_step = jnp.maximum(count - jnp.int32(decay_offset), 1).astype(jnp.float32)
-        one_minus_beta2 = jnp.maximum(
-            jnp.float32(min_one_minus_beta2), decay_step ** jnp.float32(-decay_rate))
+        one_minus_beta2 = jnp.maximum(jnp.float32(min_one_minus_beta2), decay_step ** jnp.float32(-decay_rate))
         base_lr = lr_at(learning_rate, state.count)
         treedef = jax.tree.structure(params)
-        flat = [treedef.flatten_up_to(x) for x in (
-            grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_sq_r, state.exp_avg_sq_c,
-            leaf_values(lr_scale, params), leaf_values(weight_decay, params))]
+        flat = [
+            treedef.flatten_up_to(x)
+            for x in (
+                grads,
+                params,
+                state.exp_avg,
+                state.exp_avg_sq,
+                state.exp_avg_sq_r,
+                state.exp_avg_sq_c,
+                leaf_values(lr_scale, params),
+                leaf_values(weight_decay, params),
+            )
+        ]
         outs = []
         for g_in, p_in, m, v_in, row_in, col_in, scale, wd in zip(*flat):
             dt = compute_dtype(g_in.dtype)  # float32 for bf16/fp16 params
@@ -207,7 +235,8 @@ def adafactor_bv(
             leaf_eps = eps if eps is not None else (1e-7 if jnp.dtype(g_in.dtype) == jnp.float16 else 1e-30)
             sq = jnp.square(g) + jnp.asarray(leaf_eps, dt)
             (v, row, col), inv_root = update_second_moment(
-                sq, (v, row, col), (v_in, row_in, col_in), _dims(p), one_minus_beta2)
+                sq, (v, row, col), (v_in, row_in, col_in), _dims(p), one_minus_beta2
+            )
             u = g
             for factor in inv_root:  # timm: g * row_factor * col_factor, left to right
                 u = u * factor
@@ -229,8 +258,9 @@ def adafactor_bv(
                 else:
                     c = decoupled_decay_factor(lr, max_lr)
                 out = out - (c * wd).astype(dt) * p
-            stats = tuple(None if x is None else x.astype(x_in.dtype)
-                          for x, x_in in ((v, v_in), (row, row_in), (col, col_in)))
+            stats = tuple(
+                None if x is None else x.astype(x_in.dtype) for x, x_in in ((v, v_in), (row, row_in), (col, col_in))
+            )
             outs.append((out.astype(g_in.dtype), m) + stats)
         unflat = [jax.tree.unflatten(treedef, [o[i] for o in outs]) for i in range(5)]
         return unflat[0], ScaleByAdafactorBVState(count, *unflat[1:])
@@ -242,26 +272,51 @@ _TIMM_CLASS = 'timm.optim.AdafactorBigVision'
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
+        name='adafactorbv',
+        alias=adafactor_bv,
+        timm_class=_TIMM_CLASS,
         description='Big Vision variant of Adafactor with factored gradients, half precision momentum',
         has_momentum=True,
-        packing='stacked', shape_aware=True, default_lr=0.01,
-        state_dtypes={'momentum_dtype': ('exp_avg',)}, benchmarked=True),
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)},
+        benchmarked=True,
+    ),
     OptimInfo(
-        name='adafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
+        name='adafactorbvc',
+        alias=adafactor_bv,
+        timm_class=_TIMM_CLASS,
         description='Adafactor Big Vision with corrected weight decay (lr²/max_lr or lr/max_lr scaling)',
-        has_momentum=True, defaults={'corrected_weight_decay': True},
-        packing='stacked', shape_aware=True, default_lr=0.01,
-        state_dtypes={'momentum_dtype': ('exp_avg',)}),
+        has_momentum=True,
+        defaults={'corrected_weight_decay': True},
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)},
+    ),
     OptimInfo(
-        name='cadafactorbv', alias=adafactor_bv, timm_class=_TIMM_CLASS,
-        description='Cautious Big Vision Adafactor', has_momentum=True, defaults={'caution': True},
-        packing='stacked', shape_aware=True, default_lr=0.01,
-        state_dtypes={'momentum_dtype': ('exp_avg',)}),
+        name='cadafactorbv',
+        alias=adafactor_bv,
+        timm_class=_TIMM_CLASS,
+        description='Cautious Big Vision Adafactor',
+        has_momentum=True,
+        defaults={'caution': True},
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)},
+    ),
     OptimInfo(
-        name='cadafactorbvc', alias=adafactor_bv, timm_class=_TIMM_CLASS,
-        description='Cautious Adafactor Big Vision with corrected weight decay', has_momentum=True,
+        name='cadafactorbvc',
+        alias=adafactor_bv,
+        timm_class=_TIMM_CLASS,
+        description='Cautious Adafactor Big Vision with corrected weight decay',
+        has_momentum=True,
         defaults={'caution': True, 'corrected_weight_decay': True},
-        packing='stacked', shape_aware=True, default_lr=0.01,
-        state_dtypes={'momentum_dtype': ('exp_avg',)}),
+        packing='stacked',
+        shape_aware=True,
+        default_lr=0.01,
+        state_dtypes={'momentum_dtype': ('exp_avg',)},
+    ),
 )

@@ -4,6 +4,7 @@ Reference: Duchi et al., 2011, "Adaptive Subgradient Methods for Online
 Learning and Stochastic Optimization" (JMLR 12). Weight decay is torch's L2,
 folded into the direction.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -25,7 +26,11 @@ class ScaleByTorchAdagradState(NamedTuple):
 
 
 def scale_by_torch_adagrad(
-        lr_decay: float = 0.0, initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, weight_decay: Any = 0.0,
+    lr_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    *,
+    weight_decay: Any = 0.0,
 ) -> optax.GradientTransformation:
     r"""torch's Adagrad direction: ``g / (sqrt(s) + eps) / (1 + (t-1) * lr_decay)`` with ``s += g^2``.
 
@@ -42,8 +47,8 @@ def scale_by_torch_adagrad(
     def init_fn(params):
         return ScaleByTorchAdagradState(
             count=jnp.zeros([], jnp.int32),
-            sum=jax.tree.map(
-                lambda p: jnp.full(p.shape, initial_accumulator_value, state_dtype(p.dtype)), params))
+            sum=jax.tree.map(lambda p: jnp.full(p.shape, initial_accumulator_value, state_dtype(p.dtype)), params),
+        )
 
     def update_fn(updates, state, params=None):
         l2 = folded_l2(weight_decay, updates, params, 'scale_by_torch_adagrad with weight_decay')
@@ -56,21 +61,38 @@ def scale_by_torch_adagrad(
         none_leaf = lambda x: x is None  # noqa: E731
         sums = jax.tree.map(
             lambda g, s, p, wd: None if g is None else (upcast(s) + grad(g, p, wd) ** 2).astype(s.dtype),
-            updates, state.sum, ps, wds, is_leaf=none_leaf)
+            updates,
+            state.sum,
+            ps,
+            wds,
+            is_leaf=none_leaf,
+        )
         if l2.on:
             sums, updates, ps = cpu_fence((sums, updates, ps))  # the sum is stored before g + wd*p is recomputed
         out = jax.tree.map(
-            lambda g, s, p, wd: None if g is None else (grad(g, p, wd) / (jnp.sqrt(upcast(s)) + eps) / decay).astype(
-                g.dtype),
-            updates, sums, ps, wds, is_leaf=none_leaf)
+            lambda g, s, p, wd: (
+                None if g is None else (grad(g, p, wd) / (jnp.sqrt(upcast(s)) + eps) / decay).astype(g.dtype)
+            ),
+            updates,
+            sums,
+            ps,
+            wds,
+            is_leaf=none_leaf,
+        )
         return out, ScaleByTorchAdagradState(count=safe_increment(state.count), sum=sums)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def adagrad(
-        learning_rate: Any = 1e-2, lr_decay: float = 0.0, weight_decay: Any = 0.0,
-        initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False, lr_scale: Any = None,
+    learning_rate: Any = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: Any = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adagrad``: per-coordinate steps scaled by the root of the summed squared gradients.
 
@@ -104,9 +126,14 @@ def adagrad(
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adagrad', alias=adagrad, timm_class='torch.optim.Adagrad',
+        name='adagrad',
+        alias=adagrad,
+        timm_class='torch.optim.Adagrad',
         description='torch.optim.Adagrad, Adapts learning rates using cumulative squared gradients',
         defaults={'eps': 1e-8},
-        packing='packed', default_lr=0.01, complex_params=True,
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adagrad(lr))),
+        packing='packed',
+        default_lr=0.01,
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adagrad(lr)),
+    ),
 )

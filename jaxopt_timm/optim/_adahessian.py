@@ -4,6 +4,7 @@ Name: ``adahessian`` (second order: ``tx.update`` takes ``hvp_fn``). Reference:
 Yao et al., 2021, "ADAHESSIAN: An Adaptive Second Order Optimizer for Machine
 Learning" (arXiv:2006.00719).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional, Tuple
@@ -53,8 +54,11 @@ def hvp_fn_from_loss(loss_fn: Callable[..., jax.Array], params: Any, *args: Any)
             return hvp(v)
         # params' structure: zeros (in each leaf's dtype) under every placeholder
         tangent = jax.tree.map(
-            lambda vi, p: jax.tree.map(jnp.zeros_like, p) if _is_placeholder(vi) else vi, v, params,
-            is_leaf=_is_placeholder)
+            lambda vi, p: jax.tree.map(jnp.zeros_like, p) if _is_placeholder(vi) else vi,
+            v,
+            params,
+            is_leaf=_is_placeholder,
+        )
         hv = hvp(tangent)
         return jax.tree.map(lambda vi, h: vi if _is_placeholder(vi) else h, v, hv, is_leaf=_is_placeholder)
 
@@ -81,9 +85,18 @@ def _average_conv_kernel(h: jax.Array, layout: str) -> jax.Array:
 
 
 def scale_by_adahessian(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, hessian_power: float = 1.0, update_each: int = 1,
-        n_samples: int = 1, avg_conv_kernel: bool = False, *, seed: int = 2147483647, layout: str = 'torch',
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    hessian_power: float = 1.0,
+    update_each: int = 1,
+    n_samples: int = 1,
+    avg_conv_kernel: bool = False,
+    *,
+    seed: int = 2147483647,
+    layout: str = 'torch',
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     """AdaHessian's direction ``(m_t / bc1) / ((v_t / bc2)^(k/2) + eps)``, with ``v_t`` the EMA of ``D_t^2``.
 
@@ -115,7 +128,8 @@ def scale_by_adahessian(
         if hvp_fn is None:
             raise ValueError(
                 'adahessian is second order: call tx.update(grads, state, params, hvp_fn=...) with '
-                'hvp_fn(v) -> H v at the current params (see jaxopt_timm.optim.hvp_fn_from_loss)')
+                'hvp_fn(v) -> H v at the current params (see jaxopt_timm.optim.hvp_fn_from_loss)'
+            )
 
         def fresh(key):
             return hutchinson_diagonal(hvp_fn, key, grads, n_samples, out_like=state.hessian)
@@ -152,17 +166,26 @@ def scale_by_adahessian(
             return ((m / bc1.astype(cdt)) / (root + eps)).astype(g.dtype)
 
         updates = jax.tree.map(direction, grads, mu, nu)
-        return updates, ScaleByAdahessianState(
-            count=count, key=key, hessian=hess, exp_avg=mu, exp_hessian_diag_sq=nu)
+        return updates, ScaleByAdahessianState(count=count, key=key, hessian=hess, exp_avg=mu, exp_hessian_diag_sq=nu)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def adahessian(
-        learning_rate: Any = 0.1, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: Any = 0.0,
-        hessian_power: float = 1.0, update_each: int = 1, n_samples: int = 1, avg_conv_kernel: bool = False, *,
-        seed: int = 2147483647, layout: str = 'torch', lr_scale: Any = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 0.1,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    hessian_power: float = 1.0,
+    update_each: int = 1,
+    n_samples: int = 1,
+    avg_conv_kernel: bool = False,
+    *,
+    seed: int = 2147483647,
+    layout: str = 'torch',
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adahessian``: Adam on the Hutchinson estimate of the Hessian diagonal.
 
@@ -211,7 +234,8 @@ def adahessian(
         estimate is exact and the runs match.
     """
     mu_dtype, nu_dtype = adam_args(
-        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, avg_conv_kernel=avg_conv_kernel)
+        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, avg_conv_kernel=avg_conv_kernel
+    )
     check_range('hessian_power', hessian_power, 0.0, 1.0)
     check_range('update_each', update_each, 1, integer=True)
     check_range('n_samples', n_samples, 1, integer=True)
@@ -220,8 +244,18 @@ def adahessian(
     check_choice('layout', layout, ('torch', 'flax'))
     return optax.chain(
         scale_by_adahessian(
-            betas[0], betas[1], eps, hessian_power, int(update_each), int(n_samples), avg_conv_kernel,
-            seed=int(seed), layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+            betas[0],
+            betas[1],
+            eps,
+            hessian_power,
+            int(update_each),
+            int(n_samples),
+            avg_conv_kernel,
+            seed=int(seed),
+            layout=layout,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale),
     )
@@ -229,8 +263,15 @@ def adahessian(
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adahessian', alias=adahessian, timm_class='timm.optim.Adahessian',
-        description='An Adaptive Second Order Optimizer', has_betas=True, second_order=True,
-        shape_aware=True, default_lr=0.1, benchmarked=True,
-        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_hessian_diag_sq',)}),
+        name='adahessian',
+        alias=adahessian,
+        timm_class='timm.optim.Adahessian',
+        description='An Adaptive Second Order Optimizer',
+        has_betas=True,
+        second_order=True,
+        shape_aware=True,
+        default_lr=0.1,
+        benchmarked=True,
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_hessian_diag_sq',)},
+    ),
 )

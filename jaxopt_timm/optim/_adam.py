@@ -5,6 +5,7 @@ References: Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization"
 (amsgrad). Weight decay is torch's: L2, added to the gradient before the
 direction, or decoupled with ``decoupled_weight_decay``, as torch allows.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -18,9 +19,17 @@ __all__ = ['adam']
 
 
 def adam(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, amsgrad: bool = False, *, maximize: bool = False, decoupled_weight_decay: bool = False,
-        lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adam``: Adam with L2 weight decay (torch's default) and optional amsgrad.
 
@@ -47,18 +56,35 @@ def adam(
         >>> import jaxopt_timm as jt  # stepped as every alias: see jaxopt_timm.optim
         >>> tx = jt.optim.adam(1e-3, weight_decay=1e-4, amsgrad=True)
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad,
-        maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        amsgrad=amsgrad,
+        maximize=maximize,
+        decoupled_weight_decay=decoupled_weight_decay,
+    )
     direction = scale_by_adam(betas[0], betas[1], eps, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return decay_chain(
-        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay)
+        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay
+    )
 
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adam', alias=adam, timm_class='torch.optim.Adam',
-        description='torch.optim.Adam, Adaptive Moment Estimation', has_betas=True,
-        packing='packed', benchmarked=True, torch_fused=True, complex_params=True,
+        name='adam',
+        alias=adam,
+        timm_class='torch.optim.Adam',
+        description='torch.optim.Adam, Adaptive Moment Estimation',
+        has_betas=True,
+        packing='packed',
+        benchmarked=True,
+        torch_fused=True,
+        complex_params=True,
         state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')},
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr))),
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adam(lr)),
+    ),
 )

@@ -4,6 +4,7 @@ Reference: Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization"
 (arXiv:1412.6980, Adam's infinity-norm variant). Weight decay is torch's L2,
 added to the gradient before the direction.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Tuple
@@ -27,8 +28,12 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 def scale_by_adamax(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""Adamax's direction ``(m / (1 - b1^t)) / u`` with ``u <- max(b2 * u, |g| + eps)``.
 
@@ -43,18 +48,21 @@ def scale_by_adamax(
 
     def init_fn(params):
         return ScaleByAdamaxState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_inf=tree_zeros_like(params, nu_dtype))
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_inf=tree_zeros_like(params, nu_dtype),
+        )
 
     def update_fn(updates, state, params=None):
         del params
         count = safe_increment(state.count)
         bc1 = one_minus_pow(b1, count.astype(jnp.float32))
         mu = jax.tree.map(
-            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg
+        )
         u = jax.tree.map(
-            lambda g, n: jnp.maximum(b2 * upcast(n), jnp.abs(upcast(g)) + eps).astype(n.dtype), updates,
-            state.exp_inf)
+            lambda g, n: jnp.maximum(b2 * upcast(n), jnp.abs(upcast(g)) + eps).astype(n.dtype), updates, state.exp_inf
+        )
         out = jax.tree.map(lambda g, m, n: ((upcast(m) / bc1) / upcast(n)).astype(g.dtype), updates, mu, u)
         return out, ScaleByAdamaxState(count=count, exp_avg=mu, exp_inf=u)
 
@@ -62,9 +70,15 @@ def scale_by_adamax(
 
 
 def adamax(
-        learning_rate: Any = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, *, maximize: bool = False, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 2e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.Adamax``: Adam with the infinity norm in place of the second moment.
 
@@ -98,8 +112,14 @@ def adamax(
 
 OPTIMIZERS = (
     OptimInfo(
-        name='adamax', alias=adamax, timm_class='torch.optim.Adamax',
-        description='torch.optim.Adamax, Adam with infinity norm for more stable updates', has_betas=True,
-        packing='packed', complex_params=True, state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_inf',)},
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adamax(lr))),
+        name='adamax',
+        alias=adamax,
+        timm_class='torch.optim.Adamax',
+        description='torch.optim.Adamax, Adam with infinity norm for more stable updates',
+        has_betas=True,
+        packing='packed',
+        complex_params=True,
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_inf',)},
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.adamax(lr)),
+    ),
 )

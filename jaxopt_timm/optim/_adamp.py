@@ -6,6 +6,7 @@ Scale-invariant Weights" (arXiv:2006.08217); Liang et al., 2024, "Cautious
 Optimizers" (arXiv:2411.16085); Spherical Cautious Optimizers
 (https://openreview.net/forum?id=OyT2CJ4fh7).
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,9 +31,19 @@ class ScaleByAdamPState(NamedTuple):
 
 
 def scale_by_adamp(
-        learning_rate: Any, b1: float, b2: float, eps: float, weight_decay: Any, delta: float, wd_ratio: float,
-        nesterov: bool, caution: bool, lr_scale: Any = None, *, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any,
+    b1: float,
+    b2: float,
+    eps: float,
+    weight_decay: Any,
+    delta: float,
+    wd_ratio: float,
+    nesterov: bool,
+    caution: bool,
+    lr_scale: Any = None,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """The whole AdamP step (direction, projection, lr and weight decay) as one transform.
 
@@ -53,14 +64,15 @@ def scale_by_adamp(
         # low-precision leaves are computed in float32 (``compute_dtype``) and the moments stored back
         grads_c = jax.tree.map(upcast, grads)
         params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
-        mu = jax.tree.map(lambda g, m: (b1 * m.astype(g.dtype) + (1.0 - b1) * g).astype(m.dtype), grads_c,
-                          state.exp_avg)
-        nu = jax.tree.map(lambda g, v: (b2 * v.astype(g.dtype) + (1.0 - b2) * g * g).astype(v.dtype), grads_c,
-                          state.exp_avg_sq)
+        mu = jax.tree.map(
+            lambda g, m: (b1 * m.astype(g.dtype) + (1.0 - b1) * g).astype(m.dtype), grads_c, state.exp_avg
+        )
+        nu = jax.tree.map(
+            lambda g, v: (b2 * v.astype(g.dtype) + (1.0 - b2) * g * g).astype(v.dtype), grads_c, state.exp_avg_sq
+        )
         denom = jax.tree.map(lambda g, v: jnp.sqrt(v.astype(g.dtype)) / bc2_sqrt.astype(g.dtype) + eps, grads_c, nu)
         if nesterov:
-            perturb = jax.tree.map(
-                lambda m, g, d: (b1 * m.astype(g.dtype) + (1.0 - b1) * g) / d, mu, grads_c, denom)
+            perturb = jax.tree.map(lambda m, g, d: (b1 * m.astype(g.dtype) + (1.0 - b1) * g) / d, mu, grads_c, denom)
         else:
             perturb = jax.tree.map(lambda m, g, d: m.astype(g.dtype) / d, mu, grads_c, denom)
         perturb, wd_factor = tree_project_tangent(params_c, grads_c, perturb, delta, wd_ratio, eps, caution)
@@ -80,9 +92,18 @@ def scale_by_adamp(
 
 
 def adamp(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, delta: float = 0.1, wd_ratio: float = 0.1, nesterov: bool = False,
-        caution: bool = False, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    delta: float = 0.1,
+    wd_ratio: float = 0.1,
+    nesterov: bool = False,
+    caution: bool = False,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamP``: Adam whose update is projected onto the tangent space of scale-invariant weights.
 
@@ -120,22 +141,47 @@ def adamp(
         timm's registry binds ``wd_ratio=0.01`` and ``nesterov=True`` for
         ``adamp``; the class (and this alias) default to 0.1 and False.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, nesterov=nesterov,
-        caution=caution)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, nesterov=nesterov, caution=caution
+    )
     check_range('delta', delta, 0.0)
     check_range('wd_ratio', wd_ratio, 0.0)
-    return optax.with_extra_args_support(scale_by_adamp(
-        learning_rate, betas[0], betas[1], eps, weight_decay, delta, wd_ratio, nesterov, caution, lr_scale,
-        mu_dtype=mu_dtype, nu_dtype=nu_dtype))
+    return optax.with_extra_args_support(
+        scale_by_adamp(
+            learning_rate,
+            betas[0],
+            betas[1],
+            eps,
+            weight_decay,
+            delta,
+            wd_ratio,
+            nesterov,
+            caution,
+            lr_scale,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=adamp, timm_class='timm.optim.AdamP', has_betas=True, packing='stacked',
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+_record = functools.partial(
+    OptimInfo,
+    alias=adamp,
+    timm_class='timm.optim.AdamP',
+    has_betas=True,
+    packing='stacked',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='adamp', description='Adam with built-in projection to unit norm sphere',
-        defaults={'wd_ratio': 0.01, 'nesterov': True}),
-    _record(name='cadamp',
+    _record(
+        name='adamp',
+        description='Adam with built-in projection to unit norm sphere',
+        defaults={'wd_ratio': 0.01, 'nesterov': True},
+    ),
+    _record(
+        name='cadamp',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to AdamP',
-        defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True}),
+        defaults={'wd_ratio': 0.01, 'nesterov': True, 'caution': True},
+    ),
 )

@@ -5,6 +5,7 @@ Regularization" (arXiv:1711.05101); Reddi et al., 2018, "On the Convergence
 of Adam and Beyond" (amsgrad); Liang et al., 2024, "Cautious Optimizers"
 (arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,9 +21,16 @@ __all__ = ['adamw', 'adamw_legacy']
 
 
 def adamw(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 1e-2, amsgrad: bool = False, *, maximize: bool = False, lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 1e-2,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.AdamW``: Adam with weight decay decoupled from the gradient.
 
@@ -52,10 +60,20 @@ def adamw(
 
 
 def adamw_legacy(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 1e-2, amsgrad: bool = False, caution: bool = False, corrected_weight_decay: bool = False,
-        maximize: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None, clipping_threshold: Optional[float] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 1e-2,
+    amsgrad: bool = False,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
+    clipping_threshold: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``AdamWLegacy``: AdamW plus caution and corrected weight decay.
 
@@ -75,31 +93,69 @@ def adamw_legacy(
     Registered as ``adamwlegacy``, ``cadamw`` (caution), ``adamc`` (corrected)
     and ``cadamc`` (both).
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, amsgrad=amsgrad,
-        caution=caution, corrected_weight_decay=corrected_weight_decay, maximize=maximize)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        amsgrad=amsgrad,
+        caution=caution,
+        corrected_weight_decay=corrected_weight_decay,
+        maximize=maximize,
+    )
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_adam(
-        betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype)
+        betas[0], betas[1], eps, amsgrad, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
     return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed', complex_params=True,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')})
+_record = functools.partial(
+    OptimInfo,
+    has_betas=True,
+    packing='packed',
+    complex_params=True,
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')},
+)
 
 OPTIMIZERS = (
-    _record(name='adamw', alias=adamw, timm_class='torch.optim.AdamW',
-        description='torch.optim.AdamW, Adam with decoupled weight decay', benchmarked=True, torch_fused=True,
-        optax_equivalent=lambda lr, wd: optax.adamw(lr, weight_decay=wd)),
-    _record(name='adamwlegacy', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
-        description='legacy impl of AdamW that pre-dates inclusion to torch.optim'),
-    _record(name='cadamw', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy', description='Cautious AdamW',
-        defaults={'caution': True}),
-    _record(name='adamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+    _record(
+        name='adamw',
+        alias=adamw,
+        timm_class='torch.optim.AdamW',
+        description='torch.optim.AdamW, Adam with decoupled weight decay',
+        benchmarked=True,
+        torch_fused=True,
+        optax_equivalent=lambda lr, wd: optax.adamw(lr, weight_decay=wd),
+    ),
+    _record(
+        name='adamwlegacy',
+        alias=adamw_legacy,
+        timm_class='timm.optim.AdamWLegacy',
+        description='legacy impl of AdamW that pre-dates inclusion to torch.optim',
+    ),
+    _record(
+        name='cadamw',
+        alias=adamw_legacy,
+        timm_class='timm.optim.AdamWLegacy',
+        description='Cautious AdamW',
+        defaults={'caution': True},
+    ),
+    _record(
+        name='adamc',
+        alias=adamw_legacy,
+        timm_class='timm.optim.AdamWLegacy',
         description='AdamW with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'corrected_weight_decay': True}),
-    _record(name='cadamc', alias=adamw_legacy, timm_class='timm.optim.AdamWLegacy',
+        defaults={'corrected_weight_decay': True},
+    ),
+    _record(
+        name='cadamc',
+        alias=adamw_legacy,
+        timm_class='timm.optim.AdamWLegacy',
         description='Cautious AdamW with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'caution': True, 'corrected_weight_decay': True}),
+        defaults={'caution': True, 'corrected_weight_decay': True},
+    ),
 )

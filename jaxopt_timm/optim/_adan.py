@@ -4,6 +4,7 @@ Reference: Xie et al., 2022, "Adan: Adaptive Nesterov Momentum Algorithm for
 Faster Optimizing Deep Models" (arXiv:2208.06677); caution from Liang et al.,
 2024 (arXiv:2411.16085).
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,14 @@ class ScaleByAdanState(NamedTuple):
 
 
 def scale_by_adan(
-        b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8, caution: bool = False, *,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    caution: bool = False,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adan's direction (before the lr), as timm computes it.
 
@@ -52,9 +59,12 @@ def scale_by_adan(
 
     def init_fn(params):
         return ScaleByAdanState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype), exp_avg_diff=tree_zeros_like(params, mu_dtype),
-            pre_grad=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
+            exp_avg_diff=tree_zeros_like(params, mu_dtype),
+            pre_grad=tree_zeros_like(params),
+        )
 
     def update_fn(updates, state, params=None):
         del params
@@ -87,9 +97,16 @@ def scale_by_adan(
 
 
 def adan(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float, float] = (0.98, 0.92, 0.99), eps: float = 1e-8,
-        weight_decay: Any = 0.0, no_prox: bool = False, caution: bool = False, *, lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float, float] = (0.98, 0.92, 0.99),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    no_prox: bool = False,
+    caution: bool = False,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adan``: Nesterov momentum estimated from gradient differences.
 
@@ -125,27 +142,45 @@ def adan(
         :math:`\beta_1 = 0.02`, timm 0.98). The difference term is weighted by
         :math:`\beta_2/(1-\beta_2^t)` as in the official implementation.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, num_betas=3,
-        no_prox=no_prox, caution=caution)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, num_betas=3, no_prox=no_prox, caution=caution
+    )
     # the proximal step of the L2 penalty (the paper's default), p' = (p + u) / (1 + lr*wd), or decoupled decay
     decay = add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, order='pre' if no_prox else 'proximal')
-    return optax.with_extra_args_support(optax.chain(
-        scale_by_adan(betas[0], betas[1], betas[2], eps, caution, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-        decay,
-    ))
+    return optax.with_extra_args_support(
+        optax.chain(
+            scale_by_adan(betas[0], betas[1], betas[2], eps, caution, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+            scale_by_learning_rate(learning_rate, lr_scale),
+            decay,
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=adan, timm_class='timm.optim.Adan', has_betas=True, num_betas=3,
-    packing='packed', state_dtypes={'mu_dtype': ('exp_avg', 'exp_avg_diff'), 'nu_dtype': ('exp_avg_sq',)})
+_record = functools.partial(
+    OptimInfo,
+    alias=adan,
+    timm_class='timm.optim.Adan',
+    has_betas=True,
+    num_betas=3,
+    packing='packed',
+    state_dtypes={'mu_dtype': ('exp_avg', 'exp_avg_diff'), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='adan', description='Adaptive Nesterov Momentum Algorithm', defaults={'no_prox': False},
-        benchmarked=True),
-    _record(name='adanw', description='Adaptive Nesterov Momentum with decoupled weight decay',
-        defaults={'no_prox': True}),
-    _record(name='cadan', description='Cautious Adaptive Nesterov Momentum Algorithm',
-        defaults={'caution': True, 'no_prox': False}),
-    _record(name='cadanw', description='Cautious Adaptive Nesterov Momentum with decoupled weight decay',
-        defaults={'caution': True, 'no_prox': True}),
+    _record(
+        name='adan', description='Adaptive Nesterov Momentum Algorithm', defaults={'no_prox': False}, benchmarked=True
+    ),
+    _record(
+        name='adanw', description='Adaptive Nesterov Momentum with decoupled weight decay', defaults={'no_prox': True}
+    ),
+    _record(
+        name='cadan',
+        description='Cautious Adaptive Nesterov Momentum Algorithm',
+        defaults={'caution': True, 'no_prox': False},
+    ),
+    _record(
+        name='cadanw',
+        description='Cautious Adaptive Nesterov Momentum with decoupled weight decay',
+        defaults={'caution': True, 'no_prox': True},
+    ),
 )

@@ -15,6 +15,7 @@ log-space interpolation. Weight decay is L2 (added to the gradient) by
 default, decoupled with ``weight_decouple`` (``p (1 - wd lr)``, or
 ``p (1 - wd)`` with ``fixed_decay``).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,18 @@ import optax.contrib  # noqa: F401  (the benchmark's optax counterpart)
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    add_decoupled_weight_decay, add_l2_weight_decay, compute_dtype, moments_init, negate_if, pow_bias_correction,
-    safe_increment, scale_by_learning_rate, state_zeros, torch_lerp, torch_lerp_rounded_weight, tree_unzip,
+    add_decoupled_weight_decay,
+    add_l2_weight_decay,
+    compute_dtype,
+    moments_init,
+    negate_if,
+    pow_bias_correction,
+    safe_increment,
+    scale_by_learning_rate,
+    state_zeros,
+    torch_lerp,
+    torch_lerp_rounded_weight,
+    tree_unzip,
 )
 from ._registry import OptimInfo
 
@@ -51,11 +62,20 @@ def _beta3_at(t: jax.Array, b1: float, b3: float, horizon: Optional[float]) -> A
     return jnp.minimum(jnp.exp(log1 * log3 / ((1.0 - frac) * log3 + frac * log1)), b3)
 
 
-def scale_by_ademamix(b1: float, b2: float, b3: float, alpha: float, t_alpha_beta3: Optional[float], eps: float,
-                      mu_dtype: Any = None, nu_dtype: Any = None) -> optax.GradientTransformation:
+def scale_by_ademamix(
+    b1: float,
+    b2: float,
+    b3: float,
+    alpha: float,
+    t_alpha_beta3: Optional[float],
+    eps: float,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> optax.GradientTransformation:
     """AdEMAMix's direction ``(m / bc1 + alpha_t m_slow) / (sqrt(v) / sqrt(bc2) + eps)`` (no lr, no decay)."""
-    init_moments = moments_init(ScaleByAdemamixState, mu_dtype, nu_dtype,
-                                exp_avg_slow=lambda params: state_zeros(params, mu_dtype))
+    init_moments = moments_init(
+        ScaleByAdemamixState, mu_dtype, nu_dtype, exp_avg_slow=lambda params: state_zeros(params, mu_dtype)
+    )
 
     def update_fn(updates, state, params=None):
         del params
@@ -89,10 +109,19 @@ def scale_by_ademamix(b1: float, b2: float, b3: float, alpha: float, t_alpha_bet
 
 
 def ademamix(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float, float] = (0.9, 0.999, 0.9999), weight_decay: Any = 0.0,
-        weight_decouple: bool = False, fixed_decay: bool = False, alpha: float = 5.0,
-        t_alpha_beta3: Optional[float] = None, eps: float = 1e-8, maximize: bool = False, *, lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float, float] = (0.9, 0.999, 0.9999),
+    weight_decay: Any = 0.0,
+    weight_decouple: bool = False,
+    fixed_decay: bool = False,
+    alpha: float = 5.0,
+    t_alpha_beta3: Optional[float] = None,
+    eps: float = 1e-8,
+    maximize: bool = False,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``pytorch_optimizer.AdEMAMix``: Adam with a slow EMA of the gradient added (see the module docstring).
 
@@ -128,22 +157,34 @@ def ademamix(
         check_range('betas[2]', betas[2], 0.0, 1.0, lo_open=True, hi_open=True)
     check_range('eps', eps, 0.0)
     b1, b2, b3 = (float(b) for b in betas)
-    direction = scale_by_ademamix(b1, b2, b3, alpha, t_alpha_beta3, eps, resolve_dtype('mu_dtype', mu_dtype),
-                                  resolve_dtype('nu_dtype', nu_dtype))
-    return optax.with_extra_args_support(optax.chain(
-        negate_if(maximize),
-        optax.identity() if weight_decouple else add_l2_weight_decay(weight_decay),
-        direction,
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, None if fixed_decay else learning_rate, lr_scale)
-        if weight_decouple else optax.identity(),
-    ))
+    direction = scale_by_ademamix(
+        b1, b2, b3, alpha, t_alpha_beta3, eps, resolve_dtype('mu_dtype', mu_dtype), resolve_dtype('nu_dtype', nu_dtype)
+    )
+    return optax.with_extra_args_support(
+        optax.chain(
+            negate_if(maximize),
+            optax.identity() if weight_decouple else add_l2_weight_decay(weight_decay),
+            direction,
+            scale_by_learning_rate(learning_rate, lr_scale),
+            add_decoupled_weight_decay(weight_decay, None if fixed_decay else learning_rate, lr_scale)
+            if weight_decouple
+            else optax.identity(),
+        )
+    )
 
 
 OPTIMIZERS = (
-    OptimInfo(name='ademamix', alias=ademamix, source='pytorch-optimizer 4.1.0',
-              timm_class='pytorch_optimizer.AdEMAMix', has_betas=True, num_betas=3, packing='packed', benchmarked=True,
-              optax_equivalent=lambda lr, wd: optax.contrib.ademamix(lr, weight_decay=wd),
-              description='AdEMAMix, Adam with a mixture of a fast and a slow gradient EMA',
-              state_dtypes={'mu_dtype': ('exp_avg', 'exp_avg_slow'), 'nu_dtype': ('exp_avg_sq',)}),
+    OptimInfo(
+        name='ademamix',
+        alias=ademamix,
+        source='pytorch-optimizer 4.1.0',
+        timm_class='pytorch_optimizer.AdEMAMix',
+        has_betas=True,
+        num_betas=3,
+        packing='packed',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.ademamix(lr, weight_decay=wd),
+        description='AdEMAMix, Adam with a mixture of a fast and a slow gradient EMA',
+        state_dtypes={'mu_dtype': ('exp_avg', 'exp_avg_slow'), 'nu_dtype': ('exp_avg_sq',)},
+    ),
 )

@@ -4,6 +4,7 @@ Reference: Taniguchi et al., 2024, "ADOPT: Modified Adam Can Converge with Any
 beta2 with the Optimal Rate" (arXiv:2411.02853); caution from Liang et al.,
 2024 (arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,14 @@ class ScaleByAdoptState(NamedTuple):
 
 
 def scale_by_adopt(
-        b1: float = 0.9, b2: float = 0.9999, eps: float = 1e-6, clip_exp: Optional[float] = 0.333, *,
-        weight_decay: Any = 0.0, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    clip_exp: Optional[float] = 0.333,
+    *,
+    weight_decay: Any = 0.0,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """ADOPT's direction: normalise by the *previous* second moment, then take the momentum.
 
@@ -92,16 +99,28 @@ def scale_by_adopt(
 
 def _skip_first_step(learning_rate: Any):
     """The lr as a schedule that is 0 on the first update (ADOPT's seeding step moves nothing, decay included)."""
+
     def schedule(count):
         return jnp.where(count == 0, jnp.float32(0.0), lr_at(learning_rate, count))
+
     return schedule
 
 
 def adopt(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.9999), eps: float = 1e-6,
-        clip_exp: Optional[float] = 0.333, weight_decay: Any = 0.0, decoupled: bool = False,
-        corrected_weight_decay: bool = False, *, caution: bool = False, maximize: bool = False, lr_scale: Any = None,
-        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.9999),
+    eps: float = 1e-6,
+    clip_exp: Optional[float] = 0.333,
+    weight_decay: Any = 0.0,
+    decoupled: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    caution: bool = False,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Adopt``: Adam with the second moment lagged by one step, so any :math:`\beta_2` converges.
 
@@ -137,40 +156,70 @@ def adopt(
         Algorithm 2 with :math:`c = 1/3`, timm's 0.333). The first update only
         initialises :math:`v` and leaves the params untouched, as in the paper.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, decoupled=decoupled,
-        corrected_weight_decay=corrected_weight_decay, caution=caution, maximize=maximize)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        decoupled=decoupled,
+        corrected_weight_decay=corrected_weight_decay,
+        caution=caution,
+        maximize=maximize,
+    )
     check_range('clip_exp', clip_exp, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled)
     l2 = 0.0 if decoupled else weight_decay
     # the L2 term is folded into the direction, except under caution, whose mask reads the decayed gradient
-    direction = scale_by_adopt(betas[0], betas[1], eps, clip_exp, weight_decay=0.0 if caution else l2,
-                               mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    direction = scale_by_adopt(
+        betas[0], betas[1], eps, clip_exp, weight_decay=0.0 if caution else l2, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
     return optax.chain(
         negate_if(maximize),
         add_l2_weight_decay(l2 if caution else 0.0),
         cautious(direction) if caution else direction,
         scale_by_learning_rate(learning_rate, lr_scale),
         add_decoupled_weight_decay(
-            weight_decay if decoupled else 0.0, _skip_first_step(learning_rate), lr_scale, max_lr),
+            weight_decay if decoupled else 0.0, _skip_first_step(learning_rate), lr_scale, max_lr
+        ),
     )
 
 
-_record = functools.partial(OptimInfo, alias=adopt, timm_class='timm.optim.Adopt', has_betas=True, packing='packed',
+_record = functools.partial(
+    OptimInfo,
+    alias=adopt,
+    timm_class='timm.optim.Adopt',
+    has_betas=True,
+    packing='packed',
     complex_params=True,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='adopt', description='Modified Adam that can converge with any β2 with the optimal rate',
+    _record(
+        name='adopt',
+        description='Modified Adam that can converge with any β2 with the optimal rate',
         benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr))),
-    _record(name='adoptw',
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.contrib.adopt(lr)),
+    ),
+    _record(
+        name='adoptw',
         description='Modified AdamW (decoupled decay) that can converge with any β2 with the optimal rate',
-        defaults={'decoupled': True}),
+        defaults={'decoupled': True},
+    ),
     _record(name='cadopt', description='Cautious Adopt', defaults={'caution': True}),
-    _record(name='cadoptw', description='Cautious AdoptW (decoupled decay)',
-        defaults={'decoupled': True, 'caution': True}),
-    _record(name='adoptc', description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'decoupled': True, 'corrected_weight_decay': True}),
-    _record(name='cadoptc', description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True}),
+    _record(
+        name='cadoptw', description='Cautious AdoptW (decoupled decay)', defaults={'decoupled': True, 'caution': True}
+    ),
+    _record(
+        name='adoptc',
+        description='Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled': True, 'corrected_weight_decay': True},
+    ),
+    _record(
+        name='cadoptc',
+        description='Cautious Adopt with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled': True, 'caution': True, 'corrected_weight_decay': True},
+    ),
 )

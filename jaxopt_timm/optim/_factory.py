@@ -1,4 +1,5 @@
 """``create_optimizer_v2`` / ``create_optimizer``: timm's factory over params trees."""
+
 from __future__ import annotations
 
 import inspect
@@ -19,27 +20,26 @@ from ._registry import get_optimizer_info, list_optimizers
 __all__ = ['create_optimizer_v2', 'create_optimizer', 'optimizer_kwargs', 'packing_mode']
 
 
-
 def create_optimizer_v2(
-        model_or_params: Any,
-        opt: str = 'sgd',
-        lr: Optional[Any] = None,
-        weight_decay: float = 0.,
-        momentum: float = 0.9,
-        filter_bias_and_bn: bool = True,
-        fallback_list: Collection[str] = (),
-        fallback_no_weight_decay: bool = False,
-        layer_decay: Optional[float] = None,
-        layer_decay_min_scale: float = 0.,
-        layer_decay_no_opt_scale: Optional[float] = None,
-        param_group_fn: Optional[Callable[..., Any]] = None,
-        *,
-        no_weight_decay_list: Collection[str] = (),
-        group_matcher: Any = None,
-        head_prefix: Optional[str] = None,
-        pack_leaves: Optional[int] = None,
-        skip_nonfinite: bool = False,
-        **kwargs: Any,
+    model_or_params: Any,
+    opt: str = 'sgd',
+    lr: Optional[Any] = None,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    filter_bias_and_bn: bool = True,
+    fallback_list: Collection[str] = (),
+    fallback_no_weight_decay: bool = False,
+    layer_decay: Optional[float] = None,
+    layer_decay_min_scale: float = 0.0,
+    layer_decay_no_opt_scale: Optional[float] = None,
+    param_group_fn: Optional[Callable[..., Any]] = None,
+    *,
+    no_weight_decay_list: Collection[str] = (),
+    group_matcher: Any = None,
+    head_prefix: Optional[str] = None,
+    pack_leaves: Optional[int] = None,
+    skip_nonfinite: bool = False,
+    **kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """Build a registered optimizer for a params tree, with timm's param grouping and defaults.
 
@@ -88,8 +88,11 @@ def create_optimizer_v2(
     info = get_optimizer_info(opt)
     if info.base_argument is not None:
         # a wrapper (SAM): the base optimizer gets the param groups and every argument the wrapper does not take
-        own = {k: kwargs.pop(k) for k in list(kwargs)
-               if k in info.arguments and k not in ('learning_rate', info.base_argument)}
+        own = {
+            k: kwargs.pop(k)
+            for k in list(kwargs)
+            if k in info.arguments and k not in ('learning_rate', info.base_argument)
+        }
         base = kwargs.pop(info.base_argument, info.defaults.get(info.base_argument))
         expected = f'expected the name of a registered optimizer for {info.name} to wrap (not itself a wrapper)'
         try:
@@ -99,10 +102,24 @@ def create_optimizer_v2(
         if wrapper:
             raise ValueError(f'Invalid {info.base_argument}: {base!r}, {expected}')
         base_tx = create_optimizer_v2(
-            model_or_params, base, lr, weight_decay, momentum, filter_bias_and_bn, fallback_list,
-            fallback_no_weight_decay, layer_decay, layer_decay_min_scale, layer_decay_no_opt_scale, param_group_fn,
-            no_weight_decay_list=no_weight_decay_list, group_matcher=group_matcher, head_prefix=head_prefix,
-            pack_leaves=pack_leaves, **kwargs)
+            model_or_params,
+            base,
+            lr,
+            weight_decay,
+            momentum,
+            filter_bias_and_bn,
+            fallback_list,
+            fallback_no_weight_decay,
+            layer_decay,
+            layer_decay_min_scale,
+            layer_decay_no_opt_scale,
+            param_group_fn,
+            no_weight_decay_list=no_weight_decay_list,
+            group_matcher=group_matcher,
+            head_prefix=head_prefix,
+            pack_leaves=pack_leaves,
+            **kwargs,
+        )
         defaults = {k: v for k, v in info.defaults.items() if k != info.base_argument}
         tx = info.alias(**{**defaults, **own, info.base_argument: base_tx})
         if info.lookahead:
@@ -112,11 +129,24 @@ def create_optimizer_v2(
     params = params_of(model_or_params)
     if not jax.tree.leaves(params):
         # torch: "optimizer got an empty parameter list"; an empty transformation would pass gradients through
-        raise ValueError(f'Invalid model_or_params: {model_or_params!r} has no parameters (an empty tree); '
-                         f'expected a params tree with at least one array leaf')
+        raise ValueError(
+            f'Invalid model_or_params: {model_or_params!r} has no parameters (an empty tree); '
+            f'expected a params tree with at least one array leaf'
+        )
     groups = build_param_groups(
-        params, weight_decay, filter_bias_and_bn, no_weight_decay_list, fallback_list, fallback_no_weight_decay,
-        layer_decay, layer_decay_min_scale, layer_decay_no_opt_scale, param_group_fn, group_matcher, head_prefix)
+        params,
+        weight_decay,
+        filter_bias_and_bn,
+        no_weight_decay_list,
+        fallback_list,
+        fallback_no_weight_decay,
+        layer_decay,
+        layer_decay_min_scale,
+        layer_decay_no_opt_scale,
+        param_group_fn,
+        group_matcher,
+        head_prefix,
+    )
 
     opt_args = dict(kwargs)
     opt_args.pop('foreach', None)  # torch's multi-tensor switch; XLA fuses either way
@@ -148,7 +178,8 @@ def _check_kwargs(info, names):
     unknown = sorted(set(names) - info.arguments)
     if unknown:
         raise ValueError(
-            f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: {sorted(info.arguments)}')
+            f'Invalid argument(s) {unknown} for optimizer {info.name!r}; accepted: {sorted(info.arguments)}'
+        )
 
 
 FROZEN = '__frozen__'
@@ -170,8 +201,9 @@ def _partition(groups: ParamGroups, key: Callable[[int], Any]) -> Tuple[List[str
     return labels, keys
 
 
-def _route(transforms: Dict[str, optax.GradientTransformation], labels: List[str],
-           params: Any) -> optax.GradientTransformation:
+def _route(
+    transforms: Dict[str, optax.GradientTransformation], labels: List[str], params: Any
+) -> optax.GradientTransformation:
     """One transformation when a single live label covers every leaf, else ``optax.multi_transform`` over the
     labels, frozen leaves getting zero updates and no state."""
     if len(transforms) == 1 and FROZEN not in labels:
@@ -223,12 +255,14 @@ def packing_mode(opt: str, caution: Optional[bool] = None) -> str:
         raise ValueError(
             f'Invalid pack_leaves for optimizer {info.name!r}: it has no exact packed form (kron draws random '
             f'numbers per leaf, adahessian takes hvp_fn); supported: every registered name but '
-            f'{", ".join(packable)}')
+            f'{", ".join(packable)}'
+        )
     return mode
 
 
-def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
-                      pack_leaves: int) -> optax.GradientTransformation:
+def _packed_transform(
+    info, opt_args: dict, groups: ParamGroups, params: Any, pack_leaves: int
+) -> optax.GradientTransformation:
     """:func:`_grouped_transform` with one partition per distinct (overrides, weight decay, lr scale, fallback),
     each built with scalar hyperparameters and run packed or stacked."""
     packing_mode(info.name, opt_args.get('caution'))  # kron / adahessian: the error here, at construction
@@ -237,8 +271,11 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
     if info.global_clip:  # Lamb: the global clip couples every leaf, so it runs once, in front
         max_norm = opt_args.get(info.global_clip, _default(info.alias, info.global_clip))
         opt_args[info.global_clip] = None
-    per_leaf = list(zip(jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale),
-                        jax.tree.leaves(groups.use_fallback)))
+    per_leaf = list(
+        zip(
+            jax.tree.leaves(groups.weight_decay), jax.tree.leaves(groups.lr_scale), jax.tree.leaves(groups.use_fallback)
+        )
+    )
 
     def key(i):
         wd, sc, fb = per_leaf[i]
@@ -262,8 +299,14 @@ def _packed_transform(info, opt_args: dict, groups: ParamGroups, params: Any,
         # one stacked transform over every group: the clip runs on the stacks (a per-leaf clip in front costs
         # a kernel per leaf: LAMB on 2,000 leaves compiled in 13.6 s that way)
         return stacked(inners, pack_leaves, front=clip, labels=label_tree)
-    tx = _route({label: packed(inner, pack_leaves) if modes[label] == 'packed' else stacked(inner, pack_leaves)
-                 for label, inner in inners.items()}, labels, params)
+    tx = _route(
+        {
+            label: packed(inner, pack_leaves) if modes[label] == 'packed' else stacked(inner, pack_leaves)
+            for label, inner in inners.items()
+        },
+        labels,
+        params,
+    )
     if clip is None:
         return tx
     if FROZEN in labels:  # timm's norm sees only the params it optimizes
@@ -300,4 +343,5 @@ def optimizer_kwargs(cfg: Any) -> dict:
 def create_optimizer(args: Any, model_or_params: Any, filter_bias_and_bn: bool = True, **kwargs: Any):
     """argparse form: ``create_optimizer_v2(model_or_params, **optimizer_kwargs(args))``."""
     return create_optimizer_v2(
-        model_or_params, **optimizer_kwargs(args), filter_bias_and_bn=filter_bias_and_bn, **kwargs)
+        model_or_params, **optimizer_kwargs(args), filter_bias_and_bn=filter_bias_and_bn, **kwargs
+    )

@@ -7,6 +7,7 @@ format for :func:`jaxopt_timm.create_optimizer_v2` (``group_matcher=...``),
 giving the same layer ids timm's own ViT/ResNet matchers give: the stem first,
 one id per block, the final norm merged into the last block, the head last.
 """
+
 from __future__ import annotations
 
 from typing import Dict

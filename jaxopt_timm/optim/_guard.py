@@ -22,6 +22,7 @@ Every registered alias is wrapped here, once, by the registration loop of
 An alias serves several names (``sgdw`` is also ``csgdw``, the cautious one); a direct call is judged as the
 record whose defaults its arguments match best, so ``sgdw(caution=True)`` refuses complex leaves as ``csgdw``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,7 +37,13 @@ from ..transforms import from_real_pairs, is_complex_leaf, is_params_placeholder
 from ._param_groups import named_leaves
 
 __all__ = [
-    'PER_LEAF_ARGUMENTS', 'guard', 'guard_alias', 'guard_aliases', 'guard_factory', 'check_grads', 'check_leaf_tree',
+    'PER_LEAF_ARGUMENTS',
+    'guard',
+    'guard_alias',
+    'guard_aliases',
+    'guard_factory',
+    'check_grads',
+    'check_leaf_tree',
 ]
 
 PER_LEAF_ARGUMENTS = ('weight_decay', 'lr_scale')  # plus each record's ``fallback`` argument
@@ -74,8 +81,10 @@ def check_leaf_tree(argument: str, value: Any, like: Any, like_what: str = 'para
     if value is None or is_scalar(value):
         return
     if jax.tree.structure(value) != jax.tree.structure(like):
-        raise ValueError(f'Invalid {argument}: a per-leaf tree must have the {like_what}\' structure (one value '
-                         f'per leaf), got {_mismatch(value, like)}')
+        raise ValueError(
+            f'Invalid {argument}: a per-leaf tree must have the {like_what}\' structure (one value '
+            f'per leaf), got {_mismatch(value, like)}'
+        )
 
 
 def check_grads(grads: Any, params: Any) -> None:
@@ -87,11 +96,15 @@ def check_grads(grads: Any, params: Any) -> None:
         return  # the common case: leaf names (a flatten with paths) are computed only for a message
     for (name, _), (g, p) in zip(named_leaves(grads), pairs):
         if _shape(g) != _shape(p):
-            raise ValueError(f'Invalid grads: leaf {name!r} has a grad of shape {_shape(g)} for a param of shape '
-                             f'{_shape(p)}; a grad must have its param\'s shape (it is never broadcast)')
+            raise ValueError(
+                f'Invalid grads: leaf {name!r} has a grad of shape {_shape(g)} for a param of shape '
+                f'{_shape(p)}; a grad must have its param\'s shape (it is never broadcast)'
+            )
         if is_complex_leaf(g) != is_complex_leaf(p):
-            raise ValueError(f'Invalid grads: leaf {name!r} has a {np.dtype(g.dtype)} grad for a {np.dtype(p.dtype)} '
-                             f'param; a complex param needs a complex grad, a real param a real grad')
+            raise ValueError(
+                f'Invalid grads: leaf {name!r} has a {np.dtype(g.dtype)} grad for a {np.dtype(p.dtype)} '
+                f'param; a complex param needs a complex grad, a real param a real grad'
+            )
 
 
 def _init_param_trees(inner: optax.GradientTransformation, state: Any) -> List[Any]:
@@ -107,8 +120,9 @@ def _init_param_trees(inner: optax.GradientTransformation, state: Any) -> List[A
         optax.tree.map_params(inner, grab, state, is_leaf=lambda _: True)
     except Exception:  # noqa: BLE001 - any failure only means "no reference", never a wrong error
         return []
-    return [t for t in found if jax.tree.structure(t).num_leaves
-            and all(hasattr(x, 'shape') for x in jax.tree.leaves(t))]
+    return [
+        t for t in found if jax.tree.structure(t).num_leaves and all(hasattr(x, 'shape') for x in jax.tree.leaves(t))
+    ]
 
 
 def _check_against_init(inner: optax.GradientTransformation, state: Any, grads: Any, converted: bool) -> None:
@@ -120,8 +134,10 @@ def _check_against_init(inner: optax.GradientTransformation, state: Any, grads: 
         for (name, g), s in zip(named_leaves(grads), jax.tree.leaves(exact[0])):
             want = _shape(s)[:-1] if converted and is_complex_leaf(g) else _shape(s)
             if _shape(g) != want:
-                raise ValueError(f'Invalid grads: leaf {name!r} has a grad of shape {_shape(g)} for a param of '
-                                 f'shape {want} (as init saw it); a grad must have its param\'s shape')
+                raise ValueError(
+                    f'Invalid grads: leaf {name!r} has a grad of shape {_shape(g)} for a param of '
+                    f'shape {want} (as init saw it); a grad must have its param\'s shape'
+                )
         return
     fits = []
     for t in trees:
@@ -132,13 +148,20 @@ def _check_against_init(inner: optax.GradientTransformation, state: Any, grads: 
             pass
     if trees and not fits:
         smallest = min(trees, key=lambda t: jax.tree.structure(t).num_leaves)
-        raise ValueError(f"Invalid grads: the grads' tree differs from the params' init saw: "
-                         f'{_mismatch(grads, smallest)}')
+        raise ValueError(
+            f"Invalid grads: the grads' tree differs from the params' init saw: {_mismatch(grads, smallest)}"
+        )
 
 
-def guard(inner: optax.GradientTransformation, *, optimizer: str, complex_params: bool,
-          leaf_trees: Optional[Mapping[str, Any]] = None, convert: bool = True,
-          supported: Callable[[], List[str]] = lambda: []) -> optax.GradientTransformationExtraArgs:
+def guard(
+    inner: optax.GradientTransformation,
+    *,
+    optimizer: str,
+    complex_params: bool,
+    leaf_trees: Optional[Mapping[str, Any]] = None,
+    convert: bool = True,
+    supported: Callable[[], List[str]] = lambda: [],
+) -> optax.GradientTransformationExtraArgs:
     """``inner`` with the checks of this module; same state, extra ``update`` arguments passed through.
 
     Args:
@@ -159,7 +182,8 @@ def guard(inner: optax.GradientTransformation, *, optimizer: str, complex_params
         raise ValueError(
             f'Invalid params: optimizer {optimizer} does not support complex params (leaf {name!r} is complex): '
             f'its reference raises or does not step them as torch.view_as_real pairs. Optimize the real pair '
-            f'yourself (jnp.stack([x.real, x.imag], -1)) or use one of {", ".join(supported())}')
+            f'yourself (jnp.stack([x.real, x.imag], -1)) or use one of {", ".join(supported())}'
+        )
 
     def init_fn(params):
         if is_params_placeholder(params):  # optax.tree.map_params: nothing to check or convert
@@ -217,6 +241,7 @@ def _real_hyperparam(value: Any) -> Any:
 
 def _complex_names() -> List[str]:
     from ._registry import get_optimizer_info, list_optimizers  # the registry is filled by then
+
     return [n for n in list_optimizers() if get_optimizer_info(n).complex_params]
 
 
@@ -236,10 +261,15 @@ def guard_alias(alias: Callable[..., Any], records: Sequence[Any]) -> Callable[.
         matched = _closest(records, arguments)
         names = '/'.join(repr(r.name) for r in matched)
         trees = {a: arguments[a] for a in per_leaf if a in arguments}
-        return guard(tx, optimizer=f'{names} ({alias.__name__}, reference {matched[0].timm_class})',
-                     complex_params=all(r.complex_params for r in matched), leaf_trees=trees,
-                     # a wrapper (SAM) steps complex leaves itself; the base it wraps converts or refuses them
-                     convert=not any(r.base_argument for r in matched), supported=_complex_names)
+        return guard(
+            tx,
+            optimizer=f'{names} ({alias.__name__}, reference {matched[0].timm_class})',
+            complex_params=all(r.complex_params for r in matched),
+            leaf_trees=trees,
+            # a wrapper (SAM) steps complex leaves itself; the base it wraps converts or refuses them
+            convert=not any(r.base_argument for r in matched),
+            supported=_complex_names,
+        )
 
     return guarded
 
@@ -255,5 +285,10 @@ def guard_aliases(records: Sequence[Any]) -> Dict[int, Callable[..., Any]]:
 def guard_factory(tx: optax.GradientTransformation, info: Any) -> optax.GradientTransformationExtraArgs:
     """The factory's result checked on the user's tree (names before packing or partitioning, the complex
     policy of the exact record); the guarded aliases inside convert complex leaves, so this one does not."""
-    return guard(tx, optimizer=f'{info.name!r} (reference {info.timm_class})', complex_params=info.complex_params,
-                 convert=False, supported=_complex_names)
+    return guard(
+        tx,
+        optimizer=f'{info.name!r} (reference {info.timm_class})',
+        complex_params=info.complex_params,
+        convert=False,
+        supported=_complex_names,
+    )

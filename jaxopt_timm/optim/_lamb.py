@@ -5,20 +5,21 @@ Training BERT in 76 minutes" (arXiv:1904.00962); Reddi et al., 2018, "On the
 Convergence of Adam and Beyond"; Liang et al., 2024, "Cautious Optimizers"
 (arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from .._validate import check_range
 from ..transforms import adam_args, add_decoupled_weight_decay, add_l2_weight_decay, apply_leaf_ratio, cautious
-from ..transforms import clip_by_global_norm_ratio, compute_dtype, cpu_fence, global_norm_divisor, lamb_leaf_ratio
-from ..transforms import leaf_lrs, leaf_values, moments_init, one_minus_pow, pow_bias_correction, require_params
+from ..transforms import clip_by_global_norm_ratio, cpu_fence, global_norm_divisor, lamb_leaf_ratio
+from ..transforms import leaf_lrs, leaf_values, moments_init, require_params
 from ..transforms import resolve_max_lr, safe_increment, scale_by_learning_rate, scale_by_trust_ratio, tree_any_nonzero
+from ._lamb_step import _LambStep
 from ._registry import OptimInfo
 
 __all__ = ['clip_by_global_norm_ratio', 'ScaleByLambState', 'scale_by_lamb', 'scale_by_lamb_trust_ratio', 'lamb']
@@ -30,17 +31,15 @@ class ScaleByLambState(NamedTuple):
     exp_avg_sq: Any
 
 
-def _bias_correction(beta: Any, t: jax.Array) -> jax.Array:
-    """``1 - beta**t`` as ``-expm1(t * log(beta))``: accurate in float32 where ``1 - beta**t`` is tiny.
-
-    A traced beta keeps the plain power, as Lamb's traced-hyperparameter parity was measured with.
-    """
-    return pow_bias_correction(beta, t) if isinstance(beta, jax.core.Tracer) else one_minus_pow(beta, t)
-
-
 def scale_by_lamb(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, *, bias_correction: bool = True,
-        grad_averaging: bool = True, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    *,
+    bias_correction: bool = True,
+    grad_averaging: bool = True,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Lamb's Adam-style direction before decay and trust ratio.
 
@@ -68,43 +67,23 @@ def scale_by_lamb(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def _c(x: jax.Array, g: jax.Array) -> jax.Array:
-    """A buffer in the gradient's compute dtype (float32 for low-precision leaves)."""
-    return x.astype(compute_dtype(g.dtype))
-
-
-class _LambStep:
-    """The per-leaf formulas of one Lamb step (shared by :func:`scale_by_lamb` and the fused step)."""
-
-    def __init__(self, b1, b2, eps, bias_correction, grad_averaging, count):
-        self.b1, self.b2, self.eps, self.grad_averaging = b1, b2, eps, grad_averaging
-        if bias_correction:
-            t = count.astype(jnp.float32)
-            self.bc1 = _bias_correction(b1, t)
-            self.bc2_sqrt = jnp.sqrt(_bias_correction(b2, t))
-        else:
-            self.bc1 = self.bc2_sqrt = jnp.float32(1.0)
-
-    def first_moment(self, g, m):
-        if self.grad_averaging:
-            return (_c(m, g) + (1.0 - self.b1) * (_c(g, g) - _c(m, g))).astype(m.dtype)
-        return (self.b1 * _c(m, g) + _c(g, g)).astype(m.dtype)
-
-    def second_moment(self, g, v):
-        return (self.b2 * _c(v, g) + (1.0 - self.b2) * _c(g, g) * _c(g, g)).astype(v.dtype)
-
-    def direction(self, g, m, v):
-        m, v = _c(m, g), _c(v, g)
-        denom = jnp.sqrt(v) / self.bc2_sqrt.astype(v.dtype) + self.eps
-        return ((m / self.bc1.astype(m.dtype)) / denom).astype(g.dtype)
-
-
 def scale_by_lamb_trust_ratio(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, weight_decay: Any = 0.0, *,
-        max_grad_norm: Optional[float] = None, bias_correction: bool = True, grad_averaging: bool = True,
-        trust_clip: bool = False, always_adapt: bool = False, decoupled_decay: bool = False, learning_rate: Any = None,
-        lr_scale: Any = None, max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-6,
+    weight_decay: Any = 0.0,
+    *,
+    max_grad_norm: Optional[float] = None,
+    bias_correction: bool = True,
+    grad_averaging: bool = True,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    decoupled_decay: bool = False,
+    learning_rate: Any = None,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Lamb's clipped moments, direction, L2 term and trust ratio as one transform.
 
@@ -129,8 +108,11 @@ def scale_by_lamb_trust_ratio(
             lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
         else:
             lrs = jax.tree.map(lambda _: None, updates)
-        divisor = None if max_grad_norm is None or not jax.tree.leaves(updates) else global_norm_divisor(
-            updates, max_grad_norm)
+        divisor = (
+            None
+            if max_grad_norm is None or not jax.tree.leaves(updates)
+            else global_norm_divisor(updates, max_grad_norm)
+        )
 
         def clipped(g, div):
             return g if div is None else g / div.astype(g.dtype)
@@ -145,22 +127,56 @@ def scale_by_lamb_trust_ratio(
         # the decayed direction is stored once for its norm and the scaling: recomputing it after the norm
         # would make XLA:CPU's reduction kernel materialise its scalar broadcasts instead (measured: worse)
         out = jax.tree.map(
-            lambda g, m, v, p, wd, lr: None if g is None else apply_leaf_ratio(
-                u := decayed_direction(clipped(g, divisor), m, v, p, wd),
-                lamb_leaf_ratio(u, p, wd, lr, trust_clip=trust_clip, always_adapt=always_adapt,
-                                decoupled_decay=decoupled_decay, max_lr=max_lr), wd, always_adapt),
-            updates, mu, nu, params, wds, lrs, is_leaf=lambda x: x is None)
+            lambda g, m, v, p, wd, lr: (
+                None
+                if g is None
+                else apply_leaf_ratio(
+                    u := decayed_direction(clipped(g, divisor), m, v, p, wd),
+                    lamb_leaf_ratio(
+                        u,
+                        p,
+                        wd,
+                        lr,
+                        trust_clip=trust_clip,
+                        always_adapt=always_adapt,
+                        decoupled_decay=decoupled_decay,
+                        max_lr=max_lr,
+                    ),
+                    wd,
+                    always_adapt,
+                )
+            ),
+            updates,
+            mu,
+            nu,
+            params,
+            wds,
+            lrs,
+            is_leaf=lambda x: x is None,
+        )
         return out, ScaleByLambState(count=count, exp_avg=mu, exp_avg_sq=nu)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def lamb(
-        learning_rate: Any = 1e-3, bias_correction: bool = True, betas: Tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6, weight_decay: Any = 0.01, grad_averaging: bool = True, max_grad_norm: Optional[float] = 1.0,
-        trust_clip: bool = False, always_adapt: bool = False, caution: bool = False, decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    bias_correction: bool = True,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-6,
+    weight_decay: Any = 0.01,
+    grad_averaging: bool = True,
+    max_grad_norm: Optional[float] = 1.0,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    caution: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lamb``: Adam direction, weight decay, layer-wise trust ratio, global grad clipping.
 
@@ -212,55 +228,112 @@ def lamb(
         trust ratio is unclipped by default (the paper's :math:`\phi` is the
         identity) and is skipped on undecayed leaves.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
-        bias_correction=bias_correction, grad_averaging=grad_averaging, trust_clip=trust_clip,
-        always_adapt=always_adapt, caution=caution, decoupled_decay=decoupled_decay,
-        corrected_weight_decay=corrected_weight_decay)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        bias_correction=bias_correction,
+        grad_averaging=grad_averaging,
+        trust_clip=trust_clip,
+        always_adapt=always_adapt,
+        caution=caution,
+        decoupled_decay=decoupled_decay,
+        corrected_weight_decay=corrected_weight_decay,
+    )
     check_range('max_grad_norm', max_grad_norm, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
     if not caution:
         return optax.chain(
             scale_by_lamb_trust_ratio(
-                betas[0], betas[1], eps, weight_decay, max_grad_norm=max_grad_norm, bias_correction=bias_correction,
-                grad_averaging=grad_averaging, trust_clip=trust_clip, always_adapt=always_adapt,
-                decoupled_decay=decoupled_decay, learning_rate=learning_rate if decoupled_decay else None,
-                lr_scale=lr_scale, max_lr=max_lr, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                betas[0],
+                betas[1],
+                eps,
+                weight_decay,
+                max_grad_norm=max_grad_norm,
+                bias_correction=bias_correction,
+                grad_averaging=grad_averaging,
+                trust_clip=trust_clip,
+                always_adapt=always_adapt,
+                decoupled_decay=decoupled_decay,
+                learning_rate=learning_rate if decoupled_decay else None,
+                lr_scale=lr_scale,
+                max_lr=max_lr,
+                mu_dtype=mu_dtype,
+                nu_dtype=nu_dtype,
+            ),
             scale_by_learning_rate(learning_rate, lr_scale),
-            add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr) if decoupled_decay
+            add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr)
+            if decoupled_decay
             else optax.identity(),
         )
-    direction = scale_by_lamb(betas[0], betas[1], eps, bias_correction=bias_correction, grad_averaging=grad_averaging,
-                              mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    direction = scale_by_lamb(
+        betas[0],
+        betas[1],
+        eps,
+        bias_correction=bias_correction,
+        grad_averaging=grad_averaging,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
     return optax.chain(
         optax.identity() if max_grad_norm is None else clip_by_global_norm_ratio(max_grad_norm),
         cautious(direction) if caution else direction,
         optax.identity() if decoupled_decay else add_l2_weight_decay(weight_decay),
         scale_by_trust_ratio(
-            weight_decay, form='lamb', trust_clip=trust_clip, always_adapt=always_adapt,
-            learning_rate=learning_rate if decoupled_decay else None, lr_scale=lr_scale,
-            decoupled_decay=decoupled_decay, max_lr=max_lr),
+            weight_decay,
+            form='lamb',
+            trust_clip=trust_clip,
+            always_adapt=always_adapt,
+            learning_rate=learning_rate if decoupled_decay else None,
+            lr_scale=lr_scale,
+            decoupled_decay=decoupled_decay,
+            max_lr=max_lr,
+        ),
         scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr) if decoupled_decay
+        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr)
+        if decoupled_decay
         else optax.identity(),
     )
 
 
 def _info(name, description, **defaults):
     return OptimInfo(
-        name=name, alias=lamb, timm_class='timm.optim.Lamb', description=description, has_betas=True,
-        defaults=defaults, packing='stacked', global_clip='max_grad_norm', default_lr=1e-2,
-        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+        name=name,
+        alias=lamb,
+        timm_class='timm.optim.Lamb',
+        description=description,
+        has_betas=True,
+        defaults=defaults,
+        packing='stacked',
+        global_clip='max_grad_norm',
+        default_lr=1e-2,
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+    )
 
 
 OPTIMIZERS = (
-    dataclasses.replace(_info('lamb', 'Layer-wise Adaptive Moments for batch optimization'), benchmarked=True,
-                        optax_equivalent=lambda lr, wd: optax.lamb(lr, weight_decay=wd)),
+    dataclasses.replace(
+        _info('lamb', 'Layer-wise Adaptive Moments for batch optimization'),
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.lamb(lr, weight_decay=wd),
+    ),
     _info('lambc', 'LAMB with trust ratio clipping for stability', trust_clip=True),
     _info('lambw', 'LAMB with decoupled weight decay', decoupled_decay=True),
-    _info('lambcw', 'LAMB with trust ratio clipping for stability and decoupled decay',
-          trust_clip=True, decoupled_decay=True),
-    _info('lambcd', 'LAMB with corrected decoupled weight decay (lr²/max_lr scaling)',
-          decoupled_decay=True, corrected_weight_decay=True),
+    _info(
+        'lambcw',
+        'LAMB with trust ratio clipping for stability and decoupled decay',
+        trust_clip=True,
+        decoupled_decay=True,
+    ),
+    _info(
+        'lambcd',
+        'LAMB with corrected decoupled weight decay (lr²/max_lr scaling)',
+        decoupled_decay=True,
+        corrected_weight_decay=True,
+    ),
     _info('clamb', 'Cautious LAMB', caution=True),
     _info('clambw', 'Cautious LAMB with decoupled weight decay', caution=True, decoupled_decay=True),
 )

@@ -4,6 +4,7 @@ Reference: Ziyin et al., 2020, "LaProp: Separating Momentum and Adaptivity in
 Adam" (arXiv:2002.04839); caution from Liang et al., 2024 (arXiv:2411.16085);
 corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,15 @@ class ScaleByLapropState(NamedTuple):
 
 
 def scale_by_laprop(
-        learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-15, caution: bool = False,
-        lr_scale: Any = None, *, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-15,
+    caution: bool = False,
+    lr_scale: Any = None,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """LaProp's step (already lr-scaled, positive: subtract it), as timm computes it.
 
@@ -46,9 +54,12 @@ def scale_by_laprop(
     the gradient's dtype.
     """
     init_fn = moments_init(
-        ScaleByLapropState, mu_dtype, nu_dtype,
+        ScaleByLapropState,
+        mu_dtype,
+        nu_dtype,
         exp_avg_lr_1=lambda params: per_leaf_stats(lambda _: jnp.zeros([], jnp.float32), params),
-        exp_avg_lr_2=lambda params: jnp.zeros([], jnp.float32))
+        exp_avg_lr_2=lambda params: jnp.zeros([], jnp.float32),
+    )
 
     def update_fn(updates, state, params=None):
         del params
@@ -71,15 +82,24 @@ def scale_by_laprop(
         out = jax.tree.map(leaf, updates, state.exp_avg, state.exp_avg_sq, state.exp_avg_lr_1, lrs)
         out, m, v, lr1 = tree_unzip(out, updates, 4)
         return out, ScaleByLapropState(
-            count=safe_increment(state.count), exp_avg=m, exp_avg_sq=v, exp_avg_lr_1=lr1, exp_avg_lr_2=bc2)
+            count=safe_increment(state.count), exp_avg=m, exp_avg_sq=v, exp_avg_lr_1=lr1, exp_avg_lr_2=bc2
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def laprop(
-        learning_rate: Any = 4e-4, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-15,
-        weight_decay: Any = 0.0, caution: bool = False, corrected_weight_decay: bool = False, *, lr_scale: Any = None,
-        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 4e-4,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-15,
+    weight_decay: Any = 0.0,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``LaProp``: momentum over the *normalised* gradient, decoupling momentum from adaptivity.
 
@@ -114,25 +134,45 @@ def laprop(
         post-step order. A schedule's past lrs stay in the momentum, so LaProp
         with a schedule is not Adam-with-a-schedule.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, caution=caution,
-        corrected_weight_decay=corrected_weight_decay)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        caution=caution,
+        corrected_weight_decay=corrected_weight_decay,
+    )
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
-    return optax.with_extra_args_support(optax.chain(
-        scale_by_laprop(learning_rate, betas[0], betas[1], eps, caution, lr_scale, mu_dtype=mu_dtype,
-                        nu_dtype=nu_dtype),
-        optax.scale(-1.0),
-        # timm's LaProp shrinks the params after the step, p' = (p + u)(1 - c*wd), not before it as AdamW
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr, order='post'),
-    ))
+    return optax.with_extra_args_support(
+        optax.chain(
+            scale_by_laprop(
+                learning_rate, betas[0], betas[1], eps, caution, lr_scale, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+            ),
+            optax.scale(-1.0),
+            # timm's LaProp shrinks the params after the step, p' = (p + u)(1 - c*wd), not before it as AdamW
+            add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, max_lr, order='post'),
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=laprop, timm_class='timm.optim.LaProp', has_betas=True, packing='packed',
+_record = functools.partial(
+    OptimInfo,
+    alias=laprop,
+    timm_class='timm.optim.LaProp',
+    has_betas=True,
+    packing='packed',
     complex_params=True,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
     _record(name='laprop', description='Separating Momentum and Adaptivity in Adam', benchmarked=True),
     _record(name='claprop', description='Cautious LaProp', defaults={'caution': True}),
-    _record(name='lapropc', description='LaProp with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'corrected_weight_decay': True}),
+    _record(
+        name='lapropc',
+        description='LaProp with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True},
+    ),
 )

@@ -4,6 +4,7 @@ References: You et al., 2017, "Large Batch Training of Convolutional Networks"
 (arXiv:1708.03888); LARC clipping as in NVIDIA apex's ``LARC``; momentum as
 ``torch.optim.SGD`` (Sutskever et al., 2013).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,17 @@ __all__ = ['lars']
 
 
 def lars(
-        learning_rate: Any = 1.0, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
-        nesterov: bool = False, trust_coeff: float = 0.001, eps: float = 1e-8, trust_clip: bool = False,
-        always_adapt: bool = False, *, lr_scale: Any = None,
+    learning_rate: Any = 1.0,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: Any = 0.0,
+    nesterov: bool = False,
+    trust_coeff: float = 0.001,
+    eps: float = 1e-8,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    *,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lars``: per-leaf trust ratio (LARS, or LARC with ``trust_clip``) then torch SGD momentum.
 
@@ -72,8 +81,15 @@ def lars(
     check_nesterov(nesterov, momentum, dampening)
     return optax.chain(
         scale_by_trust_ratio(
-            weight_decay, form='lars', trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
-            always_adapt=always_adapt, learning_rate=learning_rate if trust_clip else None, lr_scale=lr_scale),
+            weight_decay,
+            form='lars',
+            trust_coeff=trust_coeff,
+            eps=eps,
+            trust_clip=trust_clip,
+            always_adapt=always_adapt,
+            learning_rate=learning_rate if trust_clip else None,
+            lr_scale=lr_scale,
+        ),
         scale_by_torch_momentum(momentum, dampening, nesterov),
         scale_by_learning_rate(learning_rate, lr_scale),
     )
@@ -81,13 +97,24 @@ def lars(
 
 def _info(name, description, **defaults):
     return OptimInfo(
-        name=name, alias=lars, timm_class='timm.optim.Lars', description=description, has_momentum=True,
-        defaults=defaults, packing='stacked', default_lr=2.0, complex_params=True)
+        name=name,
+        alias=lars,
+        timm_class='timm.optim.Lars',
+        description=description,
+        has_momentum=True,
+        defaults=defaults,
+        packing='stacked',
+        default_lr=2.0,
+        complex_params=True,
+    )
 
 
 OPTIMIZERS = (
-    dataclasses.replace(_info('lars', 'Layer-wise Adaptive Rate Scaling'), benchmarked=True,
-                        optax_equivalent=lambda lr, wd: optax.lars(lr, weight_decay=wd, momentum=0.9)),
+    dataclasses.replace(
+        _info('lars', 'Layer-wise Adaptive Rate Scaling'),
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.lars(lr, weight_decay=wd, momentum=0.9),
+    ),
     _info('larc', 'LARS with trust ratio clipping for stability', trust_clip=True),
     _info('nlars', 'LARS with Nesterov momentum', nesterov=True),
     _info('nlarc', 'LARS with Nesterov momentum & trust ratio clipping', nesterov=True, trust_clip=True),

@@ -4,6 +4,7 @@ Reference: Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"
 (arXiv:2302.06675); caution from Liang et al., 2024, "Cautious Optimizers"
 (arXiv:2411.16085); corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,7 +22,10 @@ __all__ = ['lion']
 
 
 def scale_by_lion(
-        b1: float = 0.9, b2: float = 0.99, *, mu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    *,
+    mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""Lion's direction :math:`\operatorname{sign}(\beta_1 m_{t-1} + (1-\beta_1) g_t)` (to be multiplied by ``-lr``).
 
@@ -59,9 +63,16 @@ def scale_by_lion(
 
 
 def lion(
-        learning_rate: Any = 1e-4, betas: Tuple[float, float] = (0.9, 0.99), weight_decay: Any = 0.0,
-        caution: bool = False, corrected_weight_decay: bool = False, maximize: bool = False, *, lr_scale: Any = None,
-        max_lr: Optional[float] = None, mu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-4,
+    betas: Tuple[float, float] = (0.9, 0.99),
+    weight_decay: Any = 0.0,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Lion``: the sign of an interpolated momentum, with decoupled weight decay.
 
@@ -92,22 +103,48 @@ def lion(
         The paper recommends an lr 3-10x smaller and a weight decay 3-10x
         larger than AdamW's; timm's defaults (``lr=1e-4``, no decay) are kept.
     """
-    mu_dtype, _ = adam_args(learning_rate, betas, None, weight_decay, mu_dtype, caution=caution,
-                            corrected_weight_decay=corrected_weight_decay, maximize=maximize)
+    mu_dtype, _ = adam_args(
+        learning_rate,
+        betas,
+        None,
+        weight_decay,
+        mu_dtype,
+        caution=caution,
+        corrected_weight_decay=corrected_weight_decay,
+        maximize=maximize,
+    )
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_lion(betas[0], betas[1], mu_dtype=mu_dtype)
     return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
 
-_record = functools.partial(OptimInfo, alias=lion, timm_class='timm.optim.Lion', has_eps=False, has_betas=True,
-    packing='packed', complex_params=True, state_dtypes={'mu_dtype': ('mu',)})
+_record = functools.partial(
+    OptimInfo,
+    alias=lion,
+    timm_class='timm.optim.Lion',
+    has_eps=False,
+    has_betas=True,
+    packing='packed',
+    complex_params=True,
+    state_dtypes={'mu_dtype': ('mu',)},
+)
 
 OPTIMIZERS = (
-    _record(name='lion', description='Evolved Sign Momentum optimizer for improved convergence', benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.lion(lr, weight_decay=wd)),
+    _record(
+        name='lion',
+        description='Evolved Sign Momentum optimizer for improved convergence',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.lion(lr, weight_decay=wd),
+    ),
     _record(name='clion', description='Cautious Lion', defaults={'caution': True}),
-    _record(name='lionc', description='Lion with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'corrected_weight_decay': True}),
-    _record(name='clionc', description='Cautious Lion with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'caution': True, 'corrected_weight_decay': True}),
+    _record(
+        name='lionc',
+        description='Lion with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True},
+    ),
+    _record(
+        name='clionc',
+        description='Cautious Lion with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'caution': True, 'corrected_weight_decay': True},
+    ),
 )

@@ -4,6 +4,7 @@ Unlike ``optax.lookahead``, the params tree passed to ``update`` and returned
 by ``apply_updates`` keeps the user's structure: the slow weights live in the
 optimizer state.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -25,7 +26,9 @@ class LookaheadState(NamedTuple):
 
 
 def lookahead(
-        base_tx: optax.GradientTransformation, alpha: float = 0.5, k: int = 6,
+    base_tx: optax.GradientTransformation,
+    alpha: float = 0.5,
+    k: int = 6,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Wrap ``base_tx``: every ``k``-th update pulls the fast weights back to ``slow + alpha * (fast - slow)``.
 

@@ -11,6 +11,7 @@ the iterate before it is averaged. Neither fits optax's "direction, then lr,
 then decay" chain, hence the single :func:`scale_by_madgrad` transform here
 that returns ``x_{k+1} - x_k``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,8 +37,12 @@ class ScaleByMadgradState(NamedTuple):
 
 
 def scale_by_madgrad(
-        learning_rate: Any, momentum: float = 0.9, weight_decay: Any = 0.0, eps: float = 1e-6,
-        decoupled_decay: bool = False, lr_scale: Any = None,
+    learning_rate: Any,
+    momentum: float = 0.9,
+    weight_decay: Any = 0.0,
+    eps: float = 1e-6,
+    decoupled_decay: bool = False,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformation:
     """The whole MADGRAD step (direction, lr and weight decay) as the param delta ``x_{k+1} - x_k``.
 
@@ -91,8 +96,7 @@ def scale_by_madgrad(
             p_new = z if not use_x0 else p_dec * momentum + z * ck
             return (p_new - p).astype(g_in.dtype), gss.astype(gss_in.dtype), s.astype(s_in.dtype)
 
-        out = jax.tree.map(
-            leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds)
+        out = jax.tree.map(leaf, updates, params, state.grad_sum_sq, state.s, x0s, lrs, wds)
         new_updates, gss, s = tree_unzip(out, updates, 3)
         return new_updates, ScaleByMadgradState(count=count, grad_sum_sq=gss, s=s, x0=state.x0)
 
@@ -100,8 +104,13 @@ def scale_by_madgrad(
 
 
 def madgrad(
-        learning_rate: Any = 1e-2, momentum: float = 0.9, weight_decay: Any = 0.0, eps: float = 1e-6,
-        decoupled_decay: bool = False, *, lr_scale: Any = None,
+    learning_rate: Any = 1e-2,
+    momentum: float = 0.9,
+    weight_decay: Any = 0.0,
+    eps: float = 1e-6,
+    decoupled_decay: bool = False,
+    *,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``MADGRAD``: momentumized, adaptive, dual-averaged gradient method.
 
@@ -145,14 +154,20 @@ def madgrad(
     check_range('eps', eps, 0.0)
     check_bool('decoupled_decay', decoupled_decay)
     return optax.with_extra_args_support(
-        scale_by_madgrad(learning_rate, momentum, weight_decay, eps, decoupled_decay, lr_scale))
+        scale_by_madgrad(learning_rate, momentum, weight_decay, eps, decoupled_decay, lr_scale)
+    )
 
 
-_record = functools.partial(OptimInfo, alias=madgrad, timm_class='timm.optim.MADGRAD', has_momentum=True,
-    packing='packed', default_lr=0.01)
+_record = functools.partial(
+    OptimInfo, alias=madgrad, timm_class='timm.optim.MADGRAD', has_momentum=True, packing='packed', default_lr=0.01
+)
 
 OPTIMIZERS = (
-    _record(name='madgrad', description='Momentum-based Adaptive gradient method', benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.contrib.madgrad(lr, weight_decay=wd)),
+    _record(
+        name='madgrad',
+        description='Momentum-based Adaptive gradient method',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.madgrad(lr, weight_decay=wd),
+    ),
     _record(name='madgradw', description='MADGRAD with decoupled weight decay', defaults={'decoupled_decay': True}),
 )

@@ -4,6 +4,7 @@ Reference: Yuan et al., 2024, "MARS: Unleashing the Power of Variance
 Reduction for Training Large Models" (arXiv:2411.10438); caution from Liang et
 al., 2024 (arXiv:2411.16085).
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,10 +30,19 @@ class ScaleByMarsState(NamedTuple):
 
 
 def scale_by_mars(
-        b1: float = 0.9, b2: float = 0.99, eps: float = 1e-8, gamma: float = 0.025, mars_type: str = 'adamw',
-        optimize_1d: bool = False, lr_1d_factor: float = 1.0, betas_1d: Optional[Tuple[float, float]] = None,
-        caution: bool = False, weight_decay: Any = 0.0, *, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    gamma: float = 0.025,
+    mars_type: str = 'adamw',
+    optimize_1d: bool = False,
+    lr_1d_factor: float = 1.0,
+    betas_1d: Optional[Tuple[float, float]] = None,
+    caution: bool = False,
+    weight_decay: Any = 0.0,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """MARS's update before the lr: a variance-reduced, norm-clipped gradient fed to AdamW or Lion.
 
@@ -58,8 +68,11 @@ def scale_by_mars(
 
     def init_fn(params):
         return ScaleByMarsState(
-            count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype), last_grad=tree_zeros_like(params))
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
+            last_grad=tree_zeros_like(params),
+        )
 
     def update_fn(updates, state, params=None):
         decay = folded_l2(weight_decay, updates, params, 'mars with weight_decay')
@@ -107,10 +120,20 @@ def scale_by_mars(
 
 
 def mars(
-        learning_rate: Any = 3e-3, betas: Tuple[float, float] = (0.9, 0.99), eps: float = 1e-8, weight_decay: Any = 0.0,
-        gamma: float = 0.025, mars_type: str = 'adamw', optimize_1d: bool = False, lr_1d_factor: float = 1.0,
-        betas_1d: Optional[Tuple[float, float]] = None, caution: bool = False, *, lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 3e-3,
+    betas: Tuple[float, float] = (0.9, 0.99),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    gamma: float = 0.025,
+    mars_type: str = 'adamw',
+    optimize_1d: bool = False,
+    lr_1d_factor: float = 1.0,
+    betas_1d: Optional[Tuple[float, float]] = None,
+    caution: bool = False,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Mars``: variance-reduced gradients (MARS) in an AdamW or Lion step.
 
@@ -152,25 +175,49 @@ def mars(
         leaves count as "1-d" follows timm (``ndim < 2``), so a Flax conv
         kernel is treated like a PyTorch one.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, optimize_1d=optimize_1d,
-        caution=caution)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, optimize_1d=optimize_1d, caution=caution
+    )
     check_range('gamma', gamma)
     check_choice('mars_type', mars_type, ('adamw', 'lion'))
     check_range('lr_1d_factor', lr_1d_factor, 0.0)
     if betas_1d is not None:
         check_betas(betas_1d, name='betas_1d')
-    return optax.with_extra_args_support(optax.chain(
-        scale_by_mars(betas[0], betas[1], eps, gamma, mars_type, optimize_1d, lr_1d_factor, betas_1d, caution,
-                      weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-    ))
+    return optax.with_extra_args_support(
+        optax.chain(
+            scale_by_mars(
+                betas[0],
+                betas[1],
+                eps,
+                gamma,
+                mars_type,
+                optimize_1d,
+                lr_1d_factor,
+                betas_1d,
+                caution,
+                weight_decay,
+                mu_dtype=mu_dtype,
+                nu_dtype=nu_dtype,
+            ),
+            scale_by_learning_rate(learning_rate, lr_scale),
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=mars, timm_class='timm.optim.Mars', has_betas=True, packing='stacked',
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+_record = functools.partial(
+    OptimInfo,
+    alias=mars,
+    timm_class='timm.optim.Mars',
+    has_betas=True,
+    packing='stacked',
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='mars', description='Unleashing the Power of Variance Reduction for Training Large Models',
-        benchmarked=True),
+    _record(
+        name='mars',
+        description='Unleashing the Power of Variance Reduction for Training Large Models',
+        benchmarked=True,
+    ),
     _record(name='cmars', description='Cautious MARS', defaults={'caution': True}),
 )

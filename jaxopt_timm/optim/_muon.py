@@ -14,25 +14,37 @@ the Muon direction or to the Adam fallback; the routing is static, so the
 whole step is one jitted function (Newton–Schulz runs batched over all Muon
 leaves whose matrices share a shape).
 """
+
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 from .._validate import (
-    check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay, resolve_dtype,
+    check_betas,
+    check_bool,
+    check_choice,
+    check_lr,
+    check_range,
+    check_weight_decay,
+    resolve_dtype,
 )
 from ..transforms import (
-    LAYOUTS, add_decoupled_weight_decay, compute_dtype, from_torch_layout, leaf_values, muon_lr_adjustment,
-    orthogonalizable_shape, orthogonalize_tensors, resolve_ns_coefficients, safe_increment, scale_by_adam,
-    scale_by_learning_rate, to_torch_layout, torch_axes, torch_lerp_rounded_weight, tree_zeros_like,
+    LAYOUTS,
+    add_decoupled_weight_decay,
+    leaf_values,
+    orthogonalizable_shape,
+    resolve_ns_coefficients,
+    scale_by_adam,
+    scale_by_learning_rate,
+    torch_axes,
 )
+from ._muon_step import scale_by_muon
 from ._registry import OptimInfo
 
 __all__ = ['muon', 'scale_by_muon', 'muon_routes_to_fallback']
@@ -44,6 +56,7 @@ _ADAMUON_ADJUST = (None, 'match_rms_adamw', 'rms_to_rms', 'rsqrt_in')
 
 
 # ------------------------------------------------------------------------------------------------ layouts, routing
+
 
 def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, layout: str = 'torch') -> bool:
     """Whether a leaf of ``shape`` takes the Adam fallback: an explicit ``use_fallback``, else timm's shape rule.
@@ -58,139 +71,39 @@ def muon_routes_to_fallback(shape: Sequence[int], use_fallback: bool = False, la
     return not orthogonalizable_shape(tuple(shape[a] for a in torch_axes(len(shape), layout)))
 
 
-# ------------------------------------------------------------------------------------------------ Muon direction
-
-class ScaleByMuonState(NamedTuple):
-    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
-    momentum_buffer: Any
-    exp_avg_sq: Any  # AdaMuon's second moment of the orthogonalised direction; None leaves for algo='muon'
-
-
-def scale_by_muon(
-        momentum: float = 0.95,
-        nesterov: bool = False,
-        ns_steps: int = 5,
-        ns_coefficients: Any = 'quintic',
-        eps: float = 1e-7,
-        safety_factor: float = 1.0,
-        adjust_lr_fn: Optional[str] = 'match_rms_adamw',
-        conv_mode: str = 'flatten',
-        normalize_spatial: bool = True,
-        algo: str = 'muon',
-        beta2: float = 0.95,
-        scale_eps: bool = False,
-        *,
-        ns_dtype: Any = jnp.bfloat16,
-        layout: str = 'torch',
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
-) -> optax.GradientTransformation:
-    r"""Muon's direction (lr-free) for every leaf it is given; the leaves must be Muon-suitable matrices or kernels.
-
-    .. math::
-        B_t &= \mu B_{t-1} + (1-\mu) g_t, \qquad M_t = \mu B_t + (1-\mu) g_t \text{ (nesterov) else } B_t \\
-        O_t &= \mathrm{NS}(M_t) \quad (\text{>2-d: flattened to } (out, in\cdot k) \text{ or batched per tap}) \\
-        d_t &= s\,O_t \quad (\text{muon}), \qquad
-        v_t = \beta_2 v_{t-1} + (1-\beta_2) O_t^2, \quad d_t = s\,\frac{O_t}{\sqrt{\hat v_t}+\epsilon}
-            \ (\text{adamuon, RMS-normalised for match\_rms\_adamw})
-
-    with :math:`s` timm's shape-dependent ``adjust_lr_fn`` factor. The
-    caller multiplies by :math:`-\eta`. Newton–Schulz (see
-    :func:`jaxopt_timm.transforms.orthogonalize_via_newton_schulz`)
-    runs once per distinct matrix shape, batched over the leaves sharing it.
-
-    :math:`B_t` is kept in ``mu_dtype`` and AdaMuon's :math:`v_t` in
-    ``nu_dtype`` (default: the params' dtype, float32 for float16 params);
-    their EMAs are computed in float32 for low-precision buffers.
-    """
-    ns_dtype = jnp.dtype(ns_dtype)
-    coefficients = resolve_ns_coefficients(ns_coefficients)
-    ada = algo == 'adamuon'
-    mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
-    nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-
-    def init_fn(params):
-        return ScaleByMuonState(
-            count=jnp.zeros([], jnp.int32),
-            momentum_buffer=tree_zeros_like(params, mu_dtype),
-            exp_avg_sq=tree_zeros_like(params, nu_dtype) if ada else jax.tree.map(lambda _: None, params),
-        )
-
-    def update_fn(updates, state, params=None):
-        del params
-        count = safe_increment(state.count)
-        leaves, treedef = jax.tree.flatten(updates)
-        bufs = treedef.flatten_up_to(state.momentum_buffer)
-        new_bufs, dirs = [], []
-        for g, buf in zip(leaves, bufs):
-            cdt = compute_dtype(buf.dtype)  # low-precision buffers: the EMA in float32, rounded once when stored
-            buf = torch_lerp_rounded_weight(buf.astype(cdt), g.astype(cdt), 1.0 - momentum).astype(buf.dtype)
-            new_bufs.append(buf)
-            u = torch_lerp_rounded_weight(g.astype(cdt), buf.astype(cdt), momentum) if nesterov else buf
-            dirs.append(to_torch_layout(u, layout))
-        # One Newton–Schulz call per matrix shape, batched over the leaves (and kernel taps) that share it.
-        ortho = orthogonalize_tensors(dirs, conv_mode, ns_steps, coefficients, eps, safety_factor, ns_dtype, scale_eps)
-        sq_leaves = treedef.flatten_up_to(state.exp_avg_sq)
-        t = count.astype(jnp.float32)
-        outs, new_sqs = [], []
-        for g, o, sq in zip(leaves, ortho, sq_leaves):
-            scale, rms_norm = muon_lr_adjustment(o.shape, adjust_lr_fn, algo, conv_mode, normalize_spatial)
-            o = o.astype(jnp.float32)
-            if ada:
-                sq_t = to_torch_layout(sq, layout).astype(jnp.float32)
-                sq_t = (beta2 * sq_t + (1.0 - beta2) * o * o).astype(sq.dtype)  # as stored
-                new_sqs.append(from_torch_layout(sq_t, layout))
-                sq_t = sq_t.astype(jnp.float32)
-                # with rms_norm, the norm rescaling below makes bias correction moot (timm skips it)
-                o = o / (jnp.sqrt(sq_t if rms_norm else sq_t / (1.0 - jnp.float32(beta2) ** t)) + eps)
-                if rms_norm:
-                    o = o / (jnp.sqrt(jnp.sum(o * o)) + eps)
-            else:
-                new_sqs.append(sq)
-            d = jnp.float32(scale) * o
-            outs.append(from_torch_layout(d, layout).astype(g.dtype))
-        new_state = ScaleByMuonState(
-            count=count,
-            momentum_buffer=jax.tree.unflatten(treedef, new_bufs),
-            exp_avg_sq=jax.tree.unflatten(treedef, new_sqs) if ada else state.exp_avg_sq,
-        )
-        return jax.tree.unflatten(treedef, outs), new_state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
 # ------------------------------------------------------------------------------------------------ the alias
+
 
 def _masked(labels: Any, values: Any, keep: str) -> Any:
     return jax.tree.map(lambda lab, v: v if lab == keep else optax.MaskedNode(), labels, values)
 
 
 def muon(
-        learning_rate: Any = 0.02,
-        weight_decay: Any = 0.0,
-        momentum: float = 0.95,
-        nesterov: bool = False,
-        ns_steps: int = 5,
-        ns_coefficients: Any = 'quintic',
-        eps: float = 1e-7,
-        safety_factor: float = 1.0,
-        adjust_lr_fn: Optional[str] = 'match_rms_adamw',
-        conv_mode: str = 'flatten',
-        normalize_spatial: bool = True,
-        adamw_lr: Optional[float] = None,
-        fallback_lr_scale: float = 1.0,
-        betas: Tuple[float, float] = (0.9, 0.95),
-        algo: str = 'muon',
-        scale_eps: bool = False,
-        capturable: bool = False,
-        verbose: bool = False,
-        *,
-        use_fallback: Any = False,
-        lr_scale: Any = None,
-        ns_dtype: Any = 'bfloat16',
-        layout: str = 'torch',
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 0.02,
+    weight_decay: Any = 0.0,
+    momentum: float = 0.95,
+    nesterov: bool = False,
+    ns_steps: int = 5,
+    ns_coefficients: Any = 'quintic',
+    eps: float = 1e-7,
+    safety_factor: float = 1.0,
+    adjust_lr_fn: Optional[str] = 'match_rms_adamw',
+    conv_mode: str = 'flatten',
+    normalize_spatial: bool = True,
+    adamw_lr: Optional[float] = None,
+    fallback_lr_scale: float = 1.0,
+    betas: Tuple[float, float] = (0.9, 0.95),
+    algo: str = 'muon',
+    scale_eps: bool = False,
+    capturable: bool = False,
+    verbose: bool = False,
+    *,
+    use_fallback: Any = False,
+    lr_scale: Any = None,
+    ns_dtype: Any = 'bfloat16',
+    layout: str = 'torch',
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``Muon``: orthogonalised momentum for matrices, AdamW (NAdamW with ``nesterov``) for the rest.
 
@@ -271,33 +184,56 @@ def muon(
     check_choice('conv_mode', conv_mode, ('flatten', 'batched'))
     check_betas(betas)
     check_range('fallback_lr_scale', fallback_lr_scale, 0.0)
-    for name, value in (('nesterov', nesterov), ('normalize_spatial', normalize_spatial), ('scale_eps', scale_eps),
-                        ('capturable', capturable), ('verbose', verbose)):
+    for name, value in (
+        ('nesterov', nesterov),
+        ('normalize_spatial', normalize_spatial),
+        ('scale_eps', scale_eps),
+        ('capturable', capturable),
+        ('verbose', verbose),
+    ):
         check_bool(name, value)
     check_choice('layout', layout, LAYOUTS)
     ns_dtype = resolve_dtype('ns_dtype', ns_dtype)
     mu_dtype = resolve_dtype('mu_dtype', mu_dtype)
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
     if adamw_lr is not None:
-        warnings.warn('adamw_lr is deprecated, use fallback_lr_scale=adamw_lr/learning_rate instead',
-                      FutureWarning, stacklevel=2)
+        warnings.warn(
+            'adamw_lr is deprecated, use fallback_lr_scale=adamw_lr/learning_rate instead', FutureWarning, stacklevel=2
+        )
         check_range('adamw_lr', adamw_lr, 0.0)
         if callable(learning_rate) or isinstance(learning_rate, jax.core.Tracer) or float(learning_rate) == 0:
-            raise ValueError(f'Invalid adamw_lr: {adamw_lr!r} needs a non-zero float learning_rate; expected None '
-                             '(use fallback_lr_scale)')
+            raise ValueError(
+                f'Invalid adamw_lr: {adamw_lr!r} needs a non-zero float learning_rate; expected None '
+                '(use fallback_lr_scale)'
+            )
         fallback_lr_scale = float(adamw_lr) / float(learning_rate)
 
     direction = scale_by_muon(  # ns_steps may be traced (inject_hyperparams): Newton-Schulz loops over it then
-        momentum, nesterov, ns_steps if isinstance(ns_steps, jax.Array) else int(ns_steps), coefficients, eps,
-        safety_factor, adjust_lr_fn, conv_mode, normalize_spatial, algo, betas[1], scale_eps, ns_dtype=ns_dtype,
-        layout=layout, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+        momentum,
+        nesterov,
+        ns_steps if isinstance(ns_steps, jax.Array) else int(ns_steps),
+        coefficients,
+        eps,
+        safety_factor,
+        adjust_lr_fn,
+        conv_mode,
+        normalize_spatial,
+        algo,
+        betas[1],
+        scale_eps,
+        ns_dtype=ns_dtype,
+        layout=layout,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
     fallback = scale_by_adam(betas[0], betas[1], eps, nesterov=nesterov, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 
     def build(like):
         # Routing is static (shapes and concrete flags), so it is recomputed identically in init and update.
         flags = leaf_values(use_fallback, like)
         labels = jax.tree.map(
-            lambda p, f: 'fallback' if muon_routes_to_fallback(np.shape(p), bool(f), layout) else 'muon', like, flags)
+            lambda p, f: 'fallback' if muon_routes_to_fallback(np.shape(p), bool(f), layout) else 'muon', like, flags
+        )
         scales = leaf_values(1.0 if lr_scale is None else lr_scale, like)
         fb_scales = jax.tree.map(lambda s: s * fallback_lr_scale, scales)
         wds = leaf_values(weight_decay, like)
@@ -311,16 +247,15 @@ def muon(
             )
 
         tx = optax.multi_transform(
-            {'muon': branch(direction, 'muon', scales), 'fallback': branch(fallback, 'fallback', fb_scales)},
-            labels)
+            {'muon': branch(direction, 'muon', scales), 'fallback': branch(fallback, 'fallback', fb_scales)}, labels
+        )
         return tx, labels
 
     def init_fn(params):
         tx, labels = build(params)
         if verbose:
             routes = jax.tree.leaves(labels)
-            _logger.info('Muon parameter routing: %d Muon, %d fallback', routes.count('muon'),
-                         routes.count('fallback'))
+            _logger.info('Muon parameter routing: %d Muon, %d fallback', routes.count('muon'), routes.count('fallback'))
         return tx.init(params)
 
     def update_fn(updates, state, params=None):
@@ -329,22 +264,45 @@ def muon(
     return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
-_FLAGS: Dict[str, Any] = dict(alias=muon, timm_class='timm.optim.Muon', has_momentum=True, has_eps=True,
-                              has_betas=True, packing='stacked', shape_aware=True, fallback='use_fallback',
-                              parity_mode='newton_schulz_float32', default_lr=0.02,
-                              # Muon's momentum and the AdamW fallback's moments
-                              state_dtypes={'mu_dtype': ('momentum_buffer', 'exp_avg'), 'nu_dtype': ('exp_avg_sq',)})
+_FLAGS: Dict[str, Any] = dict(
+    alias=muon,
+    timm_class='timm.optim.Muon',
+    has_momentum=True,
+    has_eps=True,
+    has_betas=True,
+    packing='stacked',
+    shape_aware=True,
+    fallback='use_fallback',
+    parity_mode='newton_schulz_float32',
+    default_lr=0.02,
+    # Muon's momentum and the AdamW fallback's moments
+    state_dtypes={'mu_dtype': ('momentum_buffer', 'exp_avg'), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    OptimInfo(name='muon', description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',
-              benchmarked=True,
-              optax_equivalent=lambda lr, wd: optax.contrib.muon(lr, weight_decay=wd), **_FLAGS),
-    OptimInfo(name='nmuon',
-              description='MomentUm Orthogonalized by Newton-schulz with Nesterov and NAdamW fallback for 1D params',
-              defaults={'nesterov': True}, **_FLAGS),
-    OptimInfo(name='adamuon',
-              description='AdaMuon: Muon with adaptive second moment estimation on orthogonalized directions',
-              defaults={'algo': 'adamuon'}, **_FLAGS),
-    OptimInfo(name='nadamuon', description='AdaMuon with Nesterov momentum and NAdamW fallback for 1D params',
-              defaults={'algo': 'adamuon', 'nesterov': True}, **_FLAGS),
+    OptimInfo(
+        name='muon',
+        description='MomentUm Orthogonalized by Newton-schulz with AdamW fallback for 1D params',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.muon(lr, weight_decay=wd),
+        **_FLAGS,
+    ),
+    OptimInfo(
+        name='nmuon',
+        description='MomentUm Orthogonalized by Newton-schulz with Nesterov and NAdamW fallback for 1D params',
+        defaults={'nesterov': True},
+        **_FLAGS,
+    ),
+    OptimInfo(
+        name='adamuon',
+        description='AdaMuon: Muon with adaptive second moment estimation on orthogonalized directions',
+        defaults={'algo': 'adamuon'},
+        **_FLAGS,
+    ),
+    OptimInfo(
+        name='nadamuon',
+        description='AdaMuon with Nesterov momentum and NAdamW fallback for 1D params',
+        defaults={'algo': 'adamuon', 'nesterov': True},
+        **_FLAGS,
+    ),
 )

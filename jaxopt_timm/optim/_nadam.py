@@ -5,6 +5,7 @@ References: Dozat, 2016, "Incorporating Nesterov Momentum into Adam" (ICLR
 momentum warming schedule ``mu_t = beta1 (1 - 0.5 * 0.96^(t * psi))`` of that
 report; decoupled decay from Loshchilov & Hutter, 2019 (arXiv:1711.05101).
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,7 +26,6 @@ __all__ = ['nadam', 'nadam_legacy']
 _LOG_096 = math.log(0.96)
 
 
-
 class ScaleByNAdamState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     mu_product: jax.Array
@@ -34,8 +34,13 @@ class ScaleByNAdamState(NamedTuple):
 
 
 def scale_by_nadam(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, momentum_decay: float = 4e-3, *,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    momentum_decay: float = 4e-3,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""NAdam's direction with torch's momentum schedule (to be multiplied by ``-lr``).
 
@@ -87,9 +92,17 @@ def scale_by_nadam(
 
 
 def nadam(
-        learning_rate: Any = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, *,
-        maximize: bool = False, lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 2e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.NAdam``: Adam with Nesterov momentum and a warming momentum schedule.
 
@@ -117,18 +130,33 @@ def nadam(
     Notes:
         The schedule of Dozat's report uses :math:`\psi = 0.004`, torch's default.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
     check_range('momentum_decay', momentum_decay, 0.0)
     direction = scale_by_nadam(betas[0], betas[1], eps, momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return decay_chain(
-        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay)
+        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay
+    )
 
 
 def nadam_legacy(
-        learning_rate: Any = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, schedule_decay: float = 4e-3, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 2e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    schedule_decay: float = 4e-3,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NAdamLegacy``: the pre-torch NAdam, L2 weight decay only.
 
@@ -156,13 +184,24 @@ def nadam_legacy(
     )
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed',
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+_record = functools.partial(
+    OptimInfo, has_betas=True, packing='packed', state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)}
+)
 
 OPTIMIZERS = (
-    _record(name='nadam', alias=nadam, timm_class='torch.optim.NAdam',
-        description='torch.optim.NAdam, Adam with Nesterov momentum', benchmarked=True, complex_params=True,
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.nadam(lr))),
-    _record(name='nadamlegacy', alias=nadam_legacy, timm_class='timm.optim.NAdamLegacy',
-        description='legacy impl of NAdam that pre-dates inclusion in torch.optim'),
+    _record(
+        name='nadam',
+        alias=nadam,
+        timm_class='torch.optim.NAdam',
+        description='torch.optim.NAdam, Adam with Nesterov momentum',
+        benchmarked=True,
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.nadam(lr)),
+    ),
+    _record(
+        name='nadamlegacy',
+        alias=nadam_legacy,
+        timm_class='timm.optim.NAdamLegacy',
+        description='legacy impl of NAdam that pre-dates inclusion in torch.optim',
+    ),
 )

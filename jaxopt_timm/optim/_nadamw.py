@@ -10,6 +10,7 @@ RMS update clipping from Wortsman et al., 2023, "Stable and low-precision
 training for large-scale vision-language models" (StableAdamW,
 arXiv:2304.13013).
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,10 +26,19 @@ __all__ = ['nadamw']
 
 
 def nadamw(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 1e-2, caution: bool = False, corrected_weight_decay: bool = False, maximize: bool = False,
-        clipping_threshold: Optional[float] = None, *, lr_scale: Any = None, max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 1e-2,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    clipping_threshold: Optional[float] = None,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NAdamW``: AdamW whose numerator takes one more Nesterov look-ahead step.
 
@@ -62,28 +72,59 @@ def nadamw(
         Registered as ``nadamw``, ``cnadamw`` (caution), ``nadamc``
         (corrected decay) and ``cnadamc`` (both).
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype, caution=caution,
-        corrected_weight_decay=corrected_weight_decay, maximize=maximize)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        caution=caution,
+        corrected_weight_decay=corrected_weight_decay,
+        maximize=maximize,
+    )
     check_range('clipping_threshold', clipping_threshold, 0.0, lo_open=True, allow_none=True)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_adam(
-        betas[0], betas[1], eps, nesterov=True, clipping_threshold=clipping_threshold, mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype)
+        betas[0],
+        betas[1],
+        eps,
+        nesterov=True,
+        clipping_threshold=clipping_threshold,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
     return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize, caution=caution)
 
 
 _DESCRIPTION = 'Adam with Nesterov momentum and decoupled weight decay, mlcommons/algorithmic-efficiency impl'
 
-_record = functools.partial(OptimInfo, alias=nadamw, timm_class='timm.optim.NAdamW', has_betas=True, packing='packed',
+_record = functools.partial(
+    OptimInfo,
+    alias=nadamw,
+    timm_class='timm.optim.NAdamW',
+    has_betas=True,
+    packing='packed',
     complex_params=True,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='nadamw', description=_DESCRIPTION, benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.nadamw(lr, weight_decay=wd)),
+    _record(
+        name='nadamw',
+        description=_DESCRIPTION,
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.nadamw(lr, weight_decay=wd),
+    ),
     _record(name='cnadamw', description='Cautious NAdamW', defaults={'caution': True}),
-    _record(name='nadamc', description='NAdamW with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'corrected_weight_decay': True}),
-    _record(name='cnadamc', description='Cautious NAdamW with corrected weight decay (lr²/max_lr scaling)',
-        defaults={'caution': True, 'corrected_weight_decay': True}),
+    _record(
+        name='nadamc',
+        description='NAdamW with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'corrected_weight_decay': True},
+    ),
+    _record(
+        name='cnadamc',
+        description='Cautious NAdamW with corrected weight decay (lr²/max_lr scaling)',
+        defaults={'caution': True, 'corrected_weight_decay': True},
+    ),
 )

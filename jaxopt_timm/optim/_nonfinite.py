@@ -20,6 +20,7 @@ uninterrupted run would have taken), and is counted. It is optax's
 ``max_consecutive_errors``: use that wrapper directly for a run that should
 fail after N bad steps in a row). :func:`skipped_steps` reads the count.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -5,6 +5,7 @@ Layer-wise Adaptive Moments for Training of Deep Networks" (arXiv:1905.11286),
 as in NVIDIA's Jasper example; amsgrad from Reddi et al., 2018; corrected
 decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,15 @@ class ScaleByNovogradState(NamedTuple):
 
 
 def scale_by_novograd(
-        b1: float = 0.95, b2: float = 0.98, eps: float = 1e-8, grad_averaging: bool = False, amsgrad: bool = False,
-        weight_decay: Any = 0.0, *, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.95,
+    b2: float = 0.98,
+    eps: float = 1e-8,
+    grad_averaging: bool = False,
+    amsgrad: bool = False,
+    weight_decay: Any = 0.0,
+    *,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """NovoGrad's direction: a momentum of the gradient normalised by its layer-wise norm EMA.
 
@@ -84,20 +92,29 @@ def scale_by_novograd(
             m = (b1 * m + u).astype(m_in.dtype)
             return m.astype(g_in.dtype), m, v, vmax
 
-        out = jax.tree.map(
-            leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds)
+        out = jax.tree.map(leaf, updates, ps, state.exp_avg, state.exp_avg_sq, vmaxs, wds)
         direction, mu, nu, vmax = tree_unzip(out, updates, 4)
         return direction, ScaleByNovogradState(
-            count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax if amsgrad else None)
+            count=safe_increment(state.count), exp_avg=mu, exp_avg_sq=nu, max_exp_avg_sq=vmax if amsgrad else None
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
 def novograd(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.95, 0.98), eps: float = 1e-8,
-        weight_decay: Any = 0.0, grad_averaging: bool = False, amsgrad: bool = False, decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False, *, lr_scale: Any = None, max_lr: Optional[float] = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.95, 0.98),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    grad_averaging: bool = False,
+    amsgrad: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``NvNovoGrad``: SGD momentum on gradients normalised by a layer-wise second moment.
 
@@ -140,26 +157,58 @@ def novograd(
         is still exactly zero, keyed on the value as timm does (a leaf whose
         gradients stay zero keeps being re-seeded).
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
-        grad_averaging=grad_averaging, amsgrad=amsgrad, decoupled_decay=decoupled_decay,
-        corrected_weight_decay=corrected_weight_decay)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        grad_averaging=grad_averaging,
+        amsgrad=amsgrad,
+        decoupled_decay=decoupled_decay,
+        corrected_weight_decay=corrected_weight_decay,
+    )
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
-    return optax.with_extra_args_support(optax.chain(
-        scale_by_novograd(betas[0], betas[1], eps, grad_averaging, amsgrad,
-                          0.0 if decoupled_decay else weight_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
-    ))
+    return optax.with_extra_args_support(
+        optax.chain(
+            scale_by_novograd(
+                betas[0],
+                betas[1],
+                eps,
+                grad_averaging,
+                amsgrad,
+                0.0 if decoupled_decay else weight_decay,
+                mu_dtype=mu_dtype,
+                nu_dtype=nu_dtype,
+            ),
+            scale_by_learning_rate(learning_rate, lr_scale),
+            add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=novograd, timm_class='timm.optim.NvNovoGrad', has_betas=True,
-    packing='stacked', default_lr=0.01,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')})
+_record = functools.partial(
+    OptimInfo,
+    alias=novograd,
+    timm_class='timm.optim.NvNovoGrad',
+    has_betas=True,
+    packing='stacked',
+    default_lr=0.01,
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq', 'max_exp_avg_sq')},
+)
 
 OPTIMIZERS = (
-    _record(name='novograd', description='Normalized Adam with L2 norm gradient normalization', benchmarked=True,
-        optax_equivalent=lambda lr, wd: optax.novograd(lr, weight_decay=wd)),
+    _record(
+        name='novograd',
+        description='Normalized Adam with L2 norm gradient normalization',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.novograd(lr, weight_decay=wd),
+    ),
     _record(name='novogradw', description='NovoGrad with decoupled weight decay', defaults={'decoupled_decay': True}),
-    _record(name='novogradc', description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'decoupled_decay': True, 'corrected_weight_decay': True}),
+    _record(
+        name='novogradc',
+        description='NovoGrad with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'decoupled_decay': True, 'corrected_weight_decay': True},
+    ),
 )

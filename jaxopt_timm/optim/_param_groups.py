@@ -5,6 +5,7 @@ A Flax linen variables dict ``{'params': {...}}`` is named from inside its
 ``'params'`` collection, so timm-style patterns (``pos_embed``, ``*.bias``)
 match as they do on a torch model.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,16 @@ import numpy as np
 from .._validate import check_range
 
 __all__ = [
-    'leaf_names', 'params_of', 'named_leaves', 'weight_decay_tree', 'layer_ids_from_matcher', 'auto_layer_ids',
-    'ParamGroups', 'build_param_groups', 'MATCH_PREV_GROUP', 'check_name_patterns',
+    'leaf_names',
+    'params_of',
+    'named_leaves',
+    'weight_decay_tree',
+    'layer_ids_from_matcher',
+    'auto_layer_ids',
+    'ParamGroups',
+    'build_param_groups',
+    'MATCH_PREV_GROUP',
+    'check_name_patterns',
 ]
 
 
@@ -82,10 +91,10 @@ def _matches(name: str, patterns: Collection[str]) -> bool:
 
 
 def weight_decay_tree(
-        params: Any,
-        weight_decay: float,
-        filter_bias_and_bn: bool = True,
-        no_weight_decay_list: Collection[str] = (),
+    params: Any,
+    weight_decay: float,
+    filter_bias_and_bn: bool = True,
+    no_weight_decay_list: Collection[str] = (),
 ) -> Any:
     """Per-leaf weight decay, as timm's ``param_groups_weight_decay``.
 
@@ -113,8 +122,10 @@ def check_name_patterns(argument: str, patterns: Any) -> Tuple[str, ...]:
     """``patterns`` as a tuple of fnmatch patterns; a bare string (which would match its characters one by one)
     or a non-string entry is refused, naming ``argument``."""
     if isinstance(patterns, (str, bytes)):
-        raise ValueError(f'Invalid {argument}: {patterns!r} is a bare string (it would be read as its characters); '
-                         f'expected a list of names or fnmatch patterns, e.g. [{patterns!r}]')
+        raise ValueError(
+            f'Invalid {argument}: {patterns!r} is a bare string (it would be read as its characters); '
+            f'expected a list of names or fnmatch patterns, e.g. [{patterns!r}]'
+        )
     try:
         items = tuple(patterns or ())
     except TypeError:
@@ -137,8 +148,10 @@ def _compile_matcher(group_matcher: Any):
     if callable(group_matcher):
         return group_matcher
     if not isinstance(group_matcher, dict):
-        raise ValueError(f'Invalid group_matcher: {group_matcher!r}, expected timm\'s dict of regular expressions '
-                         f'({{group: regex | [(regex, suffix), ...]}}) or a callable name -> layer ordinal')
+        raise ValueError(
+            f'Invalid group_matcher: {group_matcher!r}, expected timm\'s dict of regular expressions '
+            f'({{group: regex | [(regex, suffix), ...]}}) or a callable name -> layer ordinal'
+        )
     compiled = []
     for ordinal, (key, spec) in enumerate(group_matcher.items()):
         if spec is None:
@@ -189,14 +202,16 @@ def layer_ids_from_matcher(names: Sequence[str], group_matcher: Any) -> Dict[str
     return layer_of
 
 
-def auto_layer_ids(names: Sequence[str], head_prefix: Any = None, layers_per_group: int = 12,
-                   num_groups: Optional[int] = None) -> Dict[str, int]:
+def auto_layer_ids(
+    names: Sequence[str], head_prefix: Any = None, layers_per_group: int = 12, num_groups: Optional[int] = None
+) -> Dict[str, int]:
     """timm's ``auto_group_layers``: trunk leaves in order, ``layers_per_group`` to an id; the head gets the last.
 
     Order is the params tree's leaf order (``jax.tree.leaves``; sorted keys for
     dicts), which plays the role of torch's registration order. Without a
     ``head_prefix`` every leaf counts as head, so all share one id, as in timm.
     """
+
     def in_head(n):
         if not head_prefix:
             return True
@@ -232,6 +247,7 @@ class ParamGroups:
     of dicts of other per-leaf optimizer arguments (from ``param_group_fn``);
     ``layer_id`` a tree of layer ids when layer decay is on.
     """
+
     weight_decay: Any
     lr_scale: Any
     trainable: Any
@@ -241,18 +257,18 @@ class ParamGroups:
 
 
 def build_param_groups(
-        params: Any,
-        weight_decay: float = 0.,
-        filter_bias_and_bn: bool = True,
-        no_weight_decay_list: Collection[str] = (),
-        fallback_list: Collection[str] = (),
-        fallback_no_weight_decay: bool = False,
-        layer_decay: Optional[float] = None,
-        layer_decay_min_scale: float = 0.,
-        layer_decay_no_opt_scale: Optional[float] = None,
-        param_group_fn: Optional[Callable[[str, Any], Optional[dict]]] = None,
-        group_matcher: Any = None,
-        head_prefix: Any = None,
+    params: Any,
+    weight_decay: float = 0.0,
+    filter_bias_and_bn: bool = True,
+    no_weight_decay_list: Collection[str] = (),
+    fallback_list: Collection[str] = (),
+    fallback_no_weight_decay: bool = False,
+    layer_decay: Optional[float] = None,
+    layer_decay_min_scale: float = 0.0,
+    layer_decay_no_opt_scale: Optional[float] = None,
+    param_group_fn: Optional[Callable[[str, Any], Optional[dict]]] = None,
+    group_matcher: Any = None,
+    head_prefix: Any = None,
 ) -> ParamGroups:
     """timm's grouping precedence over a params tree: ``param_group_fn``, then layer decay, then weight decay."""
     no_weight_decay_list = check_name_patterns('no_weight_decay_list', no_weight_decay_list)
@@ -325,6 +341,10 @@ def build_param_groups(
         return jax.tree.unflatten(treedef, values)
 
     return ParamGroups(
-        weight_decay=unflat(wd), lr_scale=unflat(scale), trainable=unflat(trainable),
-        use_fallback=unflat(fallback), overrides=list(overrides),
-        layer_id=unflat(layer) if layer else None)
+        weight_decay=unflat(wd),
+        lr_scale=unflat(scale),
+        trainable=unflat(trainable),
+        use_fallback=unflat(fallback),
+        overrides=list(overrides),
+        layer_id=unflat(layer) if layer else None,
+    )

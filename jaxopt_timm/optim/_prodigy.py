@@ -19,6 +19,7 @@ nothing and does not count, as in the reference.
 The reference allows per-group lrs only of 0 or the lr: ``lr_scale`` (layer
 decay) must be 0 or 1 per leaf.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,14 @@ import optax.contrib  # noqa: F401  (the benchmark's optax counterpart)
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
 from ..transforms import (
-    leaf_values, lr_at, pow_bias_correction, require_params, require_static, state_dtype, state_zeros, tree_unzip,
+    leaf_values,
+    lr_at,
+    pow_bias_correction,
+    require_params,
+    require_static,
+    state_dtype,
+    state_zeros,
+    tree_unzip,
 )
 from ._registry import OptimInfo
 
@@ -40,14 +48,15 @@ __all__ = ['prodigy', 'ProdigyState']
 
 class ProdigyState(NamedTuple):
     """Prodigy's state: the reference's step-size scalars (float32) and per-param buffers."""
+
     # counted steps (the reference's ``k``)
     count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     d: jax.Array
     d_max: jax.Array
     d_numerator: jax.Array
-    p0: Any                 # the initial params (sliced and flattened when slice_p > 1)
+    p0: Any  # the initial params (sliced and flattened when slice_p > 1)
     s: Any
-    exp_avg: Any            # None when betas[0] == 0
+    exp_avg: Any  # None when betas[0] == 0
     exp_avg_sq: Any
 
 
@@ -60,15 +69,29 @@ def _check_scales(lr_scale: Any, params: Any) -> None:
         if isinstance(value, jax.Array):
             continue
         if float(value) not in (0.0, 1.0):
-            raise ValueError(f'Invalid lr_scale: {value!r}; Prodigy takes one lr for every param (a leaf may only '
-                             'be frozen, lr_scale 0, as the reference allows): expected 0 or 1 (no layer decay)')
+            raise ValueError(
+                f'Invalid lr_scale: {value!r}; Prodigy takes one lr for every param (a leaf may only '
+                'be frozen, lr_scale 0, as the reference allows): expected 0 or 1 (no layer decay)'
+            )
 
 
 def prodigy(
-        learning_rate: Any = 1.0, betas: Tuple[float, float] = (0.9, 0.999), beta3: Optional[float] = None,
-        eps: float = 1e-8, weight_decay: Any = 0.0, decouple: bool = True, use_bias_correction: bool = False,
-        safeguard_warmup: bool = False, d0: float = 1e-6, d_coef: float = 1.0, growth_rate: float = math.inf,
-        slice_p: int = 1, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1.0,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    beta3: Optional[float] = None,
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    decouple: bool = True,
+    use_bias_correction: bool = False,
+    safeguard_warmup: bool = False,
+    d0: float = 1e-6,
+    d_coef: float = 1.0,
+    growth_rate: float = math.inf,
+    slice_p: int = 1,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``prodigyopt.Prodigy``: Adam with the step size estimated on the fly (see the module docstring).
 
@@ -96,8 +119,11 @@ def prodigy(
     check_range('beta3', beta3, 0.0, 1.0, allow_none=True)
     check_range('eps', eps, 0.0, lo_open=True)
     check_weight_decay(weight_decay)
-    for name, value in (('decouple', decouple), ('use_bias_correction', use_bias_correction),
-                        ('safeguard_warmup', safeguard_warmup)):
+    for name, value in (
+        ('decouple', decouple),
+        ('use_bias_correction', use_bias_correction),
+        ('safeguard_warmup', safeguard_warmup),
+    ):
         check_bool(name, value)
     check_range('d0', d0, 0.0, lo_open=True)
     check_range('d_coef', d_coef, 0.0, lo_open=True)
@@ -117,7 +143,10 @@ def prodigy(
             _check_scales(lr_scale, params)
         f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
         return ProdigyState(
-            count=jnp.zeros([], jnp.int32), d=f32(d0), d_max=f32(d0), d_numerator=f32(0.0),
+            count=jnp.zeros([], jnp.int32),
+            d=f32(d0),
+            d_max=f32(d0),
+            d_numerator=f32(0.0),
             p0=jax.tree.map(lambda p: _sliced(jnp.asarray(p, state_dtype(p.dtype)), slice_p), params),
             s=jax.tree.map(lambda p: jnp.zeros(_sliced(jnp.asarray(p), slice_p).shape, state_dtype(p.dtype)), params),
             exp_avg=state_zeros(params, mu_dtype) if momentum else None,
@@ -173,17 +202,32 @@ def prodigy(
         new_updates = jax.tree.map(step, gs, params, m if momentum else gs, v, wds)
         keep = lambda new, old: jnp.where(skip, old, new)  # noqa: E731
         return new_updates, ProdigyState(
-            count=keep(state.count + 1, state.count), d=keep(d_new, d), d_max=keep(d_max, state.d_max),
-            d_numerator=keep(d_numerator, state.d_numerator), p0=state.p0, s=s,
-            exp_avg=m if momentum else None, exp_avg_sq=v)
+            count=keep(state.count + 1, state.count),
+            d=keep(d_new, d),
+            d_max=keep(d_max, state.d_max),
+            d_numerator=keep(d_numerator, state.d_numerator),
+            p0=state.p0,
+            s=s,
+            exp_avg=m if momentum else None,
+            exp_avg_sq=v,
+        )
 
     return optax.with_extra_args_support(optax.GradientTransformation(init_fn, update_fn))
 
 
 OPTIMIZERS = (
-    OptimInfo(name='prodigy', alias=prodigy, source='prodigyopt 1.1.2', timm_class='prodigyopt.Prodigy',
-              description='Prodigy, Adam with the step size estimated from the run (parameter-free)',
-              has_betas=True, default_lr=1.0, benchmarked=True, packing='packed', parity_mode='prodigy_d0',
-              optax_equivalent=lambda lr, wd: optax.contrib.prodigy(lr, weight_decay=wd),
-              state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)}),
+    OptimInfo(
+        name='prodigy',
+        alias=prodigy,
+        source='prodigyopt 1.1.2',
+        timm_class='prodigyopt.Prodigy',
+        description='Prodigy, Adam with the step size estimated from the run (parameter-free)',
+        has_betas=True,
+        default_lr=1.0,
+        benchmarked=True,
+        packing='packed',
+        parity_mode='prodigy_d0',
+        optax_equivalent=lambda lr, wd: optax.contrib.prodigy(lr, weight_decay=wd),
+        state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+    ),
 )

@@ -4,6 +4,7 @@ Reference: Liu et al., 2020, "On the Variance of the Adaptive Learning Rate
 and Beyond" (ICLR 2020, arXiv:1908.03265). The rectification scalars live in
 :mod:`jaxopt_timm.transforms._rectify` (shared with rectified AdaBelief).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,7 +21,6 @@ from ._registry import OptimInfo
 __all__ = ['radam', 'radam_legacy']
 
 
-
 class ScaleByRAdamState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
     exp_avg: Any
@@ -28,8 +28,13 @@ class ScaleByRAdamState(NamedTuple):
 
 
 def scale_by_radam(
-        b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, inclusive_threshold: bool = False,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    inclusive_threshold: bool = False,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""RAdam's direction: ``r_t sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v) + eps)`` past ``rho_t = 5``, else ``m/(1-b1^t)``.
 
@@ -60,9 +65,16 @@ def scale_by_radam(
 
 
 def radam(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, decoupled_weight_decay: bool = False, *, maximize: bool = False, lr_scale: Any = None,
-        mu_dtype: Optional[Any] = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    decoupled_weight_decay: bool = False,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RAdam``: Adam with the variance of its adaptive lr rectified.
 
@@ -92,18 +104,31 @@ def radam(
         un-normalized momentum steps (:math:`\rho_t \le 5`), so RAdam needs no
         warmup but moves by :math:`\eta |m_t|` early on.
     """
-    mu_dtype, nu_dtype = adam_args(learning_rate, betas, eps, weight_decay, mu_dtype, nu_dtype,
-        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
-    direction = scale_by_radam(
-        betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    mu_dtype, nu_dtype = adam_args(
+        learning_rate,
+        betas,
+        eps,
+        weight_decay,
+        mu_dtype,
+        nu_dtype,
+        decoupled_weight_decay=decoupled_weight_decay,
+        maximize=maximize,
+    )
+    direction = scale_by_radam(betas[0], betas[1], eps, inclusive_threshold=False, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     return decay_chain(
-        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay)
+        direction, learning_rate, weight_decay, lr_scale, maximize=maximize, l2=not decoupled_weight_decay
+    )
 
 
 def radam_legacy(
-        learning_rate: Any = 1e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, *, lr_scale: Any = None, mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 1e-3,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    *,
+    lr_scale: Any = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``RAdamLegacy``: :func:`radam` with decoupled decay and a ``rho_t >= 5`` threshold.
 
@@ -133,16 +158,36 @@ def radam_legacy(
     )
 
 
-_record = functools.partial(OptimInfo, has_betas=True, packing='packed', default_lr=0.01,
-    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)})
+_record = functools.partial(
+    OptimInfo,
+    has_betas=True,
+    packing='packed',
+    default_lr=0.01,
+    state_dtypes={'mu_dtype': ('exp_avg',), 'nu_dtype': ('exp_avg_sq',)},
+)
 
 OPTIMIZERS = (
-    _record(name='radam', alias=radam, timm_class='torch.optim.RAdam',
-        description='torch.optim.RAdam, Rectified Adam with variance adaptation', benchmarked=True, complex_params=True,
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.radam(lr))),
-    _record(name='radamlegacy', alias=radam_legacy, timm_class='timm.optim.RAdamLegacy',
-        description='legacy impl of RAdam that predates inclusion in torch.optim'),
-    _record(name='radamw', alias=radam, timm_class='torch.optim.RAdam',
+    _record(
+        name='radam',
+        alias=radam,
+        timm_class='torch.optim.RAdam',
+        description='torch.optim.RAdam, Rectified Adam with variance adaptation',
+        benchmarked=True,
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.radam(lr)),
+    ),
+    _record(
+        name='radamlegacy',
+        alias=radam_legacy,
+        timm_class='timm.optim.RAdamLegacy',
+        description='legacy impl of RAdam that predates inclusion in torch.optim',
+    ),
+    _record(
+        name='radamw',
+        alias=radam,
+        timm_class='torch.optim.RAdam',
         description='torch.optim.RAdamW, Rectified Adam with variance adaptation and decoupled weight decay',
-        defaults={'decoupled_weight_decay': True}, complex_params=True),
+        defaults={'decoupled_weight_decay': True},
+        complex_params=True,
+    ),
 )

@@ -9,6 +9,7 @@ command line's default lr, the parity harness's reference mode, the
 benchmark's rows and optax counterpart) reads it from the record, so adding
 an optimizer is one module and its records.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,6 +74,7 @@ class OptimInfo:
         eval_params: ``(opt_state, params) -> params``, the point to evaluate at when it is not the params
             (Schedule-Free's :func:`jaxopt_timm.optim.schedule_free_eval_params`); ``None``: the params.
     """
+
     name: str
     alias: Callable[..., Any]
     description: str = ''
@@ -105,15 +107,19 @@ class OptimInfo:
         state_dtypes = dict(self.state_dtypes or {})
         for option, fields in state_dtypes.items():
             if not self.accepts(option):
-                raise ValueError(f'{self.name!r}: state dtype option {option!r} is not an argument of '
-                                 f'{self.alias.__name__}')
+                raise ValueError(
+                    f'{self.name!r}: state dtype option {option!r} is not an argument of {self.alias.__name__}'
+                )
             if isinstance(fields, str) or not fields or not all(isinstance(f, str) for f in fields):
-                raise ValueError(f'{self.name!r}: state_dtypes[{option!r}] must be a non-empty tuple of state '
-                                 f'field names, got {fields!r}')
+                raise ValueError(
+                    f'{self.name!r}: state_dtypes[{option!r}] must be a non-empty tuple of state '
+                    f'field names, got {fields!r}'
+                )
         object.__setattr__(self, 'state_dtypes', MappingProxyType({k: tuple(v) for k, v in state_dtypes.items()}))
         if self.packing not in (None,) + PACKING_MODES:
-            raise ValueError(f'Invalid packing: {self.packing!r} for {self.name!r}, expected one of '
-                             f'{PACKING_MODES} or None')
+            raise ValueError(
+                f'Invalid packing: {self.packing!r} for {self.name!r}, expected one of {PACKING_MODES} or None'
+            )
         for arg in (self.global_clip, self.fallback):
             if arg is not None and arg not in self.arguments:
                 raise ValueError(f'{self.name!r}: {arg!r} is not an argument of {self.alias.__name__}')
@@ -169,18 +175,28 @@ def register_alias(alias: str, target: str) -> None:
 
 # The return type follows with_description: names, or (name, description) pairs.
 @overload
-def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (),
-                    with_description: Literal[False] = False) -> List[str]: ...
-@overload
-def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (), *,
-                    with_description: Literal[True]) -> List[Tuple[str, str]]: ...
-@overload
-def list_optimizers(filter: Union[str, Sequence[str]] = '', exclude_filters: Optional[Sequence[str]] = (),
-                    with_description: bool = False) -> Union[List[str], List[Tuple[str, str]]]: ...
 def list_optimizers(
-        filter: Union[str, Sequence[str]] = '',
-        exclude_filters: Optional[Sequence[str]] = (),
-        with_description: bool = False,
+    filter: Union[str, Sequence[str]] = '',
+    exclude_filters: Optional[Sequence[str]] = (),
+    with_description: Literal[False] = False,
+) -> List[str]: ...
+@overload
+def list_optimizers(
+    filter: Union[str, Sequence[str]] = '',
+    exclude_filters: Optional[Sequence[str]] = (),
+    *,
+    with_description: Literal[True],
+) -> List[Tuple[str, str]]: ...
+@overload
+def list_optimizers(
+    filter: Union[str, Sequence[str]] = '',
+    exclude_filters: Optional[Sequence[str]] = (),
+    with_description: bool = False,
+) -> Union[List[str], List[Tuple[str, str]]]: ...
+def list_optimizers(
+    filter: Union[str, Sequence[str]] = '',
+    exclude_filters: Optional[Sequence[str]] = (),
+    with_description: bool = False,
 ) -> Union[List[str], List[Tuple[str, str]]]:
     """Registered names, sorted, filtered with fnmatch wildcards exactly like timm's ``list_optimizers``."""
     names = sorted(_REGISTRY)
@@ -203,7 +219,7 @@ def get_optimizer_info(name: str) -> OptimInfo:
         raise ValueError(f'Invalid opt: {name!r}, expected an optimizer name (see list_optimizers())')
     key = name.lower()
     if key.startswith(LOOKAHEAD_PREFIX):
-        base = get_optimizer_info(key[len(LOOKAHEAD_PREFIX):])
+        base = get_optimizer_info(key[len(LOOKAHEAD_PREFIX) :])
         return dataclasses.replace(base, name=key, lookahead=True, description=f'Lookahead {base.description}')
     if key not in _REGISTRY:
         if '_' in key:
@@ -212,5 +228,6 @@ def get_optimizer_info(name: str) -> OptimInfo:
         hint = f' Closest valid names: {", ".join(close)}.' if close else ''
         raise ValueError(
             f'Invalid opt: unknown optimizer {name!r}.{hint} See jaxopt_timm.list_optimizers() for all '
-            f'{len(_REGISTRY)} names.')
+            f'{len(_REGISTRY)} names.'
+        )
     return _REGISTRY[key]

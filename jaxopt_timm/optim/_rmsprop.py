@@ -5,6 +5,7 @@ References: Hinton, 2012, Coursera lecture 6e (RMSprop); Graves, 2013,
 centered variant). Weight decay is torch's L2, added to the gradient before
 the direction.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,15 @@ __all__ = ['rmsprop']
 
 
 def rmsprop(
-        learning_rate: Any = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: Any = 0.0,
-        momentum: float = 0.0, centered: bool = False, *, maximize: bool = False, lr_scale: Any = None,
+    learning_rate: Any = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.RMSprop``: gradients divided by a running root mean square, optional momentum.
 
@@ -75,10 +83,16 @@ def rmsprop(
 
 OPTIMIZERS = (
     OptimInfo(
-        name='rmsprop', alias=rmsprop, timm_class='torch.optim.RMSprop',
-        description='torch.optim.RMSprop, Root Mean Square Propagation', has_momentum=True,
+        name='rmsprop',
+        alias=rmsprop,
+        timm_class='torch.optim.RMSprop',
+        description='torch.optim.RMSprop, Root Mean Square Propagation',
+        has_momentum=True,
         defaults={'alpha': 0.9},
-        packing='packed', complex_params=True,
-        optax_equivalent=lambda lr, wd: (
-            optax.chain(optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, momentum=0.9)))),
+        packing='packed',
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.chain(
+            optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, momentum=0.9)
+        ),
+    ),
 )

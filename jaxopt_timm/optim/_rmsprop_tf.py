@@ -6,6 +6,7 @@ Recurrent Neural Networks" (arXiv:1308.0850, the centered form); Liang et al.,
 2024, "Cautious Optimizers" (arXiv:2411.16085); corrected decay
 ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,11 @@ __all__ = ['rmsprop_tf']
 
 
 def _rms_with_l2(
-        normalise: optax.GradientTransformation, rest: list, weight_decay: Any, centered: bool, eps: float,
+    normalise: optax.GradientTransformation,
+    rest: list,
+    weight_decay: Any,
+    centered: bool,
+    eps: float,
 ) -> optax.GradientTransformation:
     """``chain(add_l2_weight_decay(weight_decay), normalise, *rest)`` with the L2 sum computed twice.
 
@@ -67,10 +72,19 @@ def _rms_with_l2(
 
 
 def rmsprop_tf(
-        learning_rate: Any = 1e-2, alpha: float = 0.9, eps: float = 1e-10, weight_decay: Any = 0.0,
-        momentum: float = 0.0, centered: bool = False, decoupled_decay: bool = False,
-        corrected_weight_decay: bool = False, lr_in_momentum: bool = True, caution: bool = False, *,
-        lr_scale: Any = None, max_lr: Optional[float] = None,
+    learning_rate: Any = 1e-2,
+    alpha: float = 0.9,
+    eps: float = 1e-10,
+    weight_decay: Any = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    lr_in_momentum: bool = True,
+    caution: bool = False,
+    *,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``RMSpropTF``: RMSprop with TensorFlow's epsilon, initial state and momentum.
 
@@ -122,9 +136,13 @@ def rmsprop_tf(
     check_range('eps', eps, 0.0)
     check_weight_decay(weight_decay)
     check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
-    for name, value in (('centered', centered), ('decoupled_decay', decoupled_decay),
-                        ('corrected_weight_decay', corrected_weight_decay), ('lr_in_momentum', lr_in_momentum),
-                        ('caution', caution)):
+    for name, value in (
+        ('centered', centered),
+        ('decoupled_decay', decoupled_decay),
+        ('corrected_weight_decay', corrected_weight_decay),
+        ('lr_in_momentum', lr_in_momentum),
+        ('caution', caution),
+    ):
         check_bool(name, value)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay and decoupled_decay)
 
@@ -140,41 +158,60 @@ def rmsprop_tf(
 
     def direction_of(*rest):
         return with_state_dtype(
-            _rms_with_l2(normalise, list(rest), l2, centered, eps) if fold
-            else optax.chain(normalise, *rest) if rest else normalise)
+            _rms_with_l2(normalise, list(rest), l2, centered, eps)
+            if fold
+            else optax.chain(normalise, *rest)
+            if rest
+            else normalise
+        )
 
     # timm's `momentum > 0`; an array momentum (inject_hyperparams) counts as on, so init and update agree.
     if isinstance(momentum, jax.Array) or momentum > 0:
         if lr_in_momentum:
             # TF folds the (scheduled, per-group) lr into the buffer before the momentum sum.
             direction = direction_of(
-                scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum))
+                scale_by_learning_rate(learning_rate, lr_scale, flip_sign=False), optax.trace(momentum)
+            )
             step = [cautious(direction) if caution else direction, optax.scale(-1.0)]
         else:
             direction = direction_of(optax.trace(momentum))
             step = [cautious(direction) if caution else direction, scale_by_learning_rate(learning_rate, lr_scale)]
     else:
         step = [direction_of(), scale_by_learning_rate(learning_rate, lr_scale)]
-    return optax.with_extra_args_support(optax.chain(
-        add_l2_weight_decay(0.0 if fold else l2),
-        *step,
-        add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
-    ))
+    return optax.with_extra_args_support(
+        optax.chain(
+            add_l2_weight_decay(0.0 if fold else l2),
+            *step,
+            add_decoupled_weight_decay(weight_decay if decoupled_decay else 0.0, learning_rate, lr_scale, max_lr),
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF', has_momentum=True,
-    packing='packed', default_lr=0.01)
+_record = functools.partial(
+    OptimInfo, alias=rmsprop_tf, timm_class='timm.optim.RMSpropTF', has_momentum=True, packing='packed', default_lr=0.01
+)
 
 OPTIMIZERS = (
-    _record(name='rmsproptf', description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation',
-        defaults={'alpha': 0.9}, benchmarked=True,
+    _record(
+        name='rmsproptf',
+        description='TensorFlow-style RMSprop implementation, Root Mean Square Propagation',
+        defaults={'alpha': 0.9},
+        benchmarked=True,
         optax_equivalent=lambda lr, wd: optax.chain(
-            optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, eps=1e-3, initial_scale=1.0, momentum=0.9))),
-    _record(name='rmsproptfw', description='TensorFlow-style RMSprop with decoupled weight decay',
-        defaults={'alpha': 0.9, 'decoupled_decay': True}),
-    _record(name='rmsproptfc',
+            optax.add_decayed_weights(wd), optax.rmsprop(lr, decay=0.9, eps=1e-3, initial_scale=1.0, momentum=0.9)
+        ),
+    ),
+    _record(
+        name='rmsproptfw',
+        description='TensorFlow-style RMSprop with decoupled weight decay',
+        defaults={'alpha': 0.9, 'decoupled_decay': True},
+    ),
+    _record(
+        name='rmsproptfc',
         description='RMSprop TF-style with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True}),
-    _record(name='crmsproptf', description='Cautious TensorFlow-style RMSprop',
-        defaults={'alpha': 0.9, 'caution': True}),
+        defaults={'alpha': 0.9, 'decoupled_decay': True, 'corrected_weight_decay': True},
+    ),
+    _record(
+        name='crmsproptf', description='Cautious TensorFlow-style RMSprop', defaults={'alpha': 0.9, 'caution': True}
+    ),
 )

@@ -21,6 +21,7 @@ model. Under ``pmap`` give ``grad_fn`` the same ``jax.lax.pmean`` over the data
 axis that the first gradient gets, so every device perturbs by the global
 gradient, as the reference does after its all-reduce.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional
@@ -48,8 +49,11 @@ def _centralized(g: jax.Array) -> jax.Array:
 
 
 def sam(
-        base_optimizer: optax.GradientTransformation, rho: float = 0.05, adaptive: bool = False, use_gc: bool = False,
-        perturb_eps: float = 1e-12,
+    base_optimizer: optax.GradientTransformation,
+    rho: float = 0.05,
+    adaptive: bool = False,
+    use_gc: bool = False,
+    perturb_eps: float = 1e-12,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``pytorch_optimizer.SAM``: ``base_optimizer`` stepped with the gradient at the perturbed point.
 
@@ -84,8 +88,11 @@ def sam(
     def update_fn(updates, state, params=None, grad_fn: Optional[Callable[[Any], Any]] = None, **extra_args):
         require_params(params, 'sam')
         if grad_fn is None:
-            raise ValueError('sam needs grad_fn: call tx.update(grads, state, params, grad_fn=fn) with '
-                             'fn(params) -> grads (e.g. lambda p: jax.grad(loss)(p, batch))')
+            raise ValueError(
+                'sam needs grad_fn: call tx.update(grads, state, params, grad_fn=fn) with '
+                'fn(params) -> grads (e.g. lambda p: jax.grad(loss)(p, batch))'
+            )
+
         def up(x):  # float32 compute for low-precision leaves; a complex leaf stays complex
             return x if jnp.iscomplexobj(x) else x.astype(jnp.float32)
 
@@ -112,8 +119,13 @@ def sam(
 
 
 def sam_optimizer(
-        learning_rate: Any = None, base: Any = 'sgd', rho: float = 0.05, adaptive: bool = False,
-        use_gc: bool = False, perturb_eps: float = 1e-12, **base_kwargs: Any,
+    learning_rate: Any = None,
+    base: Any = 'sgd',
+    rho: float = 0.05,
+    adaptive: bool = False,
+    use_gc: bool = False,
+    perturb_eps: float = 1e-12,
+    **base_kwargs: Any,
 ) -> optax.GradientTransformationExtraArgs:
     """The registered ``sam``: :func:`sam` around ``base``, a registered optimizer's name (built by its alias with
     ``learning_rate``, its record's defaults and ``base_kwargs``, e.g. ``weight_decay=0.05``) or a
@@ -142,15 +154,26 @@ def sam_optimizer(
     elif not isinstance(base, optax.GradientTransformation):
         raise ValueError(f'Invalid base: {base!r}, expected a registered optimizer name or an optax transformation')
     elif learning_rate is not None or base_kwargs:
-        raise ValueError('Invalid learning_rate / base arguments: base is a built transformation, which already '
-                         'holds its hyperparameters')
+        raise ValueError(
+            'Invalid learning_rate / base arguments: base is a built transformation, which already '
+            'holds its hyperparameters'
+        )
     return sam(base, rho=rho, adaptive=adaptive, use_gc=use_gc, perturb_eps=perturb_eps)
 
 
 OPTIMIZERS = (
-    OptimInfo(name='sam', alias=sam_optimizer, source='pytorch-optimizer 4.1.0', timm_class='pytorch_optimizer.SAM',
-              description='Sharpness-Aware Minimization around a base optimizer (ASAM with adaptive=True)',
-              base_argument='base', grad_fn=True, defaults={'base': 'sgd'}, benchmarked=True, has_eps=False,
-              default_lr=0.05,
-              complex_params=True),  # as its base: SAM's own step is complex-aware, the base converts or refuses
+    OptimInfo(
+        name='sam',
+        alias=sam_optimizer,
+        source='pytorch-optimizer 4.1.0',
+        timm_class='pytorch_optimizer.SAM',
+        description='Sharpness-Aware Minimization around a base optimizer (ASAM with adaptive=True)',
+        base_argument='base',
+        grad_fn=True,
+        defaults={'base': 'sgd'},
+        benchmarked=True,
+        has_eps=False,
+        default_lr=0.05,
+        complex_params=True,
+    ),  # as its base: SAM's own step is complex-aware, the base converts or refuses
 )

@@ -26,10 +26,11 @@ evaluating (run a few training batches through the model at
 reference's README says for torch: the statistics gathered at ``y`` do not
 belong to ``x``.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -37,81 +38,11 @@ import optax
 import optax.contrib  # noqa: F401  (the benchmark's optax counterparts)
 
 from .._validate import check_betas, check_bool, check_lr, check_range, check_weight_decay, resolve_dtype
-from ..transforms import (
-    compute_dtype, leaf_lrs, leaf_values, lr_at, pow_bias_correction, rectification, require_params, safe_increment,
-    sma_length, state_dtype, state_zeros, torch_lerp_rounded_weight, tree_unzip,
-)
+from ..transforms import compute_dtype, rectification, sma_length, torch_lerp_rounded_weight
 from ._registry import OptimInfo
+from ._schedule_free_step import ScheduleFreeState, _scale_by_schedule_free
 
 __all__ = ['sfadamw', 'sfsgd', 'sfradam', 'schedule_free_eval_params', 'ScheduleFreeState']
-
-
-class ScheduleFreeState(NamedTuple):
-    """Schedule-Free's state: the reference's per-group scalars and per-param ``z`` / ``exp_avg_sq``."""
-    # steps done (the reference's ``k``)
-    count: jax.Array  # type: ignore[assignment]  # optax's name (shadows tuple.count)
-    weight_sum: jax.Array   # float32: sum of the averaging weights
-    lr_max: jax.Array       # float32: largest scheduled lr so far (-1 before the first step)
-    momentum: jax.Array     # float32: beta1 (or SGD's momentum), for the evaluation point
-    z: Any
-    exp_avg_sq: Any         # None for SGD
-
-
-def _scale_by_schedule_free(learning_rate, beta1, beta2, eps, weight_decay, lr_factor, r, weight_lr_power,
-                            lr_scale, adaptive, nu_dtype) -> optax.GradientTransformation:
-    """The shared step. ``lr_factor(t) -> (factor, use_adam)`` scales the lr at step ``t`` (1-based) and says
-    whether the Adam normalization applies (RAdam's SGD phase); ``adaptive``: the direction has a second
-    moment at all (False for SGD)."""
-
-    def init_fn(params):
-        return ScheduleFreeState(
-            count=jnp.zeros([], jnp.int32),
-            weight_sum=jnp.zeros([], jnp.float32),
-            lr_max=jnp.full([], -1.0, jnp.float32),
-            momentum=jnp.asarray(beta1, jnp.float32),
-            z=jax.tree.map(lambda p: jnp.asarray(p, state_dtype(p.dtype)), params),  # fp16 params: float32 z
-            exp_avg_sq=state_zeros(params, nu_dtype) if adaptive else None,
-        )
-
-    def update_fn(updates, state, params=None):
-        require_params(params, 'schedule-free')
-        t = (state.count + 1).astype(jnp.float32)
-        factor, use_adam = lr_factor(t)
-        lr = lr_at(learning_rate, state.count) * factor
-        lr_max = jnp.maximum(lr, state.lr_max)
-        weight = t ** jnp.float32(r) * lr_max ** jnp.float32(weight_lr_power)
-        weight_sum = state.weight_sum + weight
-        ckp1 = jnp.where(weight_sum > 0, weight / jnp.where(weight_sum > 0, weight_sum, 1.0), 0.0)
-        b1 = jnp.asarray(beta1, jnp.float32)
-        y_coef = b1 * (1.0 - ckp1) - 1.0
-        lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
-        wds = leaf_values(weight_decay, updates)
-        bc2 = pow_bias_correction(beta2, t) if adaptive else None
-        vs = state.exp_avg_sq if adaptive else updates  # SGD: a stand-in, unread
-
-        def leaf(g_in, y_in, z_in, v_in, leaf_lr, wd):
-            cdt = compute_dtype(y_in.dtype)
-            g, y, z = g_in.astype(cdt), y_in.astype(cdt), z_in.astype(cdt)
-            v_new = None
-            if adaptive:
-                v = v_in.astype(cdt)
-                v_new = v * jnp.asarray(beta2, cdt) + (1.0 - jnp.asarray(beta2, cdt)) * g * g
-                normalized = g / (jnp.sqrt(v_new / bc2) + jnp.asarray(eps, cdt))
-                g = jnp.where(use_adam, normalized, g)
-                v_new = v_new.astype(v_in.dtype)
-            d = g + wd * y if wd is not None else g
-            step_lr = (leaf_lr * factor).astype(cdt)
-            y_new = torch_lerp_rounded_weight(y, z, ckp1.astype(cdt)) + d * (step_lr * y_coef.astype(cdt))
-            z_new = z - d * step_lr
-            return (y_new - y).astype(g_in.dtype), z_new.astype(z_in.dtype), v_new
-
-        out = jax.tree.map(leaf, updates, params, state.z, vs, lrs, wds)
-        new_updates, z, v = tree_unzip(out, updates, 3)
-        return new_updates, ScheduleFreeState(
-            count=safe_increment(state.count), weight_sum=weight_sum, lr_max=lr_max, momentum=state.momentum,
-            z=z, exp_avg_sq=v if adaptive else None)
-
-    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def _check_common(learning_rate, weight_decay, r, weight_lr_power, nu_dtype):
@@ -130,18 +61,27 @@ def _check_beta1(name: str, value: Any) -> None:
 def _warmup(warmup_steps: Any):
     """The reference's linear warmup ``min(1, t / warmup_steps)`` at 1-based step ``t`` (none for 0; the count
     may be traced under ``optax.inject_hyperparams``)."""
+
     def factor(t):
         if isinstance(warmup_steps, int) and warmup_steps == 0:
             return jnp.float32(1.0), True
         w = jnp.asarray(warmup_steps, jnp.float32)
         return jnp.where(w > 0, jnp.minimum(t / jnp.maximum(w, 1.0), 1.0), 1.0), True
+
     return factor
 
 
 def sfadamw(
-        learning_rate: Any = 0.0025, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, warmup_steps: int = 0, r: float = 0.0, weight_lr_power: float = 2.0, *,
-        lr_scale: Any = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 0.0025,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    warmup_steps: int = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    *,
+    lr_scale: Any = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Schedule-Free AdamW (``schedulefree.AdamWScheduleFree``): Adam's normalized gradient, averaged iterates.
 
@@ -170,14 +110,32 @@ def sfadamw(
     _check_beta1('betas[0]', betas[0])
     check_range('eps', eps, 0.0)
     check_range('warmup_steps', warmup_steps, 0, integer=True)
-    return optax.with_extra_args_support(_scale_by_schedule_free(
-        learning_rate, betas[0], betas[1], eps, weight_decay, _warmup(warmup_steps), r, weight_lr_power,
-        lr_scale, True, nu_dtype))
+    return optax.with_extra_args_support(
+        _scale_by_schedule_free(
+            learning_rate,
+            betas[0],
+            betas[1],
+            eps,
+            weight_decay,
+            _warmup(warmup_steps),
+            r,
+            weight_lr_power,
+            lr_scale,
+            True,
+            nu_dtype,
+        )
+    )
 
 
 def sfsgd(
-        learning_rate: Any = 1.0, momentum: float = 0.9, weight_decay: Any = 0.0, warmup_steps: int = 0,
-        r: float = 0.0, weight_lr_power: float = 2.0, *, lr_scale: Any = None,
+    learning_rate: Any = 1.0,
+    momentum: float = 0.9,
+    weight_decay: Any = 0.0,
+    warmup_steps: int = 0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    *,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Schedule-Free SGD (``schedulefree.SGDScheduleFree``): SGD steps on ``z``, averaged iterates.
 
@@ -189,15 +147,34 @@ def sfsgd(
     _check_common(learning_rate, weight_decay, r, weight_lr_power, None)
     _check_beta1('momentum', momentum)
     check_range('warmup_steps', warmup_steps, 0, integer=True)
-    return optax.with_extra_args_support(_scale_by_schedule_free(
-        learning_rate, momentum, None, None, weight_decay, _warmup(warmup_steps), r, weight_lr_power,
-        lr_scale, False, None))
+    return optax.with_extra_args_support(
+        _scale_by_schedule_free(
+            learning_rate,
+            momentum,
+            None,
+            None,
+            weight_decay,
+            _warmup(warmup_steps),
+            r,
+            weight_lr_power,
+            lr_scale,
+            False,
+            None,
+        )
+    )
 
 
 def sfradam(
-        learning_rate: Any = 0.0025, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        weight_decay: Any = 0.0, r: float = 0.0, weight_lr_power: float = 2.0, silent_sgd_phase: bool = True, *,
-        lr_scale: Any = None, nu_dtype: Optional[Any] = None,
+    learning_rate: Any = 0.0025,
+    betas: Tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: Any = 0.0,
+    r: float = 0.0,
+    weight_lr_power: float = 2.0,
+    silent_sgd_phase: bool = True,
+    *,
+    lr_scale: Any = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Schedule-Free RAdam (``schedulefree.RAdamScheduleFree``): RAdam's rectification instead of a warmup.
 
@@ -221,8 +198,11 @@ def sfradam(
         adaptive = rho_t > 4.0
         return jnp.where(adaptive, rectification(rho_t, beta2), 0.0 if silent_sgd_phase else 1.0), adaptive
 
-    return optax.with_extra_args_support(_scale_by_schedule_free(
-        learning_rate, betas[0], beta2, eps, weight_decay, factor, r, weight_lr_power, lr_scale, True, nu_dtype))
+    return optax.with_extra_args_support(
+        _scale_by_schedule_free(
+            learning_rate, betas[0], beta2, eps, weight_decay, factor, r, weight_lr_power, lr_scale, True, nu_dtype
+        )
+    )
 
 
 def schedule_free_eval_params(opt_state: Any, params: Any) -> Any:
@@ -233,11 +213,16 @@ def schedule_free_eval_params(opt_state: Any, params: Any) -> Any:
     Raises ``ValueError`` when ``opt_state`` holds no Schedule-Free state, or holds several (the factory's
     per-group states: evaluate each group's leaves with its own state).
     """
-    found = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, ScheduleFreeState))
-             if isinstance(s, ScheduleFreeState)]
+    found = [
+        s
+        for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, ScheduleFreeState))
+        if isinstance(s, ScheduleFreeState)
+    ]
     if len(found) != 1:
-        raise ValueError(f'Invalid opt_state: it holds {len(found)} Schedule-Free states, expected exactly one '
-                         '(the state of sfadamw, sfsgd or sfradam)')
+        raise ValueError(
+            f'Invalid opt_state: it holds {len(found)} Schedule-Free states, expected exactly one '
+            '(the state of sfadamw, sfsgd or sfradam)'
+        )
     state = found[0]
     weight = 1.0 - 1.0 / state.momentum
 
@@ -248,19 +233,40 @@ def schedule_free_eval_params(opt_state: Any, params: Any) -> Any:
     return jax.tree.map(leaf, params, state.z)
 
 
-_record = functools.partial(OptimInfo, source='schedulefree 1.4.1', packing='packed', default_lr=2.5e-3,
-                            eval_params=schedule_free_eval_params)
+_record = functools.partial(
+    OptimInfo, source='schedulefree 1.4.1', packing='packed', default_lr=2.5e-3, eval_params=schedule_free_eval_params
+)
 
 OPTIMIZERS = (
-    _record(name='sfadamw', alias=sfadamw, timm_class='schedulefree.AdamWScheduleFree', has_betas=True,
-            description='Schedule-Free AdamW (no lr schedule: averaged iterates)', benchmarked=True,
-            optax_equivalent=lambda lr, wd: optax.contrib.schedule_free_adamw(lr, weight_decay=wd),
-            state_dtypes={'nu_dtype': ('exp_avg_sq',)}),
-    _record(name='sfsgd', alias=sfsgd, timm_class='schedulefree.SGDScheduleFree', has_eps=False,
-            has_momentum=True, default_lr=0.1, complex_params=True,
-            description='Schedule-Free SGD (no lr schedule: averaged iterates)',
-            benchmarked=True, optax_equivalent=lambda lr, wd: optax.contrib.schedule_free_sgd(lr, weight_decay=wd)),
-    _record(name='sfradam', alias=sfradam, timm_class='schedulefree.RAdamScheduleFree', has_betas=True, default_lr=0.03,
-            description='Schedule-Free RAdam (no warmup, no lr schedule)',
-            state_dtypes={'nu_dtype': ('exp_avg_sq',)}),
+    _record(
+        name='sfadamw',
+        alias=sfadamw,
+        timm_class='schedulefree.AdamWScheduleFree',
+        has_betas=True,
+        description='Schedule-Free AdamW (no lr schedule: averaged iterates)',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.schedule_free_adamw(lr, weight_decay=wd),
+        state_dtypes={'nu_dtype': ('exp_avg_sq',)},
+    ),
+    _record(
+        name='sfsgd',
+        alias=sfsgd,
+        timm_class='schedulefree.SGDScheduleFree',
+        has_eps=False,
+        has_momentum=True,
+        default_lr=0.1,
+        complex_params=True,
+        description='Schedule-Free SGD (no lr schedule: averaged iterates)',
+        benchmarked=True,
+        optax_equivalent=lambda lr, wd: optax.contrib.schedule_free_sgd(lr, weight_decay=wd),
+    ),
+    _record(
+        name='sfradam',
+        alias=sfradam,
+        timm_class='schedulefree.RAdamScheduleFree',
+        has_betas=True,
+        default_lr=0.03,
+        description='Schedule-Free RAdam (no warmup, no lr schedule)',
+        state_dtypes={'nu_dtype': ('exp_avg_sq',)},
+    ),
 )

@@ -4,6 +4,7 @@ Names: ``sgd`` and its alias ``nesterov`` (Nesterov on), ``momentum``
 (classical momentum). Reference: Sutskever et al., 2013, "On the importance
 of initialization and momentum in deep learning".
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,8 +20,14 @@ __all__ = ['sgd']
 
 
 def sgd(
-        learning_rate: Any = 1e-3, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
-        nesterov: bool = False, *, maximize: bool = False, lr_scale: Any = None,
+    learning_rate: Any = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: Any = 0.0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``torch.optim.SGD``: L2 weight decay, torch-style momentum buffer, optional Nesterov.
 
@@ -55,16 +62,33 @@ def sgd(
     )
 
 
-_record = functools.partial(OptimInfo, alias=sgd, timm_class='torch.optim.SGD', has_eps=False, has_momentum=True,
-    packing='packed', default_lr=0.05, benchmarked=True, torch_fused=True, complex_params=True)
+_record = functools.partial(
+    OptimInfo,
+    alias=sgd,
+    timm_class='torch.optim.SGD',
+    has_eps=False,
+    has_momentum=True,
+    packing='packed',
+    default_lr=0.05,
+    benchmarked=True,
+    torch_fused=True,
+    complex_params=True,
+)
 
 OPTIMIZERS = (
-    _record(name='sgd', description='torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum',
+    _record(
+        name='sgd',
+        description='torch.Optim Stochastic Gradient Descent (SGD) with Nesterov momentum',
         defaults={'nesterov': True},
-        optax_equivalent=lambda lr, wd: (
-            optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9, nesterov=True)))),
-    _record(name='momentum', description='torch.Optim Stochastic Gradient Descent (SGD) with classical momentum',
+        optax_equivalent=lambda lr, wd: optax.chain(
+            optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9, nesterov=True)
+        ),
+    ),
+    _record(
+        name='momentum',
+        description='torch.Optim Stochastic Gradient Descent (SGD) with classical momentum',
         defaults={'nesterov': False},
-        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9))),
+        optax_equivalent=lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9)),
+    ),
 )
 ALIASES = {'nesterov': 'sgd'}

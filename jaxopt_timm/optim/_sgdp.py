@@ -4,6 +4,7 @@ Names: ``sgdp`` and ``csgdp`` (plain + spherical caution). The projection is
 AdamP's (Heo et al., 2021, arXiv:2006.08217), applied to SGD momentum; the
 references for both caution forms are listed in :mod:`jaxopt_timm.optim._adamp`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,8 +28,16 @@ class ScaleBySGDPState(NamedTuple):
 
 
 def scale_by_sgdp(
-        learning_rate: Any, momentum: float, dampening: float, weight_decay: Any, nesterov: bool, eps: float,
-        delta: float, wd_ratio: float, caution: bool, lr_scale: Any = None,
+    learning_rate: Any,
+    momentum: float,
+    dampening: float,
+    weight_decay: Any,
+    nesterov: bool,
+    eps: float,
+    delta: float,
+    wd_ratio: float,
+    caution: bool,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformation:
     """The whole SGDP step (momentum, projection, lr and weight decay) as one transform.
 
@@ -48,8 +57,11 @@ def scale_by_sgdp(
         require_params(params, 'sgdp')
         grads_c = jax.tree.map(upcast, grads)  # float32 for low-precision leaves
         params_c = jax.tree.map(lambda p, g: p.astype(g.dtype), params, grads_c)
-        bufs = jax.tree.map(lambda g, b: (momentum * b.astype(g.dtype) + (1.0 - dampening) * g).astype(b.dtype),
-                            grads_c, state.momentum_buffer)
+        bufs = jax.tree.map(
+            lambda g, b: (momentum * b.astype(g.dtype) + (1.0 - dampening) * g).astype(b.dtype),
+            grads_c,
+            state.momentum_buffer,
+        )
         if nesterov:
             d_p = jax.tree.map(lambda g, b: g + momentum * b.astype(g.dtype), grads_c, bufs)
         else:
@@ -72,9 +84,17 @@ def scale_by_sgdp(
 
 
 def sgdp(
-        learning_rate: Any = None, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
-        nesterov: bool = False, eps: float = 1e-8, delta: float = 0.1, wd_ratio: float = 0.1, caution: bool = False, *,
-        lr_scale: Any = None,
+    learning_rate: Any = None,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: Any = 0.0,
+    nesterov: bool = False,
+    eps: float = 1e-8,
+    delta: float = 0.1,
+    wd_ratio: float = 0.1,
+    caution: bool = False,
+    *,
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``SGDP``: momentum SGD whose update is projected onto the tangent space of scale-invariant weights.
 
@@ -114,16 +134,22 @@ def sgdp(
     check_range('wd_ratio', wd_ratio, 0.0)
     check_bool('nesterov', nesterov)
     check_bool('caution', caution)
-    return optax.with_extra_args_support(scale_by_sgdp(
-        learning_rate, momentum, dampening, weight_decay, nesterov, eps, delta, wd_ratio, caution, lr_scale))
+    return optax.with_extra_args_support(
+        scale_by_sgdp(
+            learning_rate, momentum, dampening, weight_decay, nesterov, eps, delta, wd_ratio, caution, lr_scale
+        )
+    )
 
 
-_record = functools.partial(OptimInfo, alias=sgdp, timm_class='timm.optim.SGDP', has_momentum=True, packing='stacked',
-    default_lr=0.05)
+_record = functools.partial(
+    OptimInfo, alias=sgdp, timm_class='timm.optim.SGDP', has_momentum=True, packing='stacked', default_lr=0.05
+)
 
 OPTIMIZERS = (
     _record(name='sgdp', description='SGD with built-in projection to unit norm sphere', defaults={'nesterov': True}),
-    _record(name='csgdp',
+    _record(
+        name='csgdp',
         description='Add the spherical cautious optimizer and the standard cautious optimizer to SGDP',
-        defaults={'nesterov': True, 'caution': True}),
+        defaults={'nesterov': True, 'caution': True},
+    ),
 )

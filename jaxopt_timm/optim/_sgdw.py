@@ -6,6 +6,7 @@ importance of initialization and momentum in deep learning" (Nesterov
 momentum); Liang et al., 2024, "Cautious Optimizers" (arXiv:2411.16085);
 corrected decay ``lr**2 / max_lr`` from arXiv:2506.02285.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,9 +22,17 @@ __all__ = ['sgdw']
 
 
 def sgdw(
-        learning_rate: Any = 1e-3, momentum: float = 0.0, dampening: float = 0.0, weight_decay: Any = 0.0,
-        nesterov: bool = False, *, caution: bool = False, corrected_weight_decay: bool = False, maximize: bool = False,
-        lr_scale: Any = None, max_lr: Optional[float] = None,
+    learning_rate: Any = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: Any = 0.0,
+    nesterov: bool = False,
+    *,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""timm's ``SGDW``: torch's SGD momentum with the weight decay decoupled from the gradient.
 
@@ -60,30 +69,64 @@ def sgdw(
     check_range('momentum', momentum, 0.0, 1.0)  # above 1 the buffer grows like momentum**t (torch's overflows)
     check_range('dampening', dampening, 0.0, 1.0)
     check_weight_decay(weight_decay)
-    for name, value in (('nesterov', nesterov), ('caution', caution),
-                        ('corrected_weight_decay', corrected_weight_decay), ('maximize', maximize)):
+    for name, value in (
+        ('nesterov', nesterov),
+        ('caution', caution),
+        ('corrected_weight_decay', corrected_weight_decay),
+        ('maximize', maximize),
+    ):
         check_bool(name, value)
     check_nesterov(nesterov, momentum, dampening)
     max_lr = resolve_max_lr(learning_rate, max_lr, corrected_weight_decay)
     direction = scale_by_torch_momentum(momentum, dampening, nesterov)
     # as in timm, caution only acts with momentum (without it the direction is the gradient itself)
-    return decay_chain(direction, learning_rate, weight_decay, lr_scale, max_lr, maximize=maximize,
-                       caution=caution and tree_any_nonzero(momentum))
+    return decay_chain(
+        direction,
+        learning_rate,
+        weight_decay,
+        lr_scale,
+        max_lr,
+        maximize=maximize,
+        caution=caution and tree_any_nonzero(momentum),
+    )
 
 
-_record = functools.partial(OptimInfo, alias=sgdw, timm_class='timm.optim.SGDW', has_eps=False, has_momentum=True,
-    packing='packed', default_lr=0.05)
+_record = functools.partial(
+    OptimInfo,
+    alias=sgdw,
+    timm_class='timm.optim.SGDW',
+    has_eps=False,
+    has_momentum=True,
+    packing='packed',
+    default_lr=0.05,
+)
 
 OPTIMIZERS = (
-    _record(name='sgdw', description='SGD with decoupled weight decay and Nesterov momentum',
-        defaults={'nesterov': True}, benchmarked=True, complex_params=True,
-        optax_equivalent=lambda lr, wd: (
-            optax.chain(optax.sgd(lr, momentum=0.9, nesterov=True), optax.add_decayed_weights(-lr * wd)))),
-    _record(name='csgdw', description='Cautious SGD with decoupled weight decay and Nesterov momentum',
-        defaults={'nesterov': True, 'caution': True}),
-    _record(name='sgdc', description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'nesterov': True, 'corrected_weight_decay': True}, complex_params=True),
-    _record(name='csgdc', description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
-        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True}),
+    _record(
+        name='sgdw',
+        description='SGD with decoupled weight decay and Nesterov momentum',
+        defaults={'nesterov': True},
+        benchmarked=True,
+        complex_params=True,
+        optax_equivalent=lambda lr, wd: optax.chain(
+            optax.sgd(lr, momentum=0.9, nesterov=True), optax.add_decayed_weights(-lr * wd)
+        ),
+    ),
+    _record(
+        name='csgdw',
+        description='Cautious SGD with decoupled weight decay and Nesterov momentum',
+        defaults={'nesterov': True, 'caution': True},
+    ),
+    _record(
+        name='sgdc',
+        description='SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'nesterov': True, 'corrected_weight_decay': True},
+        complex_params=True,
+    ),
+    _record(
+        name='csgdc',
+        description='Cautious SGD with corrected decoupled weight decay (lr²/max_lr scaling)',
+        defaults={'nesterov': True, 'caution': True, 'corrected_weight_decay': True},
+    ),
 )
 ALIASES = {'nesterovw': 'sgdw'}

@@ -29,74 +29,40 @@ eigendecompositions and QRs run in float32): ``2 P + 2 sum_i d_i^2`` floats for 
 Under FSDP the ``d x d`` matrices are not param-shaped: they are replicated on every device unless sharded
 explicitly (give ``GG``/``Q`` their own sharding), and each eigendecomposition runs on the full matrix.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from .._validate import check_betas, check_bool, check_choice, check_lr, check_range, check_weight_decay
 from ..transforms import (
-    LAYOUTS, add_decoupled_weight_decay, apply_along, compute_dtype, dim_statistic, eigenbasis,
-    eigenbasis_qr_refresh, is_params_placeholder, map_matrices, merge_small_dims, negate_if, pow_bias_correction,
-    require_static, safe_increment, scale_by_learning_rate, state_dtype, state_zeros, torch_axes, torch_lerp,
+    LAYOUTS,
+    add_decoupled_weight_decay,
+    compute_dtype,
+    dim_statistic,
+    eigenbasis,
+    eigenbasis_qr_refresh,
+    is_params_placeholder,
+    map_matrices,
+    negate_if,
+    pow_bias_correction,
+    require_static,
+    safe_increment,
+    scale_by_learning_rate,
+    state_dtype,
+    state_zeros,
+    torch_lerp,
 )
 from ._registry import OptimInfo
+from ._soap_plan import SoapLeafPlan, _from_work, _project, _to_work, soap_leaf_plan
 
 __all__ = ['soap', 'scale_by_soap', 'soap_leaf_plan', 'ScaleBySoapState']
 
 _DATA_FORMATS = ('channels_first', 'channels_last')
-
-
-class SoapLeafPlan(NamedTuple):
-    """How a leaf meets its bases: stored axes in the order the reference reads them, then reshaped."""
-    perm: Tuple[int, ...]  # stored axes -> the reference's order (torch layout, NCHW when merging NHWC)
-    work_shape: Tuple[int, ...]  # the (merged) shape the bases act on
-    precond: Tuple[bool, ...]  # per work dim: a d x d basis (True) or the identity
-
-
-def soap_leaf_plan(shape: Tuple[int, ...], max_precondition_dim: int = 10000, merge_dims: bool = False,
-                   precondition_1d: bool = False, data_format: str = 'channels_first',
-                   layout: str = 'torch') -> SoapLeafPlan:
-    """The :class:`SoapLeafPlan` of a leaf stored in ``layout`` (the reference's rules on the torch tensor).
-
-    Where the reference's merge collapses a >=2-d leaf to one dim (all of it fits ``max_precondition_dim``),
-    the reference raises (it reshapes to ``[1]``); here that leaf is one merged dim of its size.
-    """
-    shape = tuple(int(s) for s in shape)
-    ndim = len(shape)
-    perm = torch_axes(ndim, layout)
-    if merge_dims and ndim == 4 and data_format == 'channels_last':
-        perm = tuple(perm[a] for a in (0, 3, 1, 2))
-    work = tuple(shape[a] for a in perm)
-    if ndim == 0 or 0 in shape:
-        return SoapLeafPlan(perm, work, (False,) * ndim)
-    if ndim == 1:
-        return SoapLeafPlan(perm, work, (precondition_1d and shape[0] <= max_precondition_dim,))
-    if merge_dims:
-        merged = merge_small_dims(work, max_precondition_dim)
-        work = merged if int(np.prod(merged)) == int(np.prod(shape)) else (int(np.prod(shape)),)
-    return SoapLeafPlan(perm, work, tuple(d <= max_precondition_dim for d in work))
-
-
-def _to_work(x: jax.Array, plan: SoapLeafPlan) -> jax.Array:
-    return jnp.transpose(x, plan.perm).reshape(plan.work_shape)
-
-
-def _from_work(x: jax.Array, plan: SoapLeafPlan, shape: Tuple[int, ...]) -> jax.Array:
-    torch_shape = tuple(shape[a] for a in plan.perm)
-    return jnp.transpose(x.reshape(torch_shape), np.argsort(plan.perm).tolist())
-
-
-def _project(x: jax.Array, qs: Tuple[Optional[jax.Array], ...], forward: bool) -> jax.Array:
-    """The reference's ``project``: ``Q_i^T`` (forward) or ``Q_i`` along each preconditioned dim."""
-    for axis, q in enumerate(qs):
-        if q is not None:
-            x = apply_along(x, axis, q.astype(x.dtype), transpose=forward)
-    return x
 
 
 class ScaleBySoapState(NamedTuple):
@@ -109,10 +75,19 @@ class ScaleBySoapState(NamedTuple):
 
 
 def scale_by_soap(
-        b1: float = 0.95, b2: float = 0.95, shampoo_beta: Optional[float] = None, eps: float = 1e-8,
-        precondition_frequency: int = 10, max_precondition_dim: int = 10000, merge_dims: bool = False,
-        precondition_1d: bool = False, correct_bias: bool = True, normalize_gradient: bool = False,
-        data_format: str = 'channels_first', *, layout: str = 'torch',
+    b1: float = 0.95,
+    b2: float = 0.95,
+    shampoo_beta: Optional[float] = None,
+    eps: float = 1e-8,
+    precondition_frequency: int = 10,
+    max_precondition_dim: int = 10000,
+    merge_dims: bool = False,
+    precondition_1d: bool = False,
+    correct_bias: bool = True,
+    normalize_gradient: bool = False,
+    data_format: str = 'channels_first',
+    *,
+    layout: str = 'torch',
 ) -> optax.GradientTransformation:
     """SOAP's direction ``sqrt(1 - b2^t) / (1 - b1^t) n`` (no lr, no decay; zeros on the first call)."""
     sb = b2 if shampoo_beta is None else shampoo_beta
@@ -130,8 +105,12 @@ def scale_by_soap(
             mats.append(tuple(jnp.eye(d, dtype=dt) if on else None for d, on in zip(pl.work_shape, pl.precond)))
         zeros = state_zeros(params)
         return ScaleBySoapState(
-            count=jnp.zeros([], jnp.int32), exp_avg=zeros, exp_avg_sq=zeros,
-            GG=tuple(tuple(None if q is None else jnp.zeros_like(q) for q in qs) for qs in mats), Q=tuple(mats))
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=zeros,
+            exp_avg_sq=zeros,
+            GG=tuple(tuple(None if q is None else jnp.zeros_like(q) for q in qs) for qs in mats),
+            Q=tuple(mats),
+        )
 
     def update_fn(updates, state, params=None):
         del params
@@ -162,9 +141,12 @@ def scale_by_soap(
 
         outs, new_ms, new_vs = jax.lax.cond(c == 0, first, step, None)
         new_gg = tuple(
-            tuple(None if s is None else torch_lerp(s, dim_statistic(gw.astype(s.dtype), axis), 1.0 - sb)
-                  for axis, s in enumerate(ss))
-            for ss, gw in zip(state.GG, works))
+            tuple(
+                None if s is None else torch_lerp(s, dim_statistic(gw.astype(s.dtype), axis), 1.0 - sb)
+                for axis, s in enumerate(ss)
+            )
+            for ss, gw in zip(state.GG, works)
+        )
 
         # the bases: eigh on the first call, a QR refresh every precondition_frequency steps, else kept
         slots = [(k, axis) for k, ss in enumerate(new_gg) for axis, s in enumerate(ss) if s is not None]
@@ -191,8 +173,12 @@ def scale_by_soap(
         for (k, axis), q in zip(slots, new_qs):
             q_tree[k][axis] = q
         return treedef.unflatten(outs), ScaleBySoapState(
-            count=safe_increment(c), exp_avg=treedef.unflatten(new_ms), exp_avg_sq=treedef.unflatten(new_vs),
-            GG=new_gg, Q=tuple(tuple(qs) for qs in q_tree))
+            count=safe_increment(c),
+            exp_avg=treedef.unflatten(new_ms),
+            exp_avg_sq=treedef.unflatten(new_vs),
+            GG=new_gg,
+            Q=tuple(tuple(qs) for qs in q_tree),
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -203,6 +189,7 @@ class _SkipFirstState(NamedTuple):
 
 def _skip_first() -> optax.GradientTransformation:
     """Zero updates on the first call: the reference's first step only builds the bases (decay included)."""
+
     def update_fn(updates, state, params=None):
         del params
         updates = jax.tree.map(lambda u: jnp.where(state.count == 0, jnp.zeros_like(u), u), updates)
@@ -212,11 +199,22 @@ def _skip_first() -> optax.GradientTransformation:
 
 
 def soap(
-        learning_rate: Any = 3e-3, betas: Tuple[float, float] = (0.95, 0.95), shampoo_beta: Optional[float] = None,
-        weight_decay: Any = 1e-2, precondition_frequency: int = 10, max_precondition_dim: int = 10000,
-        merge_dims: bool = False, precondition_1d: bool = False, correct_bias: bool = True,
-        normalize_gradient: bool = False, data_format: str = 'channels_first', eps: float = 1e-8,
-        maximize: bool = False, *, layout: str = 'torch', lr_scale: Any = None,
+    learning_rate: Any = 3e-3,
+    betas: Tuple[float, float] = (0.95, 0.95),
+    shampoo_beta: Optional[float] = None,
+    weight_decay: Any = 1e-2,
+    precondition_frequency: int = 10,
+    max_precondition_dim: int = 10000,
+    merge_dims: bool = False,
+    precondition_1d: bool = False,
+    correct_bias: bool = True,
+    normalize_gradient: bool = False,
+    data_format: str = 'channels_first',
+    eps: float = 1e-8,
+    maximize: bool = False,
+    *,
+    layout: str = 'torch',
+    lr_scale: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""``pytorch_optimizer.SOAP``: Adam in the eigenbases of Shampoo's per-dim statistics (see the module docstring).
 
@@ -247,30 +245,60 @@ def soap(
     check_weight_decay(weight_decay)
     check_range('precondition_frequency', precondition_frequency, 1, integer=True)
     check_range('max_precondition_dim', max_precondition_dim, 1, integer=True)
-    for name, flag in (('merge_dims', merge_dims), ('precondition_1d', precondition_1d),
-                       ('correct_bias', correct_bias), ('normalize_gradient', normalize_gradient),
-                       ('maximize', maximize)):
+    for name, flag in (
+        ('merge_dims', merge_dims),
+        ('precondition_1d', precondition_1d),
+        ('correct_bias', correct_bias),
+        ('normalize_gradient', normalize_gradient),
+        ('maximize', maximize),
+    ):
         check_bool(name, flag)
     check_choice('data_format', data_format, _DATA_FORMATS)
     check_range('eps', eps, 0.0)
     check_choice('layout', layout, LAYOUTS)
-    require_static('soap', 'which dims are preconditioned and the step structure',
-                   max_precondition_dim=max_precondition_dim, precondition_frequency=precondition_frequency)
+    require_static(
+        'soap',
+        'which dims are preconditioned and the step structure',
+        max_precondition_dim=max_precondition_dim,
+        precondition_frequency=precondition_frequency,
+    )
     direction = scale_by_soap(
-        betas[0], betas[1], shampoo_beta, eps, int(precondition_frequency), int(max_precondition_dim), merge_dims,
-        precondition_1d, correct_bias, normalize_gradient, data_format, layout=layout)
-    return optax.with_extra_args_support(optax.chain(
-        negate_if(maximize),
-        direction,
-        scale_by_learning_rate(learning_rate, lr_scale),
-        add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, order='post'),
-        _skip_first(),
-    ))
+        betas[0],
+        betas[1],
+        shampoo_beta,
+        eps,
+        int(precondition_frequency),
+        int(max_precondition_dim),
+        merge_dims,
+        precondition_1d,
+        correct_bias,
+        normalize_gradient,
+        data_format,
+        layout=layout,
+    )
+    return optax.with_extra_args_support(
+        optax.chain(
+            negate_if(maximize),
+            direction,
+            scale_by_learning_rate(learning_rate, lr_scale),
+            add_decoupled_weight_decay(weight_decay, learning_rate, lr_scale, order='post'),
+            _skip_first(),
+        )
+    )
 
 
 OPTIMIZERS = (
-    OptimInfo(name='soap', alias=soap, source='pytorch-optimizer 4.1.0', timm_class='pytorch_optimizer.SOAP',
-              description='SOAP, Adam in the eigenbases of Shampoo\'s preconditioner', has_betas=True,
-              shape_aware=True, default_lr=3e-3, packing='stacked', benchmarked=True,
-              parity_mode='soap_full_rank'),
+    OptimInfo(
+        name='soap',
+        alias=soap,
+        source='pytorch-optimizer 4.1.0',
+        timm_class='pytorch_optimizer.SOAP',
+        description='SOAP, Adam in the eigenbases of Shampoo\'s preconditioner',
+        has_betas=True,
+        shape_aware=True,
+        default_lr=3e-3,
+        packing='stacked',
+        benchmarked=True,
+        parity_mode='soap_full_rank',
+    ),
 )

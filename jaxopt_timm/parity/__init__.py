@@ -10,10 +10,10 @@ reference libraries through timm's factory (``_references``). They import it fro
 fact lives in one place. Nothing here imports torch or timm at import time:
 torch is a test-time dependency, loaded only when a reference runs.
 """
+
 from ._loader import INSTALL_HINT, TimmNotInstalled, load_timm, timm_optim_module, timm_utils_module, torch_module
 from ._modes import PARITY_MODES, ParityMode, ReferenceMode, kron_eager, reference_mode, timm_ns_float32
-from ._problem import (
-    DEFAULT_LR, DEFAULT_STEPS, SHAPES, drift, from_tree, jax_loss, make_arrays, to_tree, torch_loss)
+from ._problem import DEFAULT_LR, DEFAULT_STEPS, SHAPES, drift, from_tree, jax_loss, make_arrays, to_tree, torch_loss
 from ._references import ensure_reference, prepare_reference
 from ._result import MIN_DISPLACEMENT, TOL, ParityResult, deviation
 from ._run import factory_parity, reference_parity, run_parity
@@ -21,14 +21,41 @@ from ._schedules import SCHEDULE_TOL, SCHEDULES, schedule_parity
 
 __all__ = [
     # loading the reference
-    'INSTALL_HINT', 'TimmNotInstalled', 'load_timm', 'timm_optim_module', 'timm_utils_module', 'torch_module',
-    'ensure_reference', 'prepare_reference',
+    'INSTALL_HINT',
+    'TimmNotInstalled',
+    'load_timm',
+    'timm_optim_module',
+    'timm_utils_module',
+    'torch_module',
+    'ensure_reference',
+    'prepare_reference',
     # reference modes
-    'PARITY_MODES', 'ParityMode', 'ReferenceMode', 'kron_eager', 'reference_mode', 'timm_ns_float32',
+    'PARITY_MODES',
+    'ParityMode',
+    'ReferenceMode',
+    'kron_eager',
+    'reference_mode',
+    'timm_ns_float32',
     # the problem
-    'DEFAULT_LR', 'DEFAULT_STEPS', 'SHAPES', 'drift', 'from_tree', 'jax_loss', 'make_arrays', 'to_tree', 'torch_loss',
+    'DEFAULT_LR',
+    'DEFAULT_STEPS',
+    'SHAPES',
+    'drift',
+    'from_tree',
+    'jax_loss',
+    'make_arrays',
+    'to_tree',
+    'torch_loss',
     # the metric and the result
-    'MIN_DISPLACEMENT', 'TOL', 'ParityResult', 'deviation',
+    'MIN_DISPLACEMENT',
+    'TOL',
+    'ParityResult',
+    'deviation',
     # running
-    'factory_parity', 'reference_parity', 'run_parity', 'SCHEDULE_TOL', 'SCHEDULES', 'schedule_parity',
+    'factory_parity',
+    'reference_parity',
+    'run_parity',
+    'SCHEDULE_TOL',
+    'SCHEDULES',
+    'schedule_parity',
 ]

@@ -11,6 +11,7 @@ its checkpoint and model helpers), so :func:`timm_utils_module` loads single mod
 ``clip_grad``, ``agc``) under a bare ``timm.utils``. torch and timm load only when
 :func:`load_timm` is called, never at import: torch is a test-time dependency.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -27,7 +28,8 @@ __all__ = ['load_timm', 'timm_optim_module', 'timm_utils_module', 'TimmNotInstal
 
 INSTALL_HINT = (
     'install the reference with: pip install "torch==2.13.0" (a CPU build) && pip install --no-deps '
-    '"timm==1.0.31" (or run: bash scripts/install.sh)')
+    '"timm==1.0.31" (or run: bash scripts/install.sh)'
+)
 
 _LOADED: Dict[str, Any] = {}
 _find_spec = importlib.util.find_spec  # indirection: tests simulate a missing timm
@@ -102,6 +104,7 @@ def timm_utils_module(name: str) -> types.ModuleType:
 def torch_module(flat: Dict[str, Any]) -> Any:
     """A ``torch.nn.Module`` whose parameters are ``flat``'s arrays under their dotted names (copied)."""
     import torch
+
     root = torch.nn.Module()
     for name, value in flat.items():
         mod = root

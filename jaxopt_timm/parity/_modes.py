@@ -18,6 +18,7 @@ the mode off):
 
 timm is imported only inside the context managers, never at import.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,6 +38,7 @@ def timm_ns_float32():
     """timm's Muon with its Newton-Schulz iteration in float32 instead of its hard-coded bfloat16 (ours:
     ``ns_dtype='float32'``): then both sides do the same arithmetic and the float32 tolerance applies."""
     import torch
+
     mod = timm_optim_module('muon')
     original = mod.zeropower_via_newtonschulz
     mod.zeropower_via_newtonschulz = functools.partial(original, dtype=torch.float32)
@@ -64,6 +66,7 @@ class ParityMode:
     """One reference mode: ``common_kwargs`` go to both factories (defaults the caller's own arguments
     override), ``our_kwargs`` to ours only (matched by the change ``patch_timm`` makes to timm). ``family`` and
     ``description`` say which names use it and what it does (the parity command prints them)."""
+
     family: str
     description: str
     common_kwargs: Mapping[str, Any] = field(default_factory=dict)
@@ -73,23 +76,34 @@ class ParityMode:
 
 PARITY_MODES: Dict[str, ParityMode] = {
     'newton_schulz_float32': ParityMode(
-        'muon*', 'Newton-Schulz in float32 on both sides (timm hard-codes bf16)',
-        our_kwargs={'ns_dtype': 'float32'}, patch_timm=timm_ns_float32),
+        'muon*',
+        'Newton-Schulz in float32 on both sides (timm hard-codes bf16)',
+        our_kwargs={'ns_dtype': 'float32'},
+        patch_timm=timm_ns_float32,
+    ),
     'kron_no_refit': ParityMode(
-        'kron*', 'preconditioner_update_probability=1e-9 on both sides (random probes differ)',
-        common_kwargs={'preconditioner_update_probability': 1e-9}, patch_timm=kron_eager),
+        'kron*',
+        'preconditioner_update_probability=1e-9 on both sides (random probes differ)',
+        common_kwargs={'preconditioner_update_probability': 1e-9},
+        patch_timm=kron_eager,
+    ),
     'soap_full_rank': ParityMode(
-        'soap', 'max_precondition_dim=8 on both sides: the eigenbasis of a rank-deficient statistic is not unique',
-        common_kwargs={'max_precondition_dim': 8}),
+        'soap',
+        'max_precondition_dim=8 on both sides: the eigenbasis of a rank-deficient statistic is not unique',
+        common_kwargs={'max_precondition_dim': 8},
+    ),
     'prodigy_d0': ParityMode(
-        'prodigy', "d0=1e-2 on both sides: from the reference's 1e-6 the step size needs more than a short run "
+        'prodigy',
+        "d0=1e-2 on both sides: from the reference's 1e-6 the step size needs more than a short run "
         "at a small lr to move the params (the comparison is exact either way)",
-        common_kwargs={'d0': 1e-2}),
+        common_kwargs={'d0': 1e-2},
+    ),
 }
 
 
 class ReferenceMode(NamedTuple):
     """What :func:`reference_mode` returns: unpack as ``timm_kwargs, our_kwargs, context``."""
+
     timm_kwargs: Dict[str, Any]  # the arguments for timm's factory (and ours: both sides get them)
     our_kwargs: Dict[str, Any]  # extra arguments for our factory only
     context: ContextManager[Any]  # patches timm for the duration of the run
@@ -100,13 +114,16 @@ def _mode_of(name_or_info: Union[str, Any]) -> Optional[str]:
         return get_optimizer_info(name_or_info).parity_mode
     mode = getattr(name_or_info, 'parity_mode', Ellipsis)
     if mode is Ellipsis:
-        raise TypeError(f'reference_mode: name_or_info must be an optimizer name or an OptimInfo record, got '
-                        f'{type(name_or_info).__name__}')
+        raise TypeError(
+            f'reference_mode: name_or_info must be an optimizer name or an OptimInfo record, got '
+            f'{type(name_or_info).__name__}'
+        )
     return mode
 
 
-def reference_mode(name_or_info: Union[str, Any], kwargs: Optional[Mapping[str, Any]] = None,
-                   as_is: bool = False) -> ReferenceMode:
+def reference_mode(
+    name_or_info: Union[str, Any], kwargs: Optional[Mapping[str, Any]] = None, as_is: bool = False
+) -> ReferenceMode:
     """``(timm kwargs, our extra kwargs, context)`` that make timm's run of ``name_or_info`` comparable.
 
     ``kwargs``: the caller's arguments for both factories; the mode's own arguments are defaults they override.

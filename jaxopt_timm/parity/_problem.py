@@ -14,6 +14,7 @@
 Flat dicts keyed by dotted names (``'conv.weight'``) are the common currency:
 timm's module is built from them, ours is their nested tree.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Mapping, Optional, Tuple, cast
@@ -24,8 +25,17 @@ import numpy as np
 
 from jaxopt_timm.optim import named_leaves
 
-__all__ = ['SHAPES', 'DEFAULT_LR', 'DEFAULT_STEPS', 'make_arrays', 'to_tree', 'from_tree', 'drift', 'jax_loss',
-           'torch_loss']
+__all__ = [
+    'SHAPES',
+    'DEFAULT_LR',
+    'DEFAULT_STEPS',
+    'make_arrays',
+    'to_tree',
+    'from_tree',
+    'drift',
+    'jax_loss',
+    'torch_loss',
+]
 
 SHAPES: Dict[str, tuple] = {
     'conv.weight': (8, 4, 3, 3),
@@ -82,13 +92,16 @@ def drift(t: int) -> np.float32:
 
 def jax_loss(params: Any, a: Any, b: Any, d: Any, s: Any) -> jax.Array:
     """The loss on our side: ``params``, ``a``, ``b``, ``d`` are trees of the same structure, ``s`` the drift."""
+
     def leaf(p, ai, bi, di):
-        return jnp.sum(0.5 * ai * p * p + (bi + di * s) * p + 0.025 * p ** 4)
+        return jnp.sum(0.5 * ai * p * p + (bi + di * s) * p + 0.025 * p**4)
+
     return cast(jax.Array, sum(jax.tree.leaves(jax.tree.map(leaf, params, a, b, d))))  # of arrays: an array
 
 
-def torch_loss(named: Mapping[str, Any], a: Mapping[str, Any], b: Mapping[str, Any], d: Mapping[str, Any],
-               s: float) -> Any:
+def torch_loss(
+    named: Mapping[str, Any], a: Mapping[str, Any], b: Mapping[str, Any], d: Mapping[str, Any], s: float
+) -> Any:
     """The same loss on timm's side: ``named`` maps dotted names to torch parameters, ``a``/``b``/``d`` to torch
     tensors, ``s`` is the drift as a Python float."""
-    return sum((0.5 * a[k] * p * p + (b[k] + d[k] * s) * p + 0.025 * p ** 4).sum() for k, p in named.items())
+    return sum((0.5 * a[k] * p * p + (b[k] + d[k] * s) * p + 0.025 * p**4).sum() for k, p in named.items())

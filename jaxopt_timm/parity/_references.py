@@ -9,6 +9,7 @@ optimizer registry under our name, with the record's ``has_eps`` /
 filtering, layer decay, ``param_group_fn``) it builds for timm's own names:
 the comparison differs from a timm name's only in the class at the end.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -36,7 +37,8 @@ def ensure_reference(name: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise TimmNotInstalled(
             f'{package} is not installed: it is the reference of {name!r}; install it with: pip install --no-deps '
-            f'"{package}=={version}" (or run: bash scripts/install.sh)')
+            f'"{package}=={version}" (or run: bash scripts/install.sh)'
+        )
     load_timm()
     factory = importlib.import_module('timm.optim._optim_factory')
     registry = factory.default_registry
@@ -45,16 +47,31 @@ def ensure_reference(name: str) -> None:
         return
     if info.base_argument is not None:
         # a wrapper: timm's factory builds it with the wrapped name's param groups; the momentum reaches the base
-        registry.register(factory.OptimInfo(
-            name=key, opt_class=_wrapper_reference(info), description=info.description, has_eps=False,
-            has_momentum=True, has_betas=False))
+        registry.register(
+            factory.OptimInfo(
+                name=key,
+                opt_class=_wrapper_reference(info),
+                description=info.description,
+                has_eps=False,
+                has_momentum=True,
+                has_betas=False,
+            )
+        )
         return
     module, cls = info.timm_class.rsplit('.', 1)
-    registry.register(factory.OptimInfo(
-        name=key, opt_class=getattr(importlib.import_module(module), cls), description=info.description,
-        has_eps=info.has_eps,
-        has_momentum=info.has_momentum, has_betas=info.has_betas, num_betas=info.num_betas,
-        second_order=info.second_order, defaults=dict(info.defaults)))
+    registry.register(
+        factory.OptimInfo(
+            name=key,
+            opt_class=getattr(importlib.import_module(module), cls),
+            description=info.description,
+            has_eps=info.has_eps,
+            has_momentum=info.has_momentum,
+            has_betas=info.has_betas,
+            num_betas=info.num_betas,
+            second_order=info.second_order,
+            defaults=dict(info.defaults),
+        )
+    )
 
 
 def _wrapper_reference(info: Any) -> Any:
@@ -67,8 +84,9 @@ def _wrapper_reference(info: Any) -> Any:
     def build(params: Any, **kwargs: Any) -> Any:
         base = kwargs.pop(info.base_argument, info.defaults.get(info.base_argument))
         ensure_reference(base)
-        return wrapper(params, base_optimizer=lambda groups, **kw: timm_optim.create_optimizer_v2(groups, base, **kw),
-                       **kwargs)
+        return wrapper(
+            params, base_optimizer=lambda groups, **kw: timm_optim.create_optimizer_v2(groups, base, **kw), **kwargs
+        )
 
     return build
 

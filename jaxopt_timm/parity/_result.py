@@ -7,6 +7,7 @@ of at most :data:`TOL` (float32 arithmetic in a different order on each side
 stays well inside it over a few dozen steps). A run whose params barely move
 (:data:`MIN_DISPLACEMENT`) proves nothing and fails its check.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,8 +22,9 @@ TOL = 2e-4  # the parity bound on the deviation
 MIN_DISPLACEMENT = 1e-4  # a run that barely moves the params proves nothing
 
 
-def deviation(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray],
-              init: Mapping[str, np.ndarray]) -> Tuple[float, float, float]:
+def deviation(
+    ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray], init: Mapping[str, np.ndarray]
+) -> Tuple[float, float, float]:
     """``(deviation, max abs error, displacement)``: ``max|ours - theirs| / max|theirs - init|`` over the leaves
     of ``theirs`` (flat dicts keyed by the same names)."""
     max_abs = max(float(np.max(np.abs(ours[k] - theirs[k]))) for k in theirs)
@@ -34,6 +36,7 @@ def deviation(ours: Mapping[str, np.ndarray], theirs: Mapping[str, np.ndarray],
 class ParityResult:
     """One run of ours against timm: the metric, how often our jitted step was traced, both final param dicts
     (flat, keyed by dotted names) and our final optimizer state."""
+
     rel_err: float
     max_abs_err: float
     displacement: float
@@ -56,7 +59,8 @@ class ParityResult:
         if not self.rel_err <= tol:
             raise AssertionError(
                 f'parity error {self.rel_err:.3g} > {tol:g} (max abs {self.max_abs_err:.3g}, '
-                f'displacement {self.displacement:.3g}); worst leaf: {self.worst_leaf()}')
+                f'displacement {self.displacement:.3g}); worst leaf: {self.worst_leaf()}'
+            )
         bad = [type(x).__name__ for x in jax.tree.leaves(self.state) if not isinstance(x, jax.Array)]
         if bad:
             raise AssertionError(f'optimizer state holds non-array leaves: {bad}')

@@ -8,6 +8,7 @@ the whole step (gradient, update, apply) under ``jax.jit``, traced once.
 :func:`reference_parity` does so in the name's reference mode (see
 :mod:`jaxopt_timm.parity._modes`). torch is imported only when a run starts.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,9 +29,20 @@ from ._result import ParityResult, deviation
 __all__ = ['run_parity', 'factory_parity', 'reference_parity']
 
 
-def _run_timm(make_timm: Callable[[Any], Any], init, a, b, d, steps: int, seed: int, second_order: bool,
-              torch_lr: Optional[Callable[[int], float]], grad_fn: bool = False) -> Dict[str, Any]:
+def _run_timm(
+    make_timm: Callable[[Any], Any],
+    init,
+    a,
+    b,
+    d,
+    steps: int,
+    seed: int,
+    second_order: bool,
+    torch_lr: Optional[Callable[[int], float]],
+    grad_fn: bool = False,
+) -> Dict[str, Any]:
     import torch
+
     torch.manual_seed(seed)
     module = torch_module(init)
     named = dict(module.named_parameters())
@@ -53,14 +65,14 @@ def _run_timm(make_timm: Callable[[Any], Any], init, a, b, d, steps: int, seed: 
 
 
 def run_parity(
-        make_timm: Callable[[Any], Any],
-        make_ours: Callable[[Any], optax.GradientTransformation],
-        steps: int = DEFAULT_STEPS,
-        seed: int = 0,
-        second_order: bool = False,
-        torch_lr: Optional[Callable[[int], float]] = None,
-        shapes: Optional[Mapping[str, tuple]] = None,
-        grad_fn: bool = False,
+    make_timm: Callable[[Any], Any],
+    make_ours: Callable[[Any], optax.GradientTransformation],
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    second_order: bool = False,
+    torch_lr: Optional[Callable[[int], float]] = None,
+    shapes: Optional[Mapping[str, tuple]] = None,
+    grad_fn: bool = False,
 ) -> ParityResult:
     """Run ``make_timm(torch module)`` and ``make_ours(params tree)`` ``steps`` times on the problem drawn from
     ``seed`` (over ``shapes``, default the mixed-layout tree).
@@ -101,8 +113,9 @@ def run_parity(
     return ParityResult(rel_err, max_abs, disp, traces[0], ours, theirs, state)
 
 
-def factory_parity(name: str, steps: int = DEFAULT_STEPS, seed: int = 0,
-                   ours_only: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> ParityResult:
+def factory_parity(
+    name: str, steps: int = DEFAULT_STEPS, seed: int = 0, ours_only: Optional[Mapping[str, Any]] = None, **kwargs: Any
+) -> ParityResult:
     """timm's ``create_optimizer_v2(module, name, **kwargs)`` against ours on the same tree, as is (``ours_only``:
     extra arguments for our side, e.g. a dtype switch timm hard-codes). For a name timm lacks, timm's factory
     builds the record's reference class (see :mod:`jaxopt_timm.parity._references`)."""
@@ -112,12 +125,16 @@ def factory_parity(name: str, steps: int = DEFAULT_STEPS, seed: int = 0,
     return run_parity(
         lambda m: prepare_reference(timm_optim.create_optimizer_v2(m, name, **kwargs)),
         lambda p: create_optimizer_v2(p, name, **kwargs, **(ours_only or {})),
-        steps=steps, seed=seed, second_order=info.second_order, grad_fn=info.grad_fn,
+        steps=steps,
+        seed=seed,
+        second_order=info.second_order,
+        grad_fn=info.grad_fn,
     )
 
 
-def reference_parity(name: str, steps: int = DEFAULT_STEPS, seed: int = 0, as_is: bool = False,
-                     **kwargs: Any) -> ParityResult:
+def reference_parity(
+    name: str, steps: int = DEFAULT_STEPS, seed: int = 0, as_is: bool = False, **kwargs: Any
+) -> ParityResult:
     """:func:`factory_parity` in the reference mode of ``name``'s record (``parity_mode``), so the tolerance
     applies to every name; ``as_is``: timm's run unchanged (the muon and kron families then deviate)."""
     timm_kwargs, our_kwargs, context = reference_mode(name, kwargs, as_is=as_is)

@@ -7,6 +7,7 @@ pieces live in ``_core`` (the schedule object, steps, float32 powers),
 every timm scheduler shares); the factory mirrors
 ``timm.scheduler.create_scheduler_v2``.
 """
+
 from ._core import Schedule, as_step, per_epoch
 from ._noise import noise_fn
 from ._cosine import cosine
@@ -20,7 +21,24 @@ from ._tanh import tanh
 from ._wsd import DECAY_FNS, STABLE_FNS, wsd
 
 __all__ = [
-    'Schedule', 'PlateauSchedule', 'PlateauState', 'SCHEDULERS', 'STABLE_FNS', 'DECAY_FNS',
-    'cosine', 'tanh', 'step', 'multistep', 'poly', 'wsd', 'plateau', 'onecycle',
-    'create_scheduler', 'create_scheduler_v2', 'scheduler_kwargs', 'per_epoch', 'noise_fn', 'as_step',
+    'Schedule',
+    'PlateauSchedule',
+    'PlateauState',
+    'SCHEDULERS',
+    'STABLE_FNS',
+    'DECAY_FNS',
+    'cosine',
+    'tanh',
+    'step',
+    'multistep',
+    'poly',
+    'wsd',
+    'plateau',
+    'onecycle',
+    'create_scheduler',
+    'create_scheduler_v2',
+    'scheduler_kwargs',
+    'per_epoch',
+    'noise_fn',
+    'as_step',
 ]

@@ -14,6 +14,7 @@ to keep the relative error near float32's epsilon at every step:
 * integer powers (``decay_rate ** count``, ``cycle_decay ** i``) come from
   float64 tables, not from float32 ``pow`` whose error grows with the exponent.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,7 @@ from .._validate import check_range
 
 __all__ = ['INT32_MAX', 'Schedule', 'as_step', 'per_epoch', 'f32_table', 'int_power', 'remaining_power']
 
-INT32_MAX = 2 ** 31 - 1
+INT32_MAX = 2**31 - 1
 _F32_INT32_MAX = 2147483520.0  # largest float32 below 2**31
 _F32 = jnp.float32
 
@@ -47,12 +48,12 @@ class Schedule:
     __slots__ = ('_fn', 'base_lr', 'name', 'cycle_length', 'updates_per_epoch', '__weakref__')
 
     def __init__(
-            self,
-            fn: Callable[[jax.Array], jax.Array],
-            base_lr: float,
-            name: str,
-            cycle_length: Optional[Callable[..., int]] = None,
-            updates_per_epoch: int = 0,
+        self,
+        fn: Callable[[jax.Array], jax.Array],
+        base_lr: float,
+        name: str,
+        cycle_length: Optional[Callable[..., int]] = None,
+        updates_per_epoch: int = 0,
     ) -> None:
         if not callable(fn):
             raise ValueError(f'Invalid fn: {fn!r}, expected a callable step -> lr')
@@ -99,8 +100,10 @@ def as_step(t: Any) -> jax.Array:
         raise TypeError(f'a schedule step must be an integer, got dtype {dt}')
     if jnp.issubdtype(dt, jnp.floating):
         if isinstance(t, jax.core.Tracer):
-            raise TypeError(f'a schedule step must be an integer; got a traced {dt} array (a fractional step has '
-                            f'no lr here): cast the step with .astype(jnp.int32)')
+            raise TypeError(
+                f'a schedule step must be an integer; got a traced {dt} array (a fractional step has '
+                f'no lr here): cast the step with .astype(jnp.int32)'
+            )
         values = np.asarray(t, np.float64).ravel()
         bad = values[~(np.isfinite(values) & (values == np.floor(values)))]
         if bad.size:
@@ -118,8 +121,10 @@ def as_step(t: Any) -> jax.Array:
 
 def _whole_number(value: float) -> float:
     if not math.isfinite(value) or value != math.floor(value):
-        raise ValueError(f'Invalid step: {value!r}, expected a whole number of updates or epochs (an int; '
-                         f'fractional, NaN and infinite steps have no lr here)')
+        raise ValueError(
+            f'Invalid step: {value!r}, expected a whole number of updates or epochs (an int; '
+            f'fractional, NaN and infinite steps have no lr here)'
+        )
     return value
 
 
@@ -134,7 +139,8 @@ def per_epoch(schedule: Schedule, updates_per_epoch: int) -> Schedule:
     if not isinstance(schedule, Schedule):
         raise ValueError(
             f'Invalid schedule: {schedule!r}, expected a Schedule (from cosine, step, ..., create_scheduler_v2); '
-            'a plateau schedule is stepped per epoch by its own step()')
+            'a plateau schedule is stepped per epoch by its own step()'
+        )
     check_range('updates_per_epoch', updates_per_epoch, 1, INT32_MAX, integer=True)
     upe = int(updates_per_epoch)
     fn = schedule._fn
@@ -191,4 +197,3 @@ def remaining_power(rem: jax.Array, cur: jax.Array, length: jax.Array, k: float)
     # where the remaining fraction is small, log1p(-r) is exact; elsewhere log(q) is
     log_q = jnp.where(r < 0.5, jnp.log1p(-r), jnp.log(q))
     return -jnp.expm1(k * log_q)
-

@@ -5,6 +5,7 @@ Warm Restarts" (https://arxiv.org/abs/1608.03983); k-decay from Zhang & Li,
 2020, "k-decay: A New Method For Learning Rate Schedule"
 (https://arxiv.org/abs/2004.05909).
 """
+
 from __future__ import annotations
 
 import math
@@ -22,23 +23,23 @@ __all__ = ['cosine']
 
 
 def cosine(
-        base_lr: float,
-        t_initial: int,
-        lr_min: float = 0.,
-        cycle_mul: float = 1.,
-        cycle_decay: float = 1.,
-        cycle_limit: int = 1,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        warmup_prefix: bool = False,
-        t_in_epochs: bool = True,
-        noise_range_t: NoiseRange = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        k_decay: float = 1.0,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    t_initial: int,
+    lr_min: float = 0.0,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 1.0,
+    cycle_limit: int = 1,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = False,
+    t_in_epochs: bool = True,
+    noise_range_t: NoiseRange = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    k_decay: float = 1.0,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``CosineLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -96,8 +97,18 @@ def cosine(
     """
     check_range('base_lr', base_lr, 0.0)
     validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_decay)
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        warmup_prefix,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     t_initial, cycle_limit = int(t_initial), int(cycle_limit)
     lr_min, k = float(lr_min), float(k_decay)
     position = cycles(t_initial, float(cycle_mul), float(cycle_decay), cycle_limit, frame.base_lr)

@@ -4,6 +4,7 @@ The cycle index and position come from integer arithmetic, or from tables of
 integer cycle boundaries computed once in float64 that mirror timm's own
 float rounding (see :mod:`._core` for why nothing else becomes a float).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,9 @@ def _cycle_tables(t_initial: int, cycle_mul: float, cycle_limit: int):
         if i > _MAX_TABLE:
             raise ValueError(
                 f'Invalid cycle_limit: {cycle_limit!r}, with cycle_mul={cycle_mul!r} more than {_MAX_TABLE} cycles '
-                f'start below 2**31 steps; expected a cycle_limit in [1, {_MAX_TABLE}]')
-        s = t_initial * (1 - cycle_mul ** i) / (1 - cycle_mul)
+                f'start below 2**31 steps; expected a cycle_limit in [1, {_MAX_TABLE}]'
+            )
+        s = t_initial * (1 - cycle_mul**i) / (1 - cycle_mul)
         if s > INT32_MAX + 1 or not math.isfinite(s):
             c = INT32_MAX + 1
         else:
@@ -83,11 +85,11 @@ def _cycle_tables(t_initial: int, cycle_mul: float, cycle_limit: int):
 
 
 def cycles(
-        t_initial: int,
-        cycle_mul: float,
-        cycle_decay: float,
-        cycle_limit: int,
-        base_lr: float,
+    t_initial: int,
+    cycle_mul: float,
+    cycle_decay: float,
+    cycle_limit: int,
+    base_lr: float,
 ) -> Callable[[jax.Array], CyclePosition]:
     """``t -> CyclePosition`` for timm's restarts (``t`` already shifted by a warmup prefix).
 
@@ -98,6 +100,7 @@ def cycles(
     including its float rounding at cycle boundaries.
     """
     if cycle_limit == 0:
+
         def never(t):
             zero = jnp.zeros(jnp.shape(t), _F32)
             return CyclePosition(jnp.zeros(jnp.shape(t), bool), zero, zero, jnp.float32(1), zero)
@@ -125,8 +128,8 @@ def cycles(
     starts, start_frac, ends, end_excess, lengths, lr_maxes = [], [], [], [], [], []
     for i in range(n):
         # timm's own expressions, in float64
-        s = (1 - cycle_mul ** i) / (1 - cycle_mul) * t_initial
-        t_i = cycle_mul ** i * t_initial
+        s = (1 - cycle_mul**i) / (1 - cycle_mul) * t_initial
+        t_i = cycle_mul**i * t_initial
         e = s + t_i
         s_int = min(math.floor(s), INT32_MAX)
         e_int = min(math.floor(e), INT32_MAX)
@@ -135,7 +138,7 @@ def cycles(
         ends.append(e_int)
         end_excess.append(e - e_int)
         lengths.append(t_i)
-        lr_maxes.append(base_lr * cycle_decay ** i)
+        lr_maxes.append(base_lr * cycle_decay**i)
     b_active = np.asarray(bounds[:n], np.int64)
     end_bound = bounds[n]
     starts_t = jnp.asarray(np.asarray(starts, np.int64).astype(np.int32))
@@ -162,7 +165,7 @@ def cycle_length(t_initial: int, cycle_mul: float, cycle_limit: int, warmup_t: i
         if cycle_mul == 1.0:
             t = t_initial * cycles
         else:
-            t = int(math.floor(-t_initial * (cycle_mul ** cycles - 1) / (1 - cycle_mul)))
+            t = int(math.floor(-t_initial * (cycle_mul**cycles - 1) / (1 - cycle_mul)))
         return t + warmup_t if warmup_prefix else t
 
     return length
@@ -177,4 +180,3 @@ def validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_de
     # timm's cycle_limit=0 holds lr_min from the first step (older timm read it as no limit): rejected as ambiguous
     check_range('cycle_limit', cycle_limit, 1, INT32_MAX, integer=True)
     check_range('k_decay', k_decay, 0.0, lo_open=True)
-

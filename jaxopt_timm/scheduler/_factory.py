@@ -11,6 +11,7 @@ return value. The schedule's argument follows API.md:
   (timm's ``step(epoch)``), so it can be fed the optax count;
 * ``step_on_epochs=True`` with ``updates_per_epoch == 0``: ``t`` is the epoch.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -23,6 +24,7 @@ from .._validate import check_bool, check_choice, check_range
 from ._core import INT32_MAX, Schedule, per_epoch
 from ._noise import validate_noise_range
 from ._cosine import cosine
+from ._kwargs import _ARG_ATTRS, scheduler_kwargs
 from ._multistep import multistep, validate_milestones
 from ._onecycle import onecycle
 from ._plateau import PLATEAU_MODES, PlateauSchedule, plateau
@@ -34,51 +36,6 @@ from ._wsd import wsd
 __all__ = ['create_scheduler', 'create_scheduler_v2', 'scheduler_kwargs', 'SCHEDULERS']
 
 SCHEDULERS = ('cosine', 'tanh', 'step', 'multistep', 'poly', 'wsd', 'rsqrt', 'constant', 'plateau', 'none', 'onecycle')
-
-
-def scheduler_kwargs(cfg: Any, decreasing_metric: Optional[bool] = None) -> dict:
-    """timm's ``scheduler_kwargs``: argparse / config attributes to :func:`create_scheduler_v2` kwargs."""
-    eval_metric = getattr(cfg, 'eval_metric', 'top1')
-    if decreasing_metric is not None:
-        plateau_mode = 'min' if decreasing_metric else 'max'
-    else:
-        plateau_mode = 'min' if 'loss' in eval_metric else 'max'
-    sched_on_updates = getattr(cfg, 'sched_on_updates', False)
-    check_bool('sched_on_updates', sched_on_updates)
-    return dict(
-        sched=cfg.sched,
-        num_epochs=getattr(cfg, 'epochs', 100),
-        decay_epochs=getattr(cfg, 'decay_epochs', 30),
-        decay_milestones=getattr(cfg, 'decay_milestones', [30, 60]),
-        warmup_epochs=getattr(cfg, 'warmup_epochs', 5),
-        cooldown_epochs=getattr(cfg, 'cooldown_epochs', 0),
-        patience_epochs=getattr(cfg, 'patience_epochs', 10),
-        decay_rate=getattr(cfg, 'decay_rate', 0.1),
-        min_lr=getattr(cfg, 'min_lr', 0.),
-        warmup_lr=getattr(cfg, 'warmup_lr', 1e-5),
-        warmup_prefix=getattr(cfg, 'warmup_prefix', False),
-        noise=getattr(cfg, 'lr_noise', None),
-        noise_pct=getattr(cfg, 'lr_noise_pct', 0.67),
-        noise_std=getattr(cfg, 'lr_noise_std', 1.),
-        noise_seed=getattr(cfg, 'seed', 42),
-        cycle_mul=getattr(cfg, 'lr_cycle_mul', 1.),
-        cycle_decay=getattr(cfg, 'lr_cycle_decay', 0.1),
-        cycle_limit=getattr(cfg, 'lr_cycle_limit', 1),
-        k_decay=getattr(cfg, 'lr_k_decay', 1.0),
-        decay_fn=getattr(cfg, 'lr_decay_fn', None),
-        stable_timescale=getattr(cfg, 'lr_stable_timescale', None),
-        plateau_mode=plateau_mode,
-        step_on_epochs=not sched_on_updates,
-    )
-
-
-# create_scheduler_v2's argument -> the attribute scheduler_kwargs reads it from, where they differ
-_ARG_ATTRS = {
-    'num_epochs': 'epochs', 'noise': 'lr_noise', 'noise_pct': 'lr_noise_pct', 'noise_std': 'lr_noise_std',
-    'noise_seed': 'seed', 'cycle_mul': 'lr_cycle_mul', 'cycle_decay': 'lr_cycle_decay',
-    'cycle_limit': 'lr_cycle_limit', 'k_decay': 'lr_k_decay', 'decay_fn': 'lr_decay_fn',
-    'stable_timescale': 'lr_stable_timescale',
-}
 
 
 def create_scheduler(args: Any, lr: float, updates_per_epoch: int = 0):
@@ -107,37 +64,37 @@ def _unknown_sched(sched: Any) -> ValueError:
 
 
 def create_scheduler_v2(
-        lr: float,
-        sched: str = 'cosine',
-        num_epochs: int = 300,
-        decay_epochs: Optional[float] = None,
-        decay_milestones: Sequence[int] = (90, 180, 270),
-        cooldown_epochs: int = 0,
-        patience_epochs: int = 10,
-        decay_rate: float = 0.1,
-        min_lr: float = 0.,
-        warmup_lr: float = 1e-5,
-        warmup_epochs: int = 0,
-        warmup_prefix: bool = False,
-        noise: Union[float, Sequence[float], None] = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.,
-        noise_seed: int = 42,
-        cycle_mul: float = 1.,
-        cycle_decay: float = 0.1,
-        cycle_limit: int = 1,
-        k_decay: float = 1.0,
-        decay_fn: Optional[str] = None,
-        stable_timescale: Optional[float] = None,
-        plateau_mode: str = 'max',
-        step_on_epochs: bool = True,
-        updates_per_epoch: int = 0,
-        *,
-        pct_start: Optional[float] = None,
-        anneal_strategy: str = 'cos',
-        div_factor: float = 25.,
-        final_div_factor: float = 1e4,
-        three_phase: bool = False,
+    lr: float,
+    sched: str = 'cosine',
+    num_epochs: int = 300,
+    decay_epochs: Optional[float] = None,
+    decay_milestones: Sequence[int] = (90, 180, 270),
+    cooldown_epochs: int = 0,
+    patience_epochs: int = 10,
+    decay_rate: float = 0.1,
+    min_lr: float = 0.0,
+    warmup_lr: float = 1e-5,
+    warmup_epochs: int = 0,
+    warmup_prefix: bool = False,
+    noise: Union[float, Sequence[float], None] = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: int = 42,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 0.1,
+    cycle_limit: int = 1,
+    k_decay: float = 1.0,
+    decay_fn: Optional[str] = None,
+    stable_timescale: Optional[float] = None,
+    plateau_mode: str = 'max',
+    step_on_epochs: bool = True,
+    updates_per_epoch: int = 0,
+    *,
+    pct_start: Optional[float] = None,
+    anneal_strategy: str = 'cos',
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
 ) -> Tuple[Union[Schedule, PlateauSchedule], int]:
     """Build a schedule by name, as ``timm.scheduler.create_scheduler_v2`` builds a scheduler.
 
@@ -203,7 +160,8 @@ def create_scheduler_v2(
         if not isinstance(updates_per_epoch, int) or isinstance(updates_per_epoch, bool) or updates_per_epoch <= 0:
             raise ValueError(
                 f'Invalid updates_per_epoch: {updates_per_epoch!r}, step_on_epochs=False needs the number of '
-                f'dataloader batches; expected an integer in [1, {INT32_MAX}]')
+                f'dataloader batches; expected an integer in [1, {INT32_MAX}]'
+            )
     check_range('warmup_epochs', warmup_epochs, 0, INT32_MAX, integer=True)
     check_range('cooldown_epochs', cooldown_epochs, 0, INT32_MAX, integer=True)
     # the arguments the schedules receive renamed (min_lr -> lr_min, ...) or scaled by updates_per_epoch are checked
@@ -258,36 +216,76 @@ def create_scheduler_v2(
             noise_range = cast(float, noise) * t_initial  # validate_noise_range let only a number through here
     else:
         noise_range = None
-    noise_args: Dict[str, Any] = dict(noise_range_t=noise_range, noise_pct=noise_pct, noise_std=noise_std,
-                                      noise_seed=noise_seed)
+    noise_args: Dict[str, Any] = dict(
+        noise_range_t=noise_range, noise_pct=noise_pct, noise_std=noise_std, noise_seed=noise_seed
+    )
     cycle_args: Dict[str, Any] = dict(cycle_mul=cycle_mul, cycle_decay=cycle_decay, cycle_limit=cycle_limit)
 
     schedule: Union[Schedule, PlateauSchedule]
     if sched == 'cosine':
-        schedule = cosine(lr, t_initial=t_initial, lr_min=min_lr, t_in_epochs=step_on_epochs, k_decay=k_decay,
-                          **cycle_args, **warmup_args, **noise_args)
+        schedule = cosine(
+            lr,
+            t_initial=t_initial,
+            lr_min=min_lr,
+            t_in_epochs=step_on_epochs,
+            k_decay=k_decay,
+            **cycle_args,
+            **warmup_args,
+            **noise_args,
+        )
     elif sched == 'tanh':
-        schedule = tanh(lr, t_initial=t_initial, lr_min=min_lr, t_in_epochs=step_on_epochs,
-                        **cycle_args, **warmup_args, **noise_args)
+        schedule = tanh(
+            lr,
+            t_initial=t_initial,
+            lr_min=min_lr,
+            t_in_epochs=step_on_epochs,
+            **cycle_args,
+            **warmup_args,
+            **noise_args,
+        )
     elif sched == 'step':
-        schedule = step(lr, decay_t=decay_t, decay_rate=decay_rate, t_in_epochs=step_on_epochs,
-                        **warmup_args, **noise_args)
+        schedule = step(
+            lr, decay_t=decay_t, decay_rate=decay_rate, t_in_epochs=step_on_epochs, **warmup_args, **noise_args
+        )
     elif sched == 'constant':
         # timm: a step schedule that never decays (warmup, noise and lr_scale still apply)
-        schedule = step(lr, decay_t=1, decay_rate=1., t_in_epochs=step_on_epochs, **warmup_args, **noise_args)
+        schedule = step(lr, decay_t=1, decay_rate=1.0, t_in_epochs=step_on_epochs, **warmup_args, **noise_args)
     elif sched == 'multistep':
-        schedule = multistep(lr, decay_t=list(decay_milestones), decay_rate=decay_rate, t_in_epochs=step_on_epochs,
-                             **warmup_args, **noise_args)
+        schedule = multistep(
+            lr,
+            decay_t=list(decay_milestones),
+            decay_rate=decay_rate,
+            t_in_epochs=step_on_epochs,
+            **warmup_args,
+            **noise_args,
+        )
     elif sched == 'plateau':
         if not step_on_epochs:
             raise ValueError('Invalid step_on_epochs: False, plateau only steps per epoch; expected True')
-        schedule = plateau(lr, decay_rate=decay_rate, patience_t=patience_epochs, cooldown_t=0,
-                           warmup_lr_init=warmup_lr, warmup_t=warmup_t, lr_min=min_lr, mode=plateau_mode,
-                           **noise_args)
+        schedule = plateau(
+            lr,
+            decay_rate=decay_rate,
+            patience_t=patience_epochs,
+            cooldown_t=0,
+            warmup_lr_init=warmup_lr,
+            warmup_t=warmup_t,
+            lr_min=min_lr,
+            mode=plateau_mode,
+            **noise_args,
+        )
     elif sched == 'poly':
         # timm quirk: decay_rate is overloaded as the polynomial power
-        schedule = poly(lr, power=decay_rate, t_initial=t_initial, lr_min=min_lr, t_in_epochs=step_on_epochs,
-                        k_decay=k_decay, **cycle_args, **warmup_args, **noise_args)
+        schedule = poly(
+            lr,
+            power=decay_rate,
+            t_initial=t_initial,
+            lr_min=min_lr,
+            t_in_epochs=step_on_epochs,
+            k_decay=k_decay,
+            **cycle_args,
+            **warmup_args,
+            **noise_args,
+        )
     elif sched in ('wsd', 'rsqrt'):
         # warmup is always a prefix here; without warmup_prefix the stable + decay phases fit in num_epochs
         t_sched = t_initial if warmup_prefix else t_initial - warmup_t
@@ -298,16 +296,33 @@ def create_scheduler_v2(
             limit = 'num_epochs' if warmup_prefix else 'num_epochs - warmup_epochs'
             raise ValueError(
                 f'Invalid decay_epochs: {decay_epochs!r}, {sched} needs a decay length in (0, {limit}] '
-                f'(or a fraction in (0, 1)); got decay {decay_t} with stable + decay length {t_sched}')
-        schedule = wsd(lr, t_initial=t_sched, decay_t=decay_t, lr_min=min_lr,
-                       stable_fn='rsqrt' if sched == 'rsqrt' else 'constant', stable_timescale=timescale_t,
-                       decay_fn=decay_fn or ('linear' if sched == 'rsqrt' else '1-sqrt'),
-                       t_in_epochs=step_on_epochs, warmup_t=warmup_t, warmup_lr_init=warmup_lr, **noise_args)
+                f'(or a fraction in (0, 1)); got decay {decay_t} with stable + decay length {t_sched}'
+            )
+        schedule = wsd(
+            lr,
+            t_initial=t_sched,
+            decay_t=decay_t,
+            lr_min=min_lr,
+            stable_fn='rsqrt' if sched == 'rsqrt' else 'constant',
+            stable_timescale=timescale_t,
+            decay_fn=decay_fn or ('linear' if sched == 'rsqrt' else '1-sqrt'),
+            t_in_epochs=step_on_epochs,
+            warmup_t=warmup_t,
+            warmup_lr_init=warmup_lr,
+            **noise_args,
+        )
     elif sched == 'onecycle':
         if pct_start is None:
             pct_start = warmup_epochs / num_epochs if warmup_epochs else 0.3
-        schedule = onecycle(lr, total_steps=t_initial, pct_start=float(pct_start), anneal_strategy=anneal_strategy,
-                            div_factor=div_factor, final_div_factor=final_div_factor, three_phase=three_phase)
+        schedule = onecycle(
+            lr,
+            total_steps=t_initial,
+            pct_start=float(pct_start),
+            anneal_strategy=anneal_strategy,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            three_phase=three_phase,
+        )
     else:  # 'none': timm leaves the optimizer's lr alone
         schedule = Schedule(lambda t: jnp.full(jnp.shape(t), lr, jnp.float32), lr, 'none')
 

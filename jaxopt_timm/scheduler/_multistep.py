@@ -1,4 +1,5 @@
 """Multi-step decay: timm's ``MultiStepLRScheduler`` (``lr * decay_rate ** #milestones passed``)."""
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,8 @@ def validate_milestones(name: str, milestones: Any) -> None:
     if not isinstance(milestones, (list, tuple, np.ndarray)) or len(milestones) == 0:
         raise ValueError(
             f'Invalid {name}: {milestones!r}, expected a non-empty sequence of non-decreasing milestones '
-            '(a schedule without milestones is step or constant)')
+            '(a schedule without milestones is step or constant)'
+        )
     for j, m in enumerate(milestones):
         check_range(f'{name}[{j}]', m, 0.0)
     if any(b < a for a, b in zip(milestones, milestones[1:])):
@@ -27,19 +29,19 @@ def validate_milestones(name: str, milestones: Any) -> None:
 
 
 def multistep(
-        base_lr: float,
-        decay_t: Sequence[float],
-        decay_rate: float = 1.,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        warmup_prefix: bool = True,
-        t_in_epochs: bool = True,
-        noise_range_t=None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    decay_t: Sequence[float],
+    decay_rate: float = 1.0,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = True,
+    t_in_epochs: bool = True,
+    noise_range_t=None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``MultiStepLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -73,8 +75,18 @@ def multistep(
     check_range('base_lr', base_lr, 0.0)
     validate_milestones('decay_t', decay_t)
     check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign at every milestone
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        warmup_prefix,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     base_lr = frame.base_lr
     # m <= t + 1  <=>  t >= ceil(m) - 1 for integer t (no t + 1 overflow at 2**31 - 1)
     thresholds = [max(math.ceil(float(m)) - 1, -1) for m in decay_t if math.ceil(float(m)) - 1 <= INT32_MAX]

@@ -1,4 +1,5 @@
 """timm's lr noise: ``lr (1 + n(t))`` inside a step range, drawn as a pure function of ``(seed, t)``."""
+
 from __future__ import annotations
 
 import math
@@ -58,11 +59,11 @@ def _first_int_at_or_above(x: float) -> int:
 
 
 def noise_fn(
-        noise_range_t: NoiseRange,
-        noise_type: str = 'normal',
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
+    noise_range_t: NoiseRange,
+    noise_type: str = 'normal',
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
 ) -> Optional[Callable[[jax.Array, jax.Array], jax.Array]]:
     """``(lr, t) -> lr + lr * n(t)`` inside the noise range, else ``lr``; None without a range.
 

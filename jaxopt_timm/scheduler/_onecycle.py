@@ -3,6 +3,7 @@
 Reference: Smith & Topin, 2017, "Super-Convergence: Very Fast Training of
 Neural Networks Using Large Learning Rates" (https://arxiv.org/abs/1708.07120).
 """
+
 from __future__ import annotations
 
 import math
@@ -23,15 +24,15 @@ def _split(x: float):
 
 
 def onecycle(
-        eta_max: float,
-        total_steps: Optional[int] = None,
-        epochs: Optional[int] = None,
-        steps_per_epoch: Optional[int] = None,
-        pct_start: float = 0.3,
-        anneal_strategy: str = 'cos',
-        div_factor: float = 25.,
-        final_div_factor: float = 1e4,
-        three_phase: bool = False,
+    eta_max: float,
+    total_steps: Optional[int] = None,
+    epochs: Optional[int] = None,
+    steps_per_epoch: Optional[int] = None,
+    pct_start: float = 0.3,
+    anneal_strategy: str = 'cos',
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
 ) -> Schedule:
     r"""mmengine's ``OneCycleLR`` as a pure function: ``schedule(i)`` is the lr used by update ``i``.
 
@@ -72,7 +73,8 @@ def onecycle(
     if total_steps is None:
         if epochs is None or steps_per_epoch is None:
             raise ValueError(
-                'Invalid total_steps: None, expected a positive integer, or both epochs and steps_per_epoch')
+                'Invalid total_steps: None, expected a positive integer, or both epochs and steps_per_epoch'
+            )
         check_range('epochs', epochs, 0, lo_open=True, integer=True)
         check_range('steps_per_epoch', steps_per_epoch, 0, lo_open=True, integer=True)
         total_steps = int(epochs) * int(steps_per_epoch)
@@ -88,8 +90,11 @@ def onecycle(
     initial = eta_max / div_factor
     final = initial / final_div_factor
     if three_phase:
-        phases = [(float(pct_start * T) - 1, initial, eta_max), (float(2 * pct_start * T) - 2, eta_max, initial),
-                  (T - 1, initial, final)]
+        phases = [
+            (float(pct_start * T) - 1, initial, eta_max),
+            (float(2 * pct_start * T) - 2, eta_max, initial),
+            (T - 1, initial, final),
+        ]
     else:
         phases = [(float(pct_start * T) - 1, initial, eta_max), (T - 1, eta_max, final)]
     # a phase that some update selects must have a length (mmengine would divide by zero)
@@ -101,7 +106,8 @@ def onecycle(
         if lo <= hi and end == start:
             raise ValueError(
                 f'Invalid pct_start: {pct_start!r}, with total_steps={T} phase {j} has zero length; expected a '
-                f'value in [0, 1] giving phases at least one step long')
+                f'value in [0, 1] giving phases at least one step long'
+            )
         prev_ends.append(end)
     cos = anneal_strategy == 'cos'
 

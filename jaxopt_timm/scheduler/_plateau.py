@@ -5,6 +5,7 @@ and adds a linear warmup and lr noise. The metric makes it stateful, so here it
 is ``init() -> state`` and ``step(state, epoch, metric) -> (state, lr)`` with a
 pytree state that checkpoints with the training state.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,21 +65,38 @@ def _scalar_metric(metric: Any) -> jax.Array:
         raise ValueError(f'Invalid metric: {metric!r}, {expected}') from None
     real = jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
     if value.shape != () or not real:
-        raise ValueError(f'Invalid metric: shape {value.shape} dtype {value.dtype}, expected a real scalar (one '
-                         f'number per step, as timm\'s PlateauLRScheduler.step(epoch, metric))')
+        raise ValueError(
+            f'Invalid metric: shape {value.shape} dtype {value.dtype}, expected a real scalar (one '
+            f'number per step, as timm\'s PlateauLRScheduler.step(epoch, metric))'
+        )
     return value.astype(jnp.float32)
 
 
 class PlateauSchedule:
     """A reduce-on-plateau lr state machine; build it with :func:`plateau` (the arguments are checked here too)."""
 
-    __slots__ = ('base_lr', 'decay_rate', 'patience_t', 'threshold', 'cooldown_t', 'warmup_t', 'warmup_lr_init',
-                 'lr_min', 'mode', '_noise', '_warmup_step', 'name', '__weakref__')
+    __slots__ = (
+        'base_lr',
+        'decay_rate',
+        'patience_t',
+        'threshold',
+        'cooldown_t',
+        'warmup_t',
+        'warmup_lr_init',
+        'lr_min',
+        'mode',
+        '_noise',
+        '_warmup_step',
+        'name',
+        '__weakref__',
+    )
 
-    def __init__(self, base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode,
-                 noise):
-        _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min,
-                          mode)
+    def __init__(
+        self, base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode, noise
+    ):
+        _validate_plateau(
+            base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode
+        )
         if noise is not None and not callable(noise):
             raise ValueError(f'Invalid noise: {noise!r}, expected None or a function from noise_fn')
         self.base_lr = float(base_lr)
@@ -157,20 +175,20 @@ class PlateauSchedule:
 
 
 def plateau(
-        base_lr: float,
-        decay_rate: float = 0.1,
-        patience_t: int = 10,
-        threshold: float = 1e-4,
-        cooldown_t: int = 0,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        lr_min: float = 0.,
-        mode: str = 'max',
-        noise_range_t: NoiseRange = None,
-        noise_type: str = 'normal',
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = None,
+    base_lr: float,
+    decay_rate: float = 0.1,
+    patience_t: int = 10,
+    threshold: float = 1e-4,
+    cooldown_t: int = 0,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    lr_min: float = 0.0,
+    mode: str = 'max',
+    noise_range_t: NoiseRange = None,
+    noise_type: str = 'normal',
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = None,
 ) -> PlateauSchedule:
     r"""timm's ``PlateauLRScheduler`` (torch's ``ReduceLROnPlateau`` + warmup + noise) as a state machine.
 
@@ -214,5 +232,6 @@ def plateau(
     """
     _validate_plateau(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode)
     noise = noise_fn(noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
-    return PlateauSchedule(base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min,
-                           mode, noise)
+    return PlateauSchedule(
+        base_lr, decay_rate, patience_t, threshold, cooldown_t, warmup_t, warmup_lr_init, lr_min, mode, noise
+    )

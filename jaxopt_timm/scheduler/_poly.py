@@ -3,6 +3,7 @@
 k-decay from Zhang & Li, 2020, "k-decay: A New Method For Learning Rate
 Schedule" (https://arxiv.org/abs/2004.05909).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -19,24 +20,24 @@ __all__ = ['poly']
 
 
 def poly(
-        base_lr: float,
-        t_initial: int,
-        power: float = 0.5,
-        lr_min: float = 0.,
-        cycle_mul: float = 1.,
-        cycle_decay: float = 1.,
-        cycle_limit: int = 1,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        warmup_prefix: bool = False,
-        t_in_epochs: bool = True,
-        noise_range_t: NoiseRange = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        k_decay: float = 1.0,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    t_initial: int,
+    power: float = 0.5,
+    lr_min: float = 0.0,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 1.0,
+    cycle_limit: int = 1,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = False,
+    t_in_epochs: bool = True,
+    noise_range_t: NoiseRange = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    k_decay: float = 1.0,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``PolyLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -70,8 +71,18 @@ def poly(
     check_range('base_lr', base_lr, 0.0)
     check_range('power', power, 0.0)
     validate_cycles(t_initial, lr_min, cycle_mul, cycle_decay, cycle_limit, k_decay)
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        warmup_prefix,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     t_initial, cycle_limit = int(t_initial), int(cycle_limit)
     lr_min, k, power = float(lr_min), float(k_decay), float(power)
     position = cycles(t_initial, float(cycle_mul), float(cycle_decay), cycle_limit, frame.base_lr)
@@ -79,8 +90,9 @@ def poly(
     def decayed(t):
         p = position(t)
         y = jnp.maximum(remaining_power(p.rem, p.cur, p.length, k), 0.0)
-        return jnp.where(p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) * jnp.power(y, jnp.float32(power)),
-                         jnp.float32(lr_min))
+        return jnp.where(
+            p.active, lr_min + (p.lr_max - jnp.float32(lr_min)) * jnp.power(y, jnp.float32(power)), jnp.float32(lr_min)
+        )
 
     length = cycle_length(t_initial, cycle_mul, cycle_limit, frame.warmup_t, warmup_prefix)
     return frame.schedule('poly', decayed, length)

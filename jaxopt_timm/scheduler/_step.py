@@ -1,4 +1,5 @@
 """Step decay: timm's ``StepLRScheduler`` (``lr * decay_rate ** (t // decay_t)``)."""
+
 from __future__ import annotations
 
 import math
@@ -62,19 +63,19 @@ def _decay_count(decay_t: float, decay_rate: float, base_lr: float):
 
 
 def step(
-        base_lr: float,
-        decay_t: float,
-        decay_rate: float = 1.,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        warmup_prefix: bool = True,
-        t_in_epochs: bool = True,
-        noise_range_t: NoiseRange = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    decay_t: float,
+    decay_rate: float = 1.0,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = True,
+    t_in_epochs: bool = True,
+    noise_range_t: NoiseRange = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``StepLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -107,8 +108,18 @@ def step(
     check_range('base_lr', base_lr, 0.0)
     check_range('decay_t', decay_t, 0.0, lo_open=True)
     check_range('decay_rate', decay_rate, 0.0)  # a negative rate would flip the lr's sign every interval
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        warmup_prefix,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     base_lr = frame.base_lr
     count = _decay_count(float(decay_t), float(decay_rate), base_lr)
     gamma = int_power(decay_rate)

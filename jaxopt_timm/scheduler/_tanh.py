@@ -3,6 +3,7 @@
 Reference: Hsueh et al., 2018, "Stochastic Gradient Descent with Hyperbolic-Tangent
 Decay on Classification" (https://arxiv.org/abs/1806.01593).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,8 @@ def _tanh_lr_float64(t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle
         i = timm_cycle_index(t, t_initial, cycle_mul)
         if i == math.inf:
             return lr_min
-        t_i = cycle_mul ** i * t_initial
-        t_curr = t - (1 - cycle_mul ** i) / (1 - cycle_mul) * t_initial
+        t_i = cycle_mul**i * t_initial
+        t_curr = t - (1 - cycle_mul**i) / (1 - cycle_mul) * t_initial
     else:
         i = t // t_initial
         t_i = t_initial
@@ -34,28 +35,28 @@ def _tanh_lr_float64(t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle
     if i >= cycle_limit:
         return lr_min
     tr = t_curr / t_i
-    return lr_min + 0.5 * (base_lr * cycle_decay ** i - lr_min) * (1 - math.tanh(lb * (1. - tr) + ub * tr))
+    return lr_min + 0.5 * (base_lr * cycle_decay**i - lr_min) * (1 - math.tanh(lb * (1.0 - tr) + ub * tr))
 
 
 def tanh(
-        base_lr: float,
-        t_initial: int,
-        lb: float = -7.,
-        ub: float = 3.,
-        lr_min: float = 0.,
-        cycle_mul: float = 1.,
-        cycle_decay: float = 1.,
-        cycle_limit: int = 1,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        warmup_prefix: bool = False,
-        t_in_epochs: bool = True,
-        noise_range_t: NoiseRange = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    t_initial: int,
+    lb: float = -7.0,
+    ub: float = 3.0,
+    lr_min: float = 0.0,
+    cycle_mul: float = 1.0,
+    cycle_decay: float = 1.0,
+    cycle_limit: int = 1,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    warmup_prefix: bool = False,
+    t_in_epochs: bool = True,
+    noise_range_t: NoiseRange = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``TanhLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -98,14 +99,27 @@ def tanh(
     check_range('ub', ub)
     if not lb < ub:
         raise ValueError(f'Invalid lb: {lb!r}, expected a value in (-inf, ub={ub!r})')
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, warmup_prefix, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        warmup_prefix,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     t_initial, cycle_limit = int(t_initial), int(cycle_limit)
     base_lr, lr_min, lb, ub = frame.base_lr, float(lr_min), float(lb), float(ub)
     cycle_mul, cycle_decay = float(cycle_mul), float(cycle_decay)
     # timm ramps to the tanh curve's own value at warmup_t unless the curve starts after the warmup
-    target = None if warmup_prefix or not frame.warmup_t else _tanh_lr_float64(
-        frame.warmup_t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle_limit, base_lr)
+    target = (
+        None
+        if warmup_prefix or not frame.warmup_t
+        else _tanh_lr_float64(frame.warmup_t, t_initial, lb, ub, lr_min, cycle_mul, cycle_decay, cycle_limit, base_lr)
+    )
     position = cycles(t_initial, cycle_mul, cycle_decay, cycle_limit, base_lr)
     exp_2ub = math.exp(2 * ub) if 2 * ub < 80 else math.inf
 

@@ -5,6 +5,7 @@ timm's schedulers share one frame: ``_get_lr`` returns the warmup line while
 and ``_add_noise`` then perturbs the result. :class:`WarmupAndNoise` is that
 frame, written once; each scheduler supplies only its post-warmup lr.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -36,11 +37,11 @@ def warmup_slope(target: float, warmup_lr_init: float, warmup_t: int) -> float:
 
 
 def linear_warmup(
-        t: jax.Array,
-        warmup_t: int,
-        warmup_lr_init: float,
-        warmup_step: float,
-        after: jax.Array,
+    t: jax.Array,
+    warmup_t: int,
+    warmup_lr_init: float,
+    warmup_step: float,
+    after: jax.Array,
 ) -> jax.Array:
     """timm's warmup: ``warmup_lr_init + t * warmup_step`` while ``t < warmup_t``, else ``after``.
 
@@ -73,17 +74,17 @@ class WarmupAndNoise:
     __slots__ = ('base_lr', 'warmup_t', 'warmup_lr_init', 'warmup_prefix', 'noise')
 
     def __init__(
-            self,
-            base_lr: float,
-            warmup_t: int,
-            warmup_lr_init: float,
-            warmup_prefix: bool,
-            t_in_epochs: bool,
-            noise_range_t: NoiseRange,
-            noise_type: str,
-            noise_pct: float,
-            noise_std: float,
-            noise_seed: Optional[int],
+        self,
+        base_lr: float,
+        warmup_t: int,
+        warmup_lr_init: float,
+        warmup_prefix: bool,
+        t_in_epochs: bool,
+        noise_range_t: NoiseRange,
+        noise_type: str,
+        noise_pct: float,
+        noise_std: float,
+        noise_seed: Optional[int],
     ) -> None:
         validate_warmup(warmup_t, warmup_lr_init, warmup_prefix)
         check_bool('t_in_epochs', t_in_epochs)  # accepted for timm's signature parity; nothing reads it
@@ -94,11 +95,11 @@ class WarmupAndNoise:
         self.warmup_prefix = warmup_prefix
 
     def schedule(
-            self,
-            name: str,
-            decayed: Callable[[jax.Array], jax.Array],
-            cycle_length: Optional[Callable[..., int]] = None,
-            warmup_target: Optional[float] = None,
+        self,
+        name: str,
+        decayed: Callable[[jax.Array], jax.Array],
+        cycle_length: Optional[Callable[..., int]] = None,
+        warmup_target: Optional[float] = None,
     ) -> Schedule:
         """The :class:`Schedule` ``t -> noise(warmup(t) if t < warmup_t else decayed(t'))``.
 

@@ -7,6 +7,7 @@ Zhai et al., 2021, "Scaling Vision Transformers" (rsqrt + linear cooldown,
 https://arxiv.org/abs/2106.04560); Shen et al., 2024, "Power Scheduler"
 (https://arxiv.org/abs/2408.13359).
 """
+
 from __future__ import annotations
 
 import math
@@ -45,25 +46,25 @@ def _decay_factor(decay_fn, y, frac, decay_power, decay_ratio):
 
 
 def wsd(
-        base_lr: float,
-        t_initial: int,
-        decay_t: int,
-        lr_min: float = 0.,
-        stable_fn: str = 'constant',
-        stable_timescale: Optional[float] = None,
-        stable_power: float = 0.5,
-        decay_fn: Union[str, Callable] = '1-sqrt',
-        decay_power: float = 0.5,
-        decay_ratio: float = 0.1,
-        warmup_t: int = 0,
-        warmup_lr_init: float = 0.,
-        t_in_epochs: bool = True,
-        noise_range_t: NoiseRange = None,
-        noise_pct: float = 0.67,
-        noise_std: float = 1.0,
-        noise_seed: Optional[int] = 42,
-        *,
-        noise_type: str = 'normal',
+    base_lr: float,
+    t_initial: int,
+    decay_t: int,
+    lr_min: float = 0.0,
+    stable_fn: str = 'constant',
+    stable_timescale: Optional[float] = None,
+    stable_power: float = 0.5,
+    decay_fn: Union[str, Callable] = '1-sqrt',
+    decay_power: float = 0.5,
+    decay_ratio: float = 0.1,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    t_in_epochs: bool = True,
+    noise_range_t: NoiseRange = None,
+    noise_pct: float = 0.67,
+    noise_std: float = 1.0,
+    noise_seed: Optional[int] = 42,
+    *,
+    noise_type: str = 'normal',
 ) -> Schedule:
     r"""timm's ``WSDLRScheduler`` as a pure function ``schedule(t) -> lr``.
 
@@ -115,14 +116,25 @@ def wsd(
     check_range('decay_power', decay_power, 0.0, lo_open=True)
     check_range('stable_power', stable_power, 0.0, lo_open=True)
     # timm's WSD warmup is always a prefix: the stable phase starts after it
-    frame = WarmupAndNoise(base_lr, warmup_t, warmup_lr_init, True, t_in_epochs,
-                           noise_range_t, noise_type, noise_pct, noise_std, noise_seed)
+    frame = WarmupAndNoise(
+        base_lr,
+        warmup_t,
+        warmup_lr_init,
+        True,
+        t_in_epochs,
+        noise_range_t,
+        noise_type,
+        noise_pct,
+        noise_std,
+        noise_seed,
+    )
     if stable_fn != 'constant':
         if stable_timescale is None:
             if not warmup_t:
                 raise ValueError(
                     f'Invalid stable_timescale: None, stable_fn={stable_fn!r} defaults it to warmup_t={warmup_t!r}; '
-                    'expected a value in (0, inf) (or a warmup)')
+                    'expected a value in (0, inf) (or a warmup)'
+                )
             stable_timescale = warmup_t
         check_range('stable_timescale', stable_timescale, 0.0, lo_open=True)
     base_lr, lr_min = frame.base_lr, float(lr_min)

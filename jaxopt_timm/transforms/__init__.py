@@ -4,10 +4,30 @@ Each is a ``GradientTransformation`` factory (or a pure helper used inside
 one); the optimizers in :mod:`jaxopt_timm.optim` are short chains of these and
 of optax's own transforms.
 """
+
 from . import (
-    _alias, _belief, _caution, _clip, _complex, _factored, _hutchinson, _kron_preconditioner, _layout, _lr, _math,
-    _matrix_precond, _momentum, _orthogonalize, _packed, _projection, _rectify, _static, _stochastic_decay, _tree,
-    _trust_ratio, _weight_decay,
+    _alias,
+    _belief,
+    _caution,
+    _clip,
+    _complex,
+    _factored,
+    _hutchinson,
+    _kron_preconditioner,
+    _layout,
+    _lr,
+    _math,
+    _matrix_precond,
+    _momentum,
+    _orthogonalize,
+    _packed,
+    _projection,
+    _rectify,
+    _static,
+    _stochastic_decay,
+    _tree,
+    _trust_ratio,
+    _weight_decay,
 )
 from ._alias import *  # noqa: F401,F403
 from ._belief import *  # noqa: F401,F403
@@ -33,8 +53,29 @@ from ._trust_ratio import *  # noqa: F401,F403
 from ._weight_decay import *  # noqa: F401,F403
 
 __all__ = []
-for _m in (_alias, _belief, _caution, _clip, _complex, _factored, _hutchinson, _kron_preconditioner, _layout, _lr,
-           _math, _matrix_precond, _momentum, _orthogonalize, _packed, _projection, _rectify, _static,
-           _stochastic_decay, _tree, _trust_ratio, _weight_decay):
+for _m in (
+    _alias,
+    _belief,
+    _caution,
+    _clip,
+    _complex,
+    _factored,
+    _hutchinson,
+    _kron_preconditioner,
+    _layout,
+    _lr,
+    _math,
+    _matrix_precond,
+    _momentum,
+    _orthogonalize,
+    _packed,
+    _projection,
+    _rectify,
+    _static,
+    _stochastic_decay,
+    _tree,
+    _trust_ratio,
+    _weight_decay,
+):
     __all__ += list(_m.__all__)
 del _m

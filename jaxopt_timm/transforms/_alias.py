@@ -1,4 +1,5 @@
 """What the optimizer aliases share: the Adam family's argument checks and the chain around a direction."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -14,15 +15,15 @@ __all__ = ['adam_args', 'decay_chain']
 
 
 def adam_args(
-        learning_rate: Any,
-        betas: Any,
-        eps: Any,
-        weight_decay: Any,
-        mu_dtype: Any = None,
-        nu_dtype: Any = None,
-        *,
-        num_betas: int = 2,
-        **flags: Any,
+    learning_rate: Any,
+    betas: Any,
+    eps: Any,
+    weight_decay: Any,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+    *,
+    num_betas: int = 2,
+    **flags: Any,
 ) -> Tuple[Any, Any]:
     """Check an Adam-style alias's arguments; return its resolved ``(mu_dtype, nu_dtype)``.
 
@@ -40,15 +41,15 @@ def adam_args(
 
 
 def decay_chain(
-        direction: optax.GradientTransformation,
-        learning_rate: Any,
-        weight_decay: Any,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        *,
-        maximize: bool = False,
-        caution: bool = False,
-        l2: Optional[bool] = None,
+    direction: optax.GradientTransformation,
+    learning_rate: Any,
+    weight_decay: Any,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    *,
+    maximize: bool = False,
+    caution: bool = False,
+    l2: Optional[bool] = None,
 ) -> optax.GradientTransformation:
     """``chain(negate_if(maximize), [L2,] direction, scale_by_learning_rate, decoupled decay)``.
 

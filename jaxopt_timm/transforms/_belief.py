@@ -17,6 +17,7 @@ three with one state:
   threshold, steps along ``m / (1 - beta1^t)`` (``degenerated_to_sgd``) or not
   at all.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
@@ -51,15 +52,15 @@ class ScaleByBeliefState(NamedTuple):
 
 
 def scale_by_belief(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-16,
-        amsgrad: bool = False,
-        *,
-        rectify: bool = False,
-        degenerated_to_sgd: bool = True,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    amsgrad: bool = False,
+    *,
+    rectify: bool = False,
+    degenerated_to_sgd: bool = True,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     r"""timm's AdaBelief direction (to be multiplied by ``-lr``).
 
@@ -98,11 +99,15 @@ def scale_by_belief(
         count = safe_increment(state.count)
         t = count.astype(jnp.float32)
         mu = jax.tree.map(
-            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg
+        )
         # eps goes into the stored moment every step, as timm's in-place add does
         nu = jax.tree.map(
             lambda g, m, s: (b2 * upcast(s) + (1.0 - b2) * jnp.square(upcast(g) - upcast(m)) + eps).astype(s.dtype),
-            updates, mu, state.exp_avg_var)
+            updates,
+            mu,
+            state.exp_avg_var,
+        )
         vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_var, nu) if amsgrad else None
 
         if rectify:
@@ -120,7 +125,10 @@ def scale_by_belief(
             bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
             out = jax.tree.map(
                 lambda m, s, g: ((upcast(m) / bc1) / (jnp.sqrt(upcast(s)) / bc2_sqrt + eps)).astype(g.dtype),
-                mu, vmax if amsgrad else nu, updates)
+                mu,
+                vmax if amsgrad else nu,
+                updates,
+            )
         return out, ScaleByBeliefState(count=count, exp_avg=mu, exp_avg_var=nu, max_exp_avg_var=vmax)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -4,6 +4,7 @@ timm zeroes the update components whose sign disagrees with the gradient and
 rescales the rest by the kept fraction: ``u * m / max(mean(m), 1e-3)`` with
 ``m = (u * g > 0)``, per tensor. optax has no equivalent.
 """
+
 from __future__ import annotations
 
 import jax
@@ -34,7 +35,8 @@ def caution_mask(update: jax.Array, grad: jax.Array) -> jax.Array:
 def apply_caution(updates, grads):
     """Tree version: each update leaf times its caution mask against the matching gradient leaf."""
     return jax.tree.map(
-        lambda u, g: None if u is None else u * caution_mask(u, g), updates, grads, is_leaf=lambda x: x is None)
+        lambda u, g: None if u is None else u * caution_mask(u, g), updates, grads, is_leaf=lambda x: x is None
+    )
 
 
 def cautious(inner: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:

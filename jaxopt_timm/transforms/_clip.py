@@ -10,6 +10,7 @@
 
 :func:`jaxopt_timm.dispatch_clip_grad` picks one by timm's mode names.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,16 +23,27 @@ import optax
 from ._layout import torch_axes
 from ._tree import upcast
 
-__all__ = ['global_norm_divisor', 'clip_by_global_norm_ratio', 'vector_norm', 'total_grad_norm', 'clip_grad_norm',
-           'clip_grad_value', 'unitwise_norm', 'adaptive_clip_grad']
+__all__ = [
+    'global_norm_divisor',
+    'clip_by_global_norm_ratio',
+    'vector_norm',
+    'total_grad_norm',
+    'clip_grad_norm',
+    'clip_grad_value',
+    'unitwise_norm',
+    'adaptive_clip_grad',
+]
 
 
 def global_norm_divisor(updates: Any, max_norm: float) -> jax.Array:
     """``max(1, ||g||_global / max_norm)`` over every leaf, in float32."""
     # one reduction over the stacked per-leaf sums: a Python sum() of 2,000 scalars is a chain of adds that XLA's
     # fusion pass merges one by one (its compile time grows with the square of the leaf count)
-    sq = jnp.sum(jax.lax.optimization_barrier(
-        jnp.stack([jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(updates)])))
+    sq = jnp.sum(
+        jax.lax.optimization_barrier(
+            jnp.stack([jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(updates)])
+        )
+    )
     return jnp.maximum(jnp.sqrt(sq) / max_norm, 1.0)
 
 
@@ -60,8 +72,10 @@ def clip_by_global_norm_ratio(max_norm: float) -> optax.GradientTransformation:
 # bfloat16 leaf's norm in bfloat16, one rounding more (the float32 parity tests are unaffected).
 # ---------------------------------------------------------------------------------------------------------------
 
-def vector_norm(x: jax.Array, norm_type: float, axis: Optional[Tuple[int, ...]] = None,
-                keepdims: bool = False) -> jax.Array:
+
+def vector_norm(
+    x: jax.Array, norm_type: float, axis: Optional[Tuple[int, ...]] = None, keepdims: bool = False
+) -> jax.Array:
     """``torch.linalg.vector_norm(x, norm_type, dim=axis, keepdim=keepdims)``: the p-norm of ``|x|`` (``inf``: its
     max); complex entries count by their modulus, as in torch. A leaf with no elements has norm 0."""
     a = jnp.abs(upcast(x))
@@ -71,7 +85,7 @@ def vector_norm(x: jax.Array, norm_type: float, axis: Optional[Tuple[int, ...]] 
         return jnp.sum(a, axis=axis, keepdims=keepdims)
     if norm_type == 2.0:
         return jnp.sqrt(jnp.sum(a * a, axis=axis, keepdims=keepdims))
-    return jnp.sum(a ** norm_type, axis=axis, keepdims=keepdims) ** (1.0 / norm_type)
+    return jnp.sum(a**norm_type, axis=axis, keepdims=keepdims) ** (1.0 / norm_type)
 
 
 def total_grad_norm(updates: Any, norm_type: float = 2.0) -> jax.Array:
@@ -132,8 +146,7 @@ def unitwise_norm(x: jax.Array, norm_type: float = 2.0, layout: str = 'torch') -
     return vector_norm(x, norm_type, axis=tuple(a for a in range(x.ndim) if a != out_axis), keepdims=True)
 
 
-def _agc_leaf(g: jax.Array, p: jax.Array, clip_factor: float, eps: float, norm_type: float,
-              layout: str) -> jax.Array:
+def _agc_leaf(g: jax.Array, p: jax.Array, clip_factor: float, eps: float, norm_type: float, layout: str) -> jax.Array:
     max_norm = jnp.maximum(unitwise_norm(p, norm_type, layout), eps) * clip_factor
     grad_norm = unitwise_norm(g, norm_type, layout)
     clipped = upcast(g) * (max_norm / jnp.maximum(grad_norm, 1e-6))
@@ -141,8 +154,9 @@ def _agc_leaf(g: jax.Array, p: jax.Array, clip_factor: float, eps: float, norm_t
     return jnp.where(grad_norm < max_norm, g, clipped.astype(g.dtype))
 
 
-def adaptive_clip_grad(clip_factor: float, eps: float = 1e-3, norm_type: float = 2.0,
-                       layout: str = 'torch') -> optax.GradientTransformation:
+def adaptive_clip_grad(
+    clip_factor: float, eps: float = 1e-3, norm_type: float = 2.0, layout: str = 'torch'
+) -> optax.GradientTransformation:
     """timm's ``adaptive_clip_grad`` (AGC, Brock et al. 2021): per output unit,
     ``g <- g * max_norm / max(|g|, 1e-6)`` where ``|g| >= max_norm = clip_factor * max(|p|, eps)``.
 
@@ -153,8 +167,10 @@ def adaptive_clip_grad(clip_factor: float, eps: float = 1e-3, norm_type: float =
 
     def update_fn(updates, state, params=None):
         if params is None:
-            raise ValueError('adaptive_clip_grad (clip mode "agc") scales each gradient by its parameter\'s norm: '
-                             'call update(grads, state, params) with the params')
+            raise ValueError(
+                'adaptive_clip_grad (clip mode "agc") scales each gradient by its parameter\'s norm: '
+                'call update(grads, state, params) with the params'
+            )
         return jax.tree.map(lambda g, p: _agc_leaf(g, p, clip_factor, eps, norm_type, layout), updates, params), state
 
     return optax.GradientTransformation(optax.init_empty_state, update_fn)

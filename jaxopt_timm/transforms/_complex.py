@@ -15,6 +15,7 @@ The gradient convention is torch's: the update direction for ``z = x + iy`` is
 ``dL/dx + i dL/dy``. ``jax.grad`` of a real loss returns the conjugate of that,
 so pass ``jnp.conj(jax.grad(loss)(params))`` (as optax's own complex tests do).
 """
+
 from __future__ import annotations
 
 from typing import Any, List

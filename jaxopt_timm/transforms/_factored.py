@@ -8,6 +8,7 @@ gradient in different orders, which the callers keep; the state layout (keepdims
 as timm's), the EMA with torch's ``lerp`` rounding, the rounding of each statistic to its stored dtype and
 the RMS update clipping are the same and live here.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence, Tuple
@@ -52,7 +53,9 @@ def second_moment_zeros(shape: Sequence[int], dims: FactoredDims, dtype: Any) ->
 
 
 def init_second_moments(
-        params: Any, dims_of: Callable[[jax.Array], FactoredDims], dtype_of: Callable[[jax.Array], Any],
+    params: Any,
+    dims_of: Callable[[jax.Array], FactoredDims],
+    dtype_of: Callable[[jax.Array], Any],
 ) -> Tuple[Any, Any, Any]:
     """:func:`second_moment_zeros` of every leaf, as three trees ``(full, row, col)`` with None leaves."""
     leaves, treedef = jax.tree.flatten(params)
@@ -61,8 +64,11 @@ def init_second_moments(
 
 
 def update_second_moment(
-        sq: jax.Array, stats: Tuple[Any, Any, Any], stored: Tuple[Any, Any, Any], dims: FactoredDims,
-        one_minus_beta2: Any,
+    sq: jax.Array,
+    stats: Tuple[Any, Any, Any],
+    stored: Tuple[Any, Any, Any],
+    dims: FactoredDims,
+    one_minus_beta2: Any,
 ) -> Tuple[Tuple[Any, Any, Any], Tuple[jax.Array, ...]]:
     """One EMA step of a leaf's second moment on ``sq = g**2 + eps``, and the factors of its inverse root.
 
@@ -76,10 +82,12 @@ def update_second_moment(
         full = as_stored(torch_lerp_rounded_weight(full, sq, one_minus_beta2), stored[0])
         return (full, row, col), (jax.lax.rsqrt(full),)
     col_axis, row_axis = dims
-    row = as_stored(torch_lerp_rounded_weight(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2),
-                    stored[1])
-    col = as_stored(torch_lerp_rounded_weight(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2),
-                    stored[2])
+    row = as_stored(
+        torch_lerp_rounded_weight(row, jnp.mean(sq, axis=row_axis, keepdims=True), one_minus_beta2), stored[1]
+    )
+    col = as_stored(
+        torch_lerp_rounded_weight(col, jnp.mean(sq, axis=col_axis, keepdims=True), one_minus_beta2), stored[2]
+    )
     # timm's rows keep their dims, so the row mean is over the column axis directly
     row_factor = jax.lax.rsqrt(row / jnp.mean(row, axis=col_axis, keepdims=True))
     return (full, row, col), (row_factor, jax.lax.rsqrt(col))

@@ -8,6 +8,7 @@ in its state, so a run is reproducible and identical on every device (timm
 uses a fixed-seed torch generator for the same reason); the stream of numbers
 is JAX's, not torch's, which only matters when the Hessian is not diagonal.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Tuple
@@ -29,12 +30,12 @@ def rademacher_like(key: jax.Array, tree: Any) -> Any:
 
 
 def hutchinson_diagonal(
-        hvp_fn: Callable[[Any], Any],
-        key: jax.Array,
-        like: Any,
-        n_samples: int = 1,
-        *,
-        out_like: Optional[Any] = None,
+    hvp_fn: Callable[[Any], Any],
+    key: jax.Array,
+    like: Any,
+    n_samples: int = 1,
+    *,
+    out_like: Optional[Any] = None,
 ) -> Tuple[Any, jax.Array]:
     """Estimate ``diag(H)`` as ``sum_k z_k * (H z_k) / n_samples``; returns ``(estimate, next key)``.
 
@@ -51,7 +52,8 @@ def hutchinson_diagonal(
         z = rademacher_like(sub, like)
         hz = hvp_fn(z)
         estimate = jax.tree.map(
-            lambda h, hv, zi: h + hv.astype(h.dtype) * zi.astype(h.dtype) / n_samples, estimate, hz, z)
+            lambda h, hv, zi: h + hv.astype(h.dtype) * zi.astype(h.dtype) / n_samples, estimate, hz, z
+        )
     return jax.tree.map(lambda h, o: h.astype(o.dtype), estimate, out_like), key
 
 

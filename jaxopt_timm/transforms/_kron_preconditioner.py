@@ -6,8 +6,9 @@ Xi-Lin Li, 2015/2018, "Preconditioned Stochastic Gradient Descent" (arXiv:1512.0
 upper-triangular ``Q_i`` (size x size) or, where :func:`kron_factor_kinds` says so, a diagonal one (a vector).
 Here are the deterministic pieces: which factors a shape gets, their initial value, ``P g``, one fit of the
 factors on a ``(g, v)`` pair and timm's re-balancing of their scales. The random draws (the probe ``v``,
-timm's ~1% re-balancing coin) and when to refit stay with the optimizer (:mod:`jaxopt_timm.optim._kron`).
+timm's ~1% re-balancing coin) and when to refit stay with the optimizer (:mod:`jaxopt_timm.optim._kron_step`).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence, Tuple
@@ -19,8 +20,16 @@ import numpy as np
 from ._layout import flax_to_torch_axes
 
 __all__ = [
-    'safe_flatten_shape', 'kron_factor_kinds', 'KronLeafPlan', 'kron_leaf_plan', 'to_factor_space',
-    'from_factor_space', 'kron_init_factors', 'kron_precondition', 'norm_lower_bound', 'kron_update_factors',
+    'safe_flatten_shape',
+    'kron_factor_kinds',
+    'KronLeafPlan',
+    'kron_leaf_plan',
+    'to_factor_space',
+    'from_factor_space',
+    'kron_init_factors',
+    'kron_precondition',
+    'norm_lower_bound',
+    'kron_update_factors',
     'kron_balance_factors',
 ]
 
@@ -29,18 +38,21 @@ _TINY = float(jnp.finfo(jnp.bfloat16).tiny)  # timm's guard in the factor-update
 
 # ---- preconditioner structure ----------------------------------------------------------------------------
 
+
 def safe_flatten_shape(shape: Tuple[int, ...], start_dim: int, end_dim: int) -> Tuple[int, ...]:
     """Shape after timm's ``safe_flatten``: dims ``start..end`` merged, or unchanged when that range is empty."""
     ndim = len(shape)
     end = min(end_dim if end_dim >= 0 else ndim + end_dim, ndim - 1)
     if ndim <= start_dim or start_dim > end:
         return shape
-    return shape[:start_dim] + (int(np.prod(shape[start_dim:end + 1])),) + shape[end + 1:]
+    return shape[:start_dim] + (int(np.prod(shape[start_dim : end + 1])),) + shape[end + 1 :]
 
 
 def kron_factor_kinds(
-        shape: Sequence[int], max_size_triangular: int = 2048, min_ndim_triangular: int = 2,
-        memory_save_mode: Optional[str] = None,
+    shape: Sequence[int],
+    max_size_triangular: int = 2048,
+    min_ndim_triangular: int = 2,
+    memory_save_mode: Optional[str] = None,
 ) -> Tuple[bool, ...]:
     """For each dim of a (torch-layout) shape, whether its factor is triangular (True) or diagonal (False).
 
@@ -62,11 +74,13 @@ def kron_factor_kinds(
         diag = [True] * len(shape)
     return tuple(
         not (size == 1 or size > max_size_triangular or len(shape) < min_ndim_triangular or d)
-        for size, d in zip(shape, diag))
+        for size, d in zip(shape, diag)
+    )
 
 
 class KronLeafPlan(NamedTuple):
     """How a leaf meets its factors: transposed to torch's dim order, flattened if asked, then factored."""
+
     perm: Optional[Tuple[int, ...]]  # flax -> torch axes, None for torch layout
     torch_shape: Tuple[int, ...]
     shape: Tuple[int, ...]  # the shape the factors act on (torch layout, flattened if asked)
@@ -74,8 +88,12 @@ class KronLeafPlan(NamedTuple):
 
 
 def kron_leaf_plan(
-        shape: Sequence[int], layout: str = 'torch', flatten_dims: Optional[Tuple[int, int]] = None,
-        max_size_triangular: int = 2048, min_ndim_triangular: int = 2, memory_save_mode: Optional[str] = None,
+    shape: Sequence[int],
+    layout: str = 'torch',
+    flatten_dims: Optional[Tuple[int, int]] = None,
+    max_size_triangular: int = 2048,
+    min_ndim_triangular: int = 2,
+    memory_save_mode: Optional[str] = None,
 ) -> KronLeafPlan:
     """The :class:`KronLeafPlan` of a leaf stored in ``layout``: a Flax leaf is factored exactly as timm factors
     the transposed torch tensor (which dims get triangular factors, ``one_diag``'s tie-break and the flattened
@@ -86,8 +104,9 @@ def kron_leaf_plan(
         perm = flax_to_torch_axes(len(shape))
         shape = tuple(shape[a] for a in perm)
     flat = shape if flatten_dims is None else safe_flatten_shape(shape, *flatten_dims)
-    return KronLeafPlan(perm, shape, flat, kron_factor_kinds(flat, max_size_triangular, min_ndim_triangular,
-                                                             memory_save_mode))
+    return KronLeafPlan(
+        perm, shape, flat, kron_factor_kinds(flat, max_size_triangular, min_ndim_triangular, memory_save_mode)
+    )
 
 
 def to_factor_space(x: jax.Array, plan: KronLeafPlan) -> jax.Array:
@@ -111,10 +130,12 @@ def kron_init_factors(shape: Tuple[int, ...], kinds: Tuple[bool, ...], scale: fl
     per_dim = scale ** (1 / len(shape))
     return tuple(
         per_dim * jnp.eye(size, dtype=dtype) if tri else jnp.full((size,), per_dim, dtype)
-        for size, tri in zip(shape, kinds))
+        for size, tri in zip(shape, kinds)
+    )
 
 
 # ---- the deterministic pieces: applying and fitting the factors ------------------------------------------
+
 
 def _along(x: jax.Array, axis: int, q: jax.Array) -> jax.Array:
     """``Q`` acting on ``x`` along ``axis``: ``Q @ x`` (triangular factor) or ``q * x`` (diagonal factor)."""
@@ -175,7 +196,10 @@ def _other_axes(ndim: int, axis: int) -> Tuple[int, ...]:
 
 
 def kron_update_factors(
-        factors: Sequence[jax.Array], g: jax.Array, v: jax.Array, precond_lr: float,
+    factors: Sequence[jax.Array],
+    g: jax.Array,
+    v: jax.Array,
+    precond_lr: float,
 ) -> Tuple[jax.Array, ...]:
     """One PSGD fit of the Kronecker factors on ``(g, v)``: ``A = Q g``, ``B = Q^{-T} v``, and for each factor
     ``Q_i <- Q_i - lr * (A_i A_i^T - B_i B_i^T) / ||A_i A_i^T + B_i B_i^T|| * Q_i`` (upper triangle of the

@@ -6,6 +6,7 @@ conv ``(*k, I, O)``. With ``layout='flax'`` those optimizers read each >=2-d lea
 apply timm's rule to the equivalent torch tensor and map the result back, so a Flax model is treated
 exactly as timm treats its torch twin (ties included, which timm breaks in torch's dim order).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -46,7 +47,9 @@ def from_torch_layout(x: Union[jax.Array, np.ndarray], layout: str) -> jax.Array
 
 
 def torch_rule_axes(
-        shape: Sequence[int], layout: str, rule: Callable[[Tuple[int, ...]], Optional[Tuple[int, ...]]],
+    shape: Sequence[int],
+    layout: str,
+    rule: Callable[[Tuple[int, ...]], Optional[Tuple[int, ...]]],
 ) -> Optional[Tuple[int, ...]]:
     """Apply ``rule`` (torch shape -> torch axes, or None) to a ``layout`` shape; the axes it picks, mapped back.
 

@@ -7,6 +7,7 @@ primitive the same per-leaf lr: ``schedule(count) * lr_scale[leaf]``, where
 ``count`` is the number of updates already applied (optax's convention, equal
 to the ``num_updates`` timm's ``step_update`` sees before the update).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional, Union, cast
@@ -19,7 +20,12 @@ from .._validate import check_range
 from ._tree import leaf_values, safe_increment
 
 __all__ = [
-    'LearningRate', 'lr_at', 'leaf_lrs', 'resolve_max_lr', 'ScaleByLearningRateState', 'scale_by_learning_rate',
+    'LearningRate',
+    'lr_at',
+    'leaf_lrs',
+    'resolve_max_lr',
+    'ScaleByLearningRateState',
+    'scale_by_learning_rate',
     'negate_if',
 ]
 
@@ -60,7 +66,8 @@ def resolve_max_lr(learning_rate: LearningRate, max_lr: Optional[float], correct
                 raise ValueError(
                     'Invalid max_lr: None. corrected_weight_decay=True with a schedule needs the peak lr: pass '
                     'max_lr=<peak lr> or use a schedule from jaxopt_timm.scheduler (it carries base_lr); '
-                    'expected a value in (0, inf)')
+                    'expected a value in (0, inf)'
+                )
         else:
             max_lr = cast(Any, learning_rate)  # a float, or a traced lr (returned as it is, just below)
     if isinstance(max_lr, jax.core.Tracer):
@@ -69,7 +76,8 @@ def resolve_max_lr(learning_rate: LearningRate, max_lr: Optional[float], correct
     if not max_lr > 0:
         raise ValueError(
             f'Invalid max_lr: {max_lr!r}. Corrected weight decay (lr**2 / max_lr) needs a positive peak lr; '
-            'expected a value in (0, inf)')
+            'expected a value in (0, inf)'
+        )
     return max_lr
 
 
@@ -78,10 +86,10 @@ class ScaleByLearningRateState(NamedTuple):
 
 
 def scale_by_learning_rate(
-        learning_rate: LearningRate,
-        lr_scale: Any = None,
-        *,
-        flip_sign: bool = True,
+    learning_rate: LearningRate,
+    lr_scale: Any = None,
+    *,
+    flip_sign: bool = True,
 ) -> optax.GradientTransformation:
     """Multiply updates by the per-leaf group lr (negated by default): ``u <- -lr(t) * lr_scale * u``.
 
@@ -99,7 +107,10 @@ def scale_by_learning_rate(
         lrs = leaf_lrs(learning_rate, state.count, lr_scale, updates)
         updates = jax.tree.map(
             lambda u, lr: None if u is None else (sign * lr).astype(u.dtype) * u,
-            updates, lrs, is_leaf=lambda x: x is None)
+            updates,
+            lrs,
+            is_leaf=lambda x: x is None,
+        )
         return updates, ScaleByLearningRateState(count=safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,5 +1,6 @@
 """Elementwise math: what XLA:CPU computes slowly, rewritten from cheap operations, and torch's
 rounding of ``lerp`` (which timm's EMAs use), mirrored so buffers round as timm's do."""
+
 from __future__ import annotations
 
 from typing import Any

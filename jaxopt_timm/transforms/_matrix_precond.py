@@ -11,6 +11,7 @@ jittable: the data-dependent stopping of the Schur-Newton iteration is a ``lax.w
 a model with many same-sized layers traces one decomposition per shape, not per layer. The shape rules the
 references share (:func:`merge_small_dims`, Shampoo's :func:`block_sizes`) are here too.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -20,9 +21,19 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'merge_small_dims', 'dim_statistic', 'apply_along', 'map_matrices', 'eigenbasis', 'eigenbasis_qr_refresh',
-    'power_iteration_max_eig', 'inverse_root_svd', 'inverse_root_schur_newton', 'block_sizes', 'split_blocks',
-    'merge_blocks', 'matrix_dtype',
+    'merge_small_dims',
+    'dim_statistic',
+    'apply_along',
+    'map_matrices',
+    'eigenbasis',
+    'eigenbasis_qr_refresh',
+    'power_iteration_max_eig',
+    'inverse_root_svd',
+    'inverse_root_schur_newton',
+    'block_sizes',
+    'split_blocks',
+    'merge_blocks',
+    'matrix_dtype',
 ]
 
 
@@ -32,6 +43,7 @@ def matrix_dtype(dtype: Any) -> Any:
 
 
 # ---- shape rules ------------------------------------------------------------------------------------------
+
 
 def merge_small_dims(shape: Sequence[int], max_dim: int) -> Tuple[int, ...]:
     """``pytorch_optimizer``'s ``merge_small_dims``: merge runs of adjacent dims while their product stays
@@ -79,11 +91,12 @@ def merge_blocks(blocks: Sequence[jax.Array], sizes: Tuple[Tuple[int, ...], ...]
         n = len(sizes[axis])
         if n == 1:
             continue
-        blocks = [jnp.concatenate(blocks[k:k + n], axis=axis) for k in range(0, len(blocks), n)]
+        blocks = [jnp.concatenate(blocks[k : k + n], axis=axis) for k in range(0, len(blocks), n)]
     return blocks[0]
 
 
 # ---- per-dim statistics and their application ------------------------------------------------------------
+
 
 def dim_statistic(x: jax.Array, axis: int) -> jax.Array:
     """``X_(axis) X_(axis)^T``: ``x`` contracted with itself over every dim but ``axis`` (a d x d matrix)."""
@@ -106,7 +119,8 @@ def map_matrices(fn: Callable[..., Any], mats: Sequence[jax.Array], *args: Seque
     out: List[Any] = [None] * len(mats)
     for idx in groups.values():
         stacked = [jnp.stack([mats[k] for k in idx])] + [
-            jax.tree.map(lambda *xs: jnp.stack(xs), *[a[k] for k in idx]) for a in args]
+            jax.tree.map(lambda *xs: jnp.stack(xs), *[a[k] for k in idx]) for a in args
+        ]
         res = jax.vmap(fn)(*stacked)
         for j, k in enumerate(idx):
             out[k] = jax.tree.map(lambda r, j=j: r[j], res)
@@ -114,6 +128,7 @@ def map_matrices(fn: Callable[..., Any], mats: Sequence[jax.Array], *args: Seque
 
 
 # ---- eigenbases (SOAP) ------------------------------------------------------------------------------------
+
 
 def eigenbasis(m: jax.Array) -> jax.Array:
     """The eigenvectors of the symmetric ``m + 1e-30 I`` as columns, largest eigenvalue first (SOAP's
@@ -164,8 +179,12 @@ def inverse_root_svd(m: jax.Array, p: float) -> jax.Array:
 
 
 def inverse_root_schur_newton(
-        m: jax.Array, p: int, ridge_epsilon: float = 1e-6, max_iters: int = 100, error_tolerance: float = 1e-3,
-        max_error_ratio: float = 1.2,
+    m: jax.Array,
+    p: int,
+    ridge_epsilon: float = 1e-6,
+    max_iters: int = 100,
+    error_tolerance: float = 1e-3,
+    max_error_ratio: float = 1.2,
 ) -> jax.Array:
     """``(m + ridge * lambda_max I)^(-1/p)`` by the coupled Schur-Newton iteration (Guo & Higham, 2006), as
     ``pytorch_optimizer``'s ``compute_power_schur_newton``: stop once ``max|M - I| <= error_tolerance`` (the

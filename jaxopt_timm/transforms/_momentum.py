@@ -6,6 +6,7 @@ with the first gradient (which differs when ``dampening > 0``) and torch's
 AdamW(amsgrad) keeps the maximum of the *raw* second moment and corrects it
 with the current step's bias correction. These primitives mirror torch.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
@@ -20,8 +21,15 @@ from ._tree import cpu_fence, safe_increment, state_dtype, state_zeros, tree_any
 from ._weight_decay import l2_decayed
 
 __all__ = [
-    'TorchMomentumState', 'scale_by_torch_momentum', 'ScaleByAdamState', 'scale_by_adam', 'tree_zeros_like',
-    'rms_clip_factor', 'with_state_dtype', 'moments_init', 'adam_moments',
+    'TorchMomentumState',
+    'scale_by_torch_momentum',
+    'ScaleByAdamState',
+    'scale_by_adam',
+    'tree_zeros_like',
+    'rms_clip_factor',
+    'with_state_dtype',
+    'moments_init',
+    'adam_moments',
 ]
 
 
@@ -41,8 +49,12 @@ def moments_init(state_cls: Any, mu_dtype: Optional[Any] = None, nu_dtype: Optio
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
 
     def init_fn(params):
-        return state_cls(count=jnp.zeros([], jnp.int32), exp_avg=tree_zeros_like(params, mu_dtype),
-                         exp_avg_sq=tree_zeros_like(params, nu_dtype), **{k: f(params) for k, f in extra.items()})
+        return state_cls(
+            count=jnp.zeros([], jnp.int32),
+            exp_avg=tree_zeros_like(params, mu_dtype),
+            exp_avg_sq=tree_zeros_like(params, nu_dtype),
+            **{k: f(params) for k, f in extra.items()},
+        )
 
     return init_fn
 
@@ -53,10 +65,10 @@ def adam_moments(updates: Any, exp_avg: Any, exp_avg_sq: Any, b1: Any, b2: Any) 
     Computed in each leaf's compute dtype (float32 for low-precision leaves) and stored back in the
     buffers' own dtypes.
     """
-    mu = jax.tree.map(
-        lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, exp_avg)
+    mu = jax.tree.map(lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, exp_avg)
     nu = jax.tree.map(
-        lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype), updates, exp_avg_sq)
+        lambda g, v: (b2 * upcast(v) + (1.0 - b2) * jnp.square(upcast(g))).astype(v.dtype), updates, exp_avg_sq
+    )
     return mu, nu
 
 
@@ -81,7 +93,8 @@ def with_state_dtype(inner: optax.GradientTransformation) -> optax.GradientTrans
 
     def update_fn(updates, state, params=None, **extra_args):
         out, new_state = inner.update(
-            _to_state_dtype(updates), state, None if params is None else _to_state_dtype(params), **extra_args)
+            _to_state_dtype(updates), state, None if params is None else _to_state_dtype(params), **extra_args
+        )
         return jax.tree.map(lambda o, g: o.astype(g.dtype), out, updates), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -93,10 +106,10 @@ class TorchMomentumState(NamedTuple):
 
 
 def scale_by_torch_momentum(
-        momentum: float = 0.9,
-        dampening: float = 0.0,
-        nesterov: bool = False,
-        weight_decay: Any = 0.0,
+    momentum: float = 0.9,
+    dampening: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: Any = 0.0,
 ) -> optax.GradientTransformation:
     """torch.optim.SGD's momentum: ``b <- m*b + (1-d)*g`` (``b <- g`` on the first step); nesterov ``g + m*b``.
 
@@ -114,7 +127,8 @@ def scale_by_torch_momentum(
             return updates
         if params is None:
             raise ValueError(
-                'scale_by_torch_momentum with weight_decay needs params: call update(grads, state, params)')
+                'scale_by_torch_momentum with weight_decay needs params: call update(grads, state, params)'
+            )
         return l2_decayed(updates, params, weight_decay)
 
     def update_fn(updates, state, params=None):
@@ -137,7 +151,8 @@ def scale_by_torch_momentum(
                 # the buffer is final before g + wd*p is recomputed for the direction (no shared temporary)
                 bufs, updates, params = cpu_fence((bufs, updates, params))
             out = jax.tree.map(
-                lambda g, b: (upcast(g) + momentum * upcast(b)).astype(g.dtype), decayed(updates, params), bufs)
+                lambda g, b: (upcast(g) + momentum * upcast(b)).astype(g.dtype), decayed(updates, params), bufs
+            )
         else:  # the buffer itself, in the update's dtype (a float16 leaf keeps a float32 buffer)
             out = jax.tree.map(lambda g, b: b.astype(g.dtype), updates, bufs)
         return out, TorchMomentumState(count=safe_increment(state.count), momentum_buffer=bufs)
@@ -164,15 +179,15 @@ class ScaleByAdamState(NamedTuple):
 
 
 def scale_by_adam(
-        b1: float = 0.9,
-        b2: float = 0.999,
-        eps: float = 1e-8,
-        amsgrad: bool = False,
-        *,
-        nesterov: bool = False,
-        clipping_threshold: Optional[float] = None,
-        mu_dtype: Optional[Any] = None,
-        nu_dtype: Optional[Any] = None,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    amsgrad: bool = False,
+    *,
+    nesterov: bool = False,
+    clipping_threshold: Optional[float] = None,
+    mu_dtype: Optional[Any] = None,
+    nu_dtype: Optional[Any] = None,
 ) -> optax.GradientTransformation:
     """Adam's direction as torch computes it (Kingma & Ba, 2014, arXiv:1412.6980).
 
@@ -191,8 +206,12 @@ def scale_by_adam(
     float32 for float16); the arithmetic is float32 or wider whatever they are.
     """
     nu_dtype = resolve_dtype('nu_dtype', nu_dtype)
-    init_fn = moments_init(ScaleByAdamState, mu_dtype, nu_dtype,
-                           max_exp_avg_sq=lambda params: tree_zeros_like(params, nu_dtype) if amsgrad else None)
+    init_fn = moments_init(
+        ScaleByAdamState,
+        mu_dtype,
+        nu_dtype,
+        max_exp_avg_sq=lambda params: tree_zeros_like(params, nu_dtype) if amsgrad else None,
+    )
 
     def update_fn(updates, state, params=None):
         del params
@@ -202,10 +221,13 @@ def scale_by_adam(
         bc2_sqrt = jnp.sqrt(one_minus_pow(b2, t))
         # low-precision leaves are computed in float32 and stored back in their own dtype, as timm does
         mu = jax.tree.map(
-            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg)
+            lambda g, m: (upcast(m) + (1.0 - b1) * (upcast(g) - upcast(m))).astype(m.dtype), updates, state.exp_avg
+        )
         nu = jax.tree.map(
-            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * upcast(g) * upcast(g)).astype(v.dtype), updates,
-            state.exp_avg_sq)
+            lambda g, v: (b2 * upcast(v) + (1.0 - b2) * upcast(g) * upcast(g)).astype(v.dtype),
+            updates,
+            state.exp_avg_sq,
+        )
         vmax = jax.tree.map(jnp.maximum, state.max_exp_avg_sq, nu) if amsgrad else None
         denom_base = vmax if amsgrad else nu
 

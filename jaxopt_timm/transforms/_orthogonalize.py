@@ -15,6 +15,7 @@ kernels become matrices ('flatten' or one per tap), the lr factor each matrix sh
 (``adjust_lr_fn``), and one Newton–Schulz call per distinct matrix shape, batched over the tensors that
 share it (so a model's many equal blocks cost one iteration).
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,13 @@ import numpy as np
 from jaxopt_timm.transforms._tree import cpu_fence
 
 __all__ = [
-    'NS_COEFFICIENTS', 'resolve_ns_coefficients', 'ns_coefficient_sequence', 'orthogonalize_via_newton_schulz',
-    'orthogonalizable_shape', 'orthogonalize_tensors', 'muon_lr_adjustment',
+    'NS_COEFFICIENTS',
+    'resolve_ns_coefficients',
+    'ns_coefficient_sequence',
+    'orthogonalize_via_newton_schulz',
+    'orthogonalizable_shape',
+    'orthogonalize_tensors',
+    'muon_lr_adjustment',
 ]
 
 Coefficients = Tuple[Tuple[float, float, float], ...]
@@ -79,14 +85,16 @@ def resolve_ns_coefficients(value: Any, name: str = 'ns_coefficients') -> Coeffi
     """A preset name, one ``(a, b, c)`` triple or a sequence of triples, as a tuple of float triples."""
     if isinstance(value, str):
         if value not in NS_COEFFICIENTS:
-            raise ValueError(f'Invalid {name}: {value!r}, expected one of {sorted(NS_COEFFICIENTS)} or (a, b, c) '
-                             'triples')
+            raise ValueError(
+                f'Invalid {name}: {value!r}, expected one of {sorted(NS_COEFFICIENTS)} or (a, b, c) triples'
+            )
         return NS_COEFFICIENTS[value]
     if _is_seq(value) and len(value) == 3 and all(_is_real(v) for v in value):
         value = [value]
     if not _is_seq(value) or not value:
-        raise ValueError(f'Invalid {name}: {value!r}, expected a preset name, an (a, b, c) triple or a non-empty '
-                         'sequence of triples')
+        raise ValueError(
+            f'Invalid {name}: {value!r}, expected a preset name, an (a, b, c) triple or a non-empty sequence of triples'
+        )
     out = []
     for item in value:
         if not (_is_seq(item) and len(item) == 3 and all(_is_real(v) for v in item)):
@@ -118,13 +126,13 @@ def _fused_mm(alpha: float, a: jax.Array, b: jax.Array, beta: float, c: Any, dty
 
 
 def orthogonalize_via_newton_schulz(
-        g: jax.Array,
-        steps: int = 5,
-        coefficients: Any = 'quintic',
-        eps: float = 1e-7,
-        safety_factor: float = 1.0,
-        dtype: Any = jnp.bfloat16,
-        scale_eps: bool = False,
+    g: jax.Array,
+    steps: int = 5,
+    coefficients: Any = 'quintic',
+    eps: float = 1e-7,
+    safety_factor: float = 1.0,
+    dtype: Any = jnp.bfloat16,
+    scale_eps: bool = False,
 ) -> jax.Array:
     r"""Approximate the polar factor :math:`UV^\top` of ``g = U S V^\top`` (batched over leading dims), in ``dtype``.
 
@@ -184,7 +192,8 @@ def orthogonalize_via_newton_schulz(
 
 # ---- timm Muon's view of a tensor as matrices (on its torch layout: Linear (out, in), conv (O, I, *k)) ----
 
-def orthogonalizable_shape(shape: Sequence[int], min_dim_size: int = 4, max_aspect_ratio: float = 128.) -> bool:
+
+def orthogonalizable_shape(shape: Sequence[int], min_dim_size: int = 4, max_aspect_ratio: float = 128.0) -> bool:
     """timm's shape rule on a torch-layout shape: a matrix (after flattening trailing dims) that is not degenerate."""
     if len(shape) < 2 or sum(1 for s in shape if s > 1) < 2:
         return False
@@ -233,8 +242,11 @@ def orthogonalize_tensors(tensors: Sequence[jax.Array], conv_mode: str, *args: A
 
 
 def muon_lr_adjustment(
-        shape: Tuple[int, ...], adjust_lr_fn: Optional[str], algo: str, conv_mode: str = 'flatten',
-        normalize_spatial: bool = True,
+    shape: Tuple[int, ...],
+    adjust_lr_fn: Optional[str],
+    algo: str,
+    conv_mode: str = 'flatten',
+    normalize_spatial: bool = True,
 ) -> Tuple[float, bool]:
     """timm's lr multiplier for a torch-layout tensor of ``shape`` (from its matrix-batch shape, and
     ``prod(kernel) ** -0.5`` for batched kernels with ``normalize_spatial``), and whether AdaMuon RMS-normalises."""
@@ -261,7 +273,7 @@ def _matrix_lr_adjustment(mat_shape: Tuple[int, ...], adjust_lr_fn: Optional[str
             return 0.2 * math.prod(mat_shape) ** 0.5, True
         if adjust_lr_fn == 'rms_to_rms':
             return (out_chs / in_chs) ** 0.5, False
-        return in_chs ** -0.5, False  # rsqrt_in
+        return in_chs**-0.5, False  # rsqrt_in
     if adjust_lr_fn == 'original':
         return max(1, out_chs / in_chs) ** 0.5, False
     if adjust_lr_fn == 'match_rms_adamw':

@@ -1,4 +1,5 @@
 """Run an elementwise optimizer over leaves packed into a few flat buffers (many-small-leaf trees)."""
+
 from __future__ import annotations
 
 from typing import Any, List, Optional
@@ -12,8 +13,7 @@ from .._validate import check_range
 __all__ = ['packed', 'pack_groups', 'stacked', 'stack_groups']
 
 
-def pack_groups(leaves: List[Any], leaves_per_buffer: int = 32,
-                max_leaf_size: Optional[int] = None) -> List[List[int]]:
+def pack_groups(leaves: List[Any], leaves_per_buffer: int = 32, max_leaf_size: Optional[int] = None) -> List[List[int]]:
     """Indices of ``leaves`` grouped into buffers: one dtype per buffer, at most ``leaves_per_buffer`` each.
 
     Leaves keep their tree order within a dtype; a leaf larger than ``max_leaf_size`` elements gets a
@@ -26,13 +26,15 @@ def pack_groups(leaves: List[Any], leaves_per_buffer: int = 32,
             singles.append([i])
         else:
             by_dtype.setdefault(jnp.dtype(x.dtype), []).append(i)
-    groups = [idx[k:k + leaves_per_buffer] for idx in by_dtype.values()
-              for k in range(0, len(idx), leaves_per_buffer)]
+    groups = [
+        idx[k : k + leaves_per_buffer] for idx in by_dtype.values() for k in range(0, len(idx), leaves_per_buffer)
+    ]
     return sorted(groups + singles)
 
 
-def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
-           max_leaf_size: Optional[int] = None) -> optax.GradientTransformationExtraArgs:
+def packed(
+    inner: optax.GradientTransformation, leaves_per_buffer: int = 32, max_leaf_size: Optional[int] = None
+) -> optax.GradientTransformationExtraArgs:
     """``inner`` applied to a few flat buffers, each the concatenation of up to ``leaves_per_buffer`` leaves.
 
     For trees of many small leaves, where XLA:CPU's per-kernel cost dominates both the step and its
@@ -110,27 +112,28 @@ def packed(inner: optax.GradientTransformation, leaves_per_buffer: int = 32,
             offset = 0
             for i in g:
                 x = leaves[i]
-                out[i] = buf[offset:offset + x.size].reshape(x.shape).astype(x.dtype)
+                out[i] = buf[offset : offset + x.size].reshape(x.shape).astype(x.dtype)
                 offset += x.size
         return jax.tree.unflatten(treedef, out), state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def stack_groups(leaves: List[Any], leaves_per_buffer: int = 32,
-                 labels: Optional[List[Any]] = None) -> List[List[int]]:
+def stack_groups(leaves: List[Any], leaves_per_buffer: int = 32, labels: Optional[List[Any]] = None) -> List[List[int]]:
     """Indices of ``leaves`` grouped into stacks: one shape and dtype (and label, if given) per stack, at most
     ``leaves_per_buffer`` each."""
     by_kind: dict = {}
     for i, x in enumerate(leaves):
         key = (tuple(x.shape), jnp.dtype(x.dtype)) + (() if labels is None else (labels[i],))
         by_kind.setdefault(key, []).append(i)
-    return sorted(idx[k:k + leaves_per_buffer] for idx in by_kind.values()
-                  for k in range(0, len(idx), leaves_per_buffer))
+    return sorted(
+        idx[k : k + leaves_per_buffer] for idx in by_kind.values() for k in range(0, len(idx), leaves_per_buffer)
+    )
 
 
-def stacked(inner: Any, leaves_per_buffer: int = 32,
-            front: Optional[optax.GradientTransformation] = None, labels: Any = None) -> optax.GradientTransformation:
+def stacked(
+    inner: Any, leaves_per_buffer: int = 32, front: Optional[optax.GradientTransformation] = None, labels: Any = None
+) -> optax.GradientTransformation:
     """``inner`` applied per leaf, ``jax.vmap``-ed over stacks of up to ``leaves_per_buffer`` same-shape leaves.
 
     The exact counterpart of :func:`packed` for optimizers with per-tensor statistics (trust ratios,
@@ -211,8 +214,9 @@ def stacked(inner: Any, leaves_per_buffer: int = 32,
                 raise ValueError('stacked: params and updates must have the same leaf shapes and dtypes')
             param_stacks = stacks(param_leaves, groups)
         front_state, inner_states = state
-        update_stacks, front_state = front.update(stacks(leaves, groups), front_state,
-                                                  None if params is None else param_stacks)
+        update_stacks, front_state = front.update(
+            stacks(leaves, groups), front_state, None if params is None else param_stacks
+        )
         out: List[Any] = [None] * len(leaves)
         new_state = []
         for g, tx, u, s, p in zip(groups, txs, update_stacks, inner_states, param_stacks):

@@ -18,6 +18,7 @@ Nothing in optax does this; the branch is data dependent, so here both views
 are computed and the result selected with ``jnp.where`` (jit-safe) instead of
 timm's Python ``if`` on ``cosine_sim.max()``.
 """
+
 from __future__ import annotations
 
 import math
@@ -87,13 +88,13 @@ def _project_view(param, grad, perturb, view, eps, caution):
 
 
 def project_tangent(
-        param: jax.Array,
-        grad: jax.Array,
-        perturb: jax.Array,
-        delta: float,
-        wd_ratio: float,
-        eps: float,
-        caution: bool = False,
+    param: jax.Array,
+    grad: jax.Array,
+    perturb: jax.Array,
+    delta: float,
+    wd_ratio: float,
+    eps: float,
+    caution: bool = False,
 ) -> Tuple[jax.Array, jax.Array]:
     """One leaf: ``(projected update, weight-decay multiplier)`` exactly as timm's ``adamp.projection``.
 
@@ -114,12 +115,13 @@ def project_tangent(
     return out, wd
 
 
-def tree_project_tangent(params: Any, grads: Any, perturbs: Any, delta: float, wd_ratio: float, eps: float,
-                         caution: bool = False) -> Tuple[Any, Any]:
+def tree_project_tangent(
+    params: Any, grads: Any, perturbs: Any, delta: float, wd_ratio: float, eps: float, caution: bool = False
+) -> Tuple[Any, Any]:
     """:func:`project_tangent` over a tree: returns ``(projected updates, per-leaf wd multipliers)``."""
     pairs = jax.tree.map(
-        lambda p, g, u: project_tangent(p, g, u, delta, wd_ratio, eps, caution), params, grads, perturbs)
+        lambda p, g, u: project_tangent(p, g, u, delta, wd_ratio, eps, caution), params, grads, perturbs
+    )
     treedef = jax.tree.structure(params)
     flat = treedef.flatten_up_to(pairs)
-    return (jax.tree.unflatten(treedef, [x[0] for x in flat]),
-            jax.tree.unflatten(treedef, [x[1] for x in flat]))
+    return (jax.tree.unflatten(treedef, [x[0] for x in flat]), jax.tree.unflatten(treedef, [x[1] for x in flat]))

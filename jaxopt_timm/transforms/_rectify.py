@@ -20,6 +20,7 @@ relative precision at every step (``expm1`` for ``1 - beta^t``, and a series
 for the cancelling part of ``rho_t``), which keeps the jitted update within
 float32 rounding of timm's double-precision scalars.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,12 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    'one_minus_pow', 'pow_bias_correction', 'sma_length', 'rectification', 'RectifiedStepSize', 'rectified_step_size',
+    'one_minus_pow',
+    'pow_bias_correction',
+    'sma_length',
+    'rectification',
+    'RectifiedStepSize',
+    'rectified_step_size',
 ]
 
 
@@ -79,7 +85,7 @@ def sma_length(t: jax.Array, b2: Any) -> jax.Array:
     if not _is_concrete(b2):
         b2 = jnp.asarray(b2, jnp.float32)
         rho_inf = 2.0 / (1.0 - b2) - 1.0
-        b2_t = b2 ** t
+        b2_t = b2**t
         return rho_inf - 2.0 * t * b2_t / (1.0 - b2_t)
     b2 = float(b2)
     rho_inf = 2.0 / (1.0 - b2) - 1.0
@@ -90,8 +96,11 @@ def sma_length(t: jax.Array, b2: Any) -> jax.Array:
     y = t * jnp.asarray(neg_log, jnp.float32)
     small = y < 1.0
     y_small = jnp.where(small, y, jnp.zeros_like(y))
-    near = jnp.asarray(rho_inf - two_over_l, jnp.float32) + t - jnp.asarray(two_over_l, jnp.float32) * _expm1_remainder(
-        y_small)
+    near = (
+        jnp.asarray(rho_inf - two_over_l, jnp.float32)
+        + t
+        - jnp.asarray(two_over_l, jnp.float32) * _expm1_remainder(y_small)
+    )
     y_large = jnp.where(small, jnp.ones_like(y), y)
     far = jnp.asarray(rho_inf, jnp.float32) - 2.0 * t / jnp.expm1(y_large)
     return jnp.where(small, near, far)
@@ -122,18 +131,19 @@ class RectifiedStepSize(NamedTuple):
         adaptive_step: ``r_t sqrt(1 - beta2^t) / (1 - beta1^t)``, multiplies ``m / (sqrt(v) + eps)``.
         sgd_step: ``1 / (1 - beta1^t)``, multiplies ``m`` otherwise.
     """
+
     adaptive: jax.Array
     adaptive_step: jax.Array
     sgd_step: jax.Array
 
 
 def rectified_step_size(
-        t: jax.Array,
-        b1: Any,
-        b2: Any,
-        *,
-        threshold: float = 5.0,
-        inclusive: bool = True,
+    t: jax.Array,
+    b1: Any,
+    b2: Any,
+    *,
+    threshold: float = 5.0,
+    inclusive: bool = True,
 ) -> RectifiedStepSize:
     """RAdam's step-size scalars at float32 step ``t >= 1``.
 

@@ -7,6 +7,7 @@ and a traced one is rejected with a message naming the fix instead of failing de
 A concrete JAX array is rejected too: ``inject_hyperparams`` passes its numbers to the alias as arrays at
 ``init``, so the refusal comes at ``init`` rather than at the first (jitted) ``update``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,4 +27,5 @@ def require_static(alias: str, decides: str, **values: Any) -> None:
             f'Invalid {", ".join(arrays)}: a JAX array (traced by optax.inject_hyperparams); '
             f'{"it decides" if len(arrays) == 1 else "they decide"} {decides}, so pass '
             f'{"it" if len(arrays) == 1 else "them"} as Python numbers (static arguments: '
-            f'optax.inject_hyperparams({alias}, static_args={arrays!r}))')
+            f'optax.inject_hyperparams({alias}, static_args={arrays!r}))'
+        )

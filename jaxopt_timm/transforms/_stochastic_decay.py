@@ -4,6 +4,7 @@ Each step each leaf decays by ``2 u * wd`` with ``u ~ U[0, 1)`` drawn per leaf (
 ``wd``. timm draws ``u`` from Python's ``random``; here it comes from a ``jax.random`` key kept in the
 state, so runs are reproducible from ``seed`` but not bit-equal to timm's.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Optional
@@ -29,8 +30,13 @@ def _uniform(key: jax.Array) -> jax.Array:
 
 
 def add_stochastic_weight_decay(
-        weight_decay: Any, learning_rate: Any, lr_scale: Any = None, max_lr: Optional[float] = None, *,
-        seed: int = 0, draw_uniform: Optional[Callable[[jax.Array], jax.Array]] = None,
+    weight_decay: Any,
+    learning_rate: Any,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    *,
+    seed: int = 0,
+    draw_uniform: Optional[Callable[[jax.Array], jax.Array]] = None,
 ) -> optax.GradientTransformation:
     """Runs after the lr scaling: ``u <- u - c * (2 u wd) * p`` per leaf, ``u`` drawn fresh each step.
 

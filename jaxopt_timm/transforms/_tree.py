@@ -6,6 +6,7 @@ Primitives accept either a scalar or such a tree wherever a hyperparameter can
 differ between groups; the values are plain constants folded into the jitted
 update, so nothing is re-derived from names inside ``update``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,18 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    'is_scalar', 'leaf_values', 'tree_any_nonzero', 'safe_increment', 'compute_dtype', 'upcast', 'state_dtype',
-    'state_zeros', 'cpu_fence', 'require_params', 'tree_unzip', 'is_params_placeholder',
+    'is_scalar',
+    'leaf_values',
+    'tree_any_nonzero',
+    'safe_increment',
+    'compute_dtype',
+    'upcast',
+    'state_dtype',
+    'state_zeros',
+    'cpu_fence',
+    'require_params',
+    'tree_unzip',
+    'is_params_placeholder',
     'per_leaf_stats',
 ]
 

@@ -24,6 +24,7 @@ leaf. timm differs in four ways, all mirrored here:
 
 In all cases the ratio is 1 where either norm is zero.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
@@ -47,12 +48,12 @@ def _norm(x: jax.Array) -> jax.Array:
 
 
 def trust_ratio(
-        w_norm: jax.Array,
-        u_norm: jax.Array,
-        *,
-        trust_coeff: Any = 1.0,
-        eps: Any = 0.0,
-        extra_denom: Any = 0.0,
+    w_norm: jax.Array,
+    u_norm: jax.Array,
+    *,
+    trust_coeff: Any = 1.0,
+    eps: Any = 0.0,
+    extra_denom: Any = 0.0,
 ) -> jax.Array:
     """``trust_coeff * w_norm / (u_norm + extra_denom + eps)``, and 1 where ``w_norm`` or ``u_norm`` is zero."""
     ratio = trust_coeff * w_norm / (u_norm + extra_denom + eps)
@@ -69,9 +70,19 @@ def _adapts(wd: Any, always_adapt: bool) -> Any:
     return bool(wd != 0)
 
 
-def lamb_leaf_ratio(u: jax.Array, p: jax.Array, wd: Any, lr: Any, *, trust_coeff: Any = 1.0, eps: Any = 0.0,
-                    trust_clip: bool = False, always_adapt: bool = False, decoupled_decay: bool = False,
-                    max_lr: Optional[float] = None) -> Optional[jax.Array]:
+def lamb_leaf_ratio(
+    u: jax.Array,
+    p: jax.Array,
+    wd: Any,
+    lr: Any,
+    *,
+    trust_coeff: Any = 1.0,
+    eps: Any = 0.0,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    decoupled_decay: bool = False,
+    max_lr: Optional[float] = None,
+) -> Optional[jax.Array]:
     """One leaf's LAMB ratio ``||w|| / ||u||`` (see :func:`scale_by_trust_ratio`); None where the leaf never adapts."""
     if _adapts(wd, always_adapt) is False:
         return None
@@ -97,17 +108,17 @@ class ScaleByTrustRatioState(NamedTuple):
 
 
 def scale_by_trust_ratio(
-        weight_decay: Any = 0.0,
-        *,
-        form: str = 'lamb',
-        trust_coeff: Any = 1.0,
-        eps: Any = 0.0,
-        trust_clip: bool = False,
-        always_adapt: bool = False,
-        learning_rate: Optional[LearningRate] = None,
-        lr_scale: Any = None,
-        decoupled_decay: bool = False,
-        max_lr: Optional[float] = None,
+    weight_decay: Any = 0.0,
+    *,
+    form: str = 'lamb',
+    trust_coeff: Any = 1.0,
+    eps: Any = 0.0,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    learning_rate: Optional[LearningRate] = None,
+    lr_scale: Any = None,
+    decoupled_decay: bool = False,
+    max_lr: Optional[float] = None,
 ) -> optax.GradientTransformation:
     """Scale each leaf's update by timm's layer-wise trust ratio (LAMB or LARS form).
 
@@ -147,7 +158,8 @@ def scale_by_trust_ratio(
     if needs_lr and learning_rate is None:
         raise ValueError(
             'Invalid learning_rate: None; LARC clipping and decoupled-decay LAMB ratios need the group lr, '
-            'expected a float >= 0 or a schedule')
+            'expected a float >= 0 or a schedule'
+        )
 
     def init_fn(params):
         del params
@@ -163,8 +175,18 @@ def scale_by_trust_ratio(
             lrs = jax.tree.map(lambda _: None, updates)
 
         def lamb_leaf(u, p, wd, lr):
-            ratio = lamb_leaf_ratio(u, p, wd, lr, trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
-                                    always_adapt=always_adapt, decoupled_decay=decoupled_decay, max_lr=max_lr)
+            ratio = lamb_leaf_ratio(
+                u,
+                p,
+                wd,
+                lr,
+                trust_coeff=trust_coeff,
+                eps=eps,
+                trust_clip=trust_clip,
+                always_adapt=always_adapt,
+                decoupled_decay=decoupled_decay,
+                max_lr=max_lr,
+            )
             return apply_leaf_ratio(u, ratio, wd, always_adapt)
 
         def lars_leaf(g, p, wd, lr):
@@ -181,7 +203,12 @@ def scale_by_trust_ratio(
         leaf_fn = lamb_leaf if form == 'lamb' else lars_leaf
         updates = jax.tree.map(
             lambda u, p, wd, lr: None if u is None else leaf_fn(u, p, wd, lr),
-            updates, params, wds, lrs, is_leaf=lambda x: x is None)
+            updates,
+            params,
+            wds,
+            lrs,
+            is_leaf=lambda x: x is None,
+        )
         return updates, ScaleByTrustRatioState(count=safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)

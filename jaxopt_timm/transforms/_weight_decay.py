@@ -7,6 +7,7 @@ corrected decay (``p *= 1 - wd * lr**2 / max_lr``, arXiv:2506.02285), and every
 form uses the *group* lr (with its layer-decay ``lr_scale``). The decoupled
 primitive here therefore runs *after* the lr scaling, with its own lr.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional
@@ -20,8 +21,14 @@ from ._lr import LearningRate, leaf_lrs
 from ._tree import leaf_values, require_params, safe_increment, tree_any_nonzero
 
 __all__ = [
-    'add_l2_weight_decay', 'AddDecoupledWeightDecayState', 'add_decoupled_weight_decay', 'decoupled_decay_factor',
-    'l2_leaf', 'l2_decayed', 'FoldedL2', 'folded_l2',
+    'add_l2_weight_decay',
+    'AddDecoupledWeightDecayState',
+    'add_decoupled_weight_decay',
+    'decoupled_decay_factor',
+    'l2_leaf',
+    'l2_decayed',
+    'FoldedL2',
+    'folded_l2',
 ]
 
 
@@ -42,6 +49,7 @@ def l2_decayed(updates: Any, params: Any, weight_decay: Any) -> Any:
 
 class FoldedL2(NamedTuple):
     """What a direction that folds torch's L2 term in needs per leaf (see :func:`folded_l2`)."""
+
     on: bool  # any non-zero weight decay (a traced one counts)
     params: Any  # the params, or a tree of None when off (nothing of them is read)
     wds: Any  # per-leaf weight decays
@@ -96,12 +104,12 @@ class AddDecoupledWeightDecayState(NamedTuple):
 
 
 def add_decoupled_weight_decay(
-        weight_decay: Any,
-        learning_rate: Optional[LearningRate] = None,
-        lr_scale: Any = None,
-        max_lr: Optional[float] = None,
-        *,
-        order: str = 'pre',
+    weight_decay: Any,
+    learning_rate: Optional[LearningRate] = None,
+    lr_scale: Any = None,
+    max_lr: Optional[float] = None,
+    *,
+    order: str = 'pre',
 ) -> optax.GradientTransformation:
     """Decoupled weight decay applied after the lr scaling: ``u <- u - c * wd * p``.
 
